@@ -1,0 +1,1 @@
+"""The `aidsafe` command line."""

@@ -1,0 +1,29 @@
+"""`aidsafe` entry point: each subcommand lives in its own module and registers itself here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS: list[str] = []
+"""Modules of `cli` that define `register(subparsers)`; each adds one subcommand."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="aidsafe", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        importlib.import_module(f"cli.{module}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

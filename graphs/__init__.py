@@ -1,0 +1,1 @@
+"""Graph wiring only: the agents live in `nodes/`, the schemas in `state/`."""

@@ -1,0 +1,88 @@
+"""The AIDSAFE deliberation graph: initializer, N deliberators in turn, termination check, refiner.
+
+    initializer -> deliberator_1 -> ... -> deliberator_N -> termination_check -+-> refiner -> END
+                        ^                                                      |
+                        +---------------------- next round --------------------+
+
+Each deliberator is its own node so Studio and traces show every agent's turn. An agent that
+gives up writes `error` and the sample ends there instead of raising.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from nodes import initializer, refiner, termination
+from nodes.agent import agent_node
+from nodes.context import Context, Role
+from nodes.deliberator import deliberator, node_name
+from nodes.llm import ModelProvider
+from state.deliberation import DeliberationInput, DeliberationOutput, DeliberationState
+
+GRAPH_NAME = "aidsafe_deliberation"
+
+
+def as_provider(model: BaseChatModel | ModelProvider | None) -> ModelProvider | None:
+    """Accept one chat model for every role, or a `(role, context) -> model` function."""
+    if isinstance(model, BaseChatModel):
+        return lambda _role, _ctx: model
+    return model
+
+
+def _unless_error(next_node: str) -> Callable[[dict[str, Any]], str]:
+    def route(state: dict[str, Any]) -> str:
+        return END if state.get("error") else next_node
+
+    return route
+
+
+def _after_termination_check(state: dict[str, Any]) -> str:
+    return refiner.NAME if state.get("stop_reason") else node_name(1)
+
+
+def build_graph(
+    n_deliberators: int = 2,
+    *,
+    model: BaseChatModel | ModelProvider | None = None,
+    checkpointer: Checkpointer = None,
+    name: str = GRAPH_NAME,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the deliberation graph with `n_deliberators` agents taking turns each round.
+
+    `model` replaces the default `ChatOpenAI` client (any LangChain chat model, or a function of
+    role and context); configuration otherwise comes from the run's context.
+    """
+    if n_deliberators < 1:
+        raise ValueError("n_deliberators must be at least 1")
+    provider = as_provider(model)
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
+        DeliberationState, context_schema=Context, input_schema=DeliberationInput, output_schema=DeliberationOutput
+    )
+
+    def add_agent(node: str, logic: Any, role: Role, **metadata: Any) -> None:
+        builder.add_node(node, agent_node(node, logic, provider), metadata={"agent_role": role, **metadata})
+
+    add_agent(initializer.NAME, initializer.initialize, "initializer")
+    for index in range(1, n_deliberators + 1):
+        add_agent(node_name(index), deliberator(index, n_deliberators), "deliberator", agent_index=index)
+    builder.add_node(termination.NAME, termination.termination_check, metadata={"agent_role": "termination"})
+    add_agent(refiner.NAME, refiner.refine, "refiner")
+
+    builder.add_edge(START, initializer.NAME)
+    builder.add_conditional_edges(initializer.NAME, _unless_error(node_name(1)), [node_name(1), END])
+    for index in range(1, n_deliberators + 1):
+        following = node_name(index + 1) if index < n_deliberators else termination.NAME
+        builder.add_conditional_edges(node_name(index), _unless_error(following), [following, END])
+    builder.add_conditional_edges(termination.NAME, _after_termination_check, [refiner.NAME, node_name(1)])
+    builder.add_edge(refiner.NAME, END)
+    return builder.compile(checkpointer=checkpointer, name=name)
+
+
+graph = build_graph()
+"""Two deliberators, no checkpointer: what `langgraph.json`, Studio and LangServe load."""

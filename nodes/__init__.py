@@ -1,0 +1,1 @@
+"""The AIDSAFE agents: one module per agent, its prompt template beside it."""

@@ -1,0 +1,143 @@
+"""What every agent node shares: its prompt templates, the shared system prefix, and the driver.
+
+An agent's logic is a generator: it yields `Ask`s (a role, an answer schema and the messages) and
+receives validated answers, then returns its state update. The driver does the model calls, sync
+or async, adds up token usage, and turns an agent that gives up into a clear `error` in the state
+so one bad sample ends cleanly instead of crashing a batch.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.runtime import get_runtime
+from pydantic import BaseModel
+
+from nodes.context import Context, Role, resolve_context
+from nodes.llm import AgentFailure, ModelProvider, StructuredCall, openai_compatible_model
+from policies import PolicyFileError, PolicySet, load_policies
+from state.deliberation import Thought, add_usage
+
+PROMPTS_DIR = Path(__file__).parent
+
+
+@cache
+def template(name: str) -> string.Template:
+    """A prompt template beside its node: `nodes/<name>.md`, `$placeholders`."""
+    return string.Template((PROMPTS_DIR / f"{name}.md").read_text(encoding="utf-8"))
+
+
+def system_message(policies: PolicySet) -> SystemMessage:
+    """Identical for every agent and round, so servers with prefix caching reuse it."""
+    return SystemMessage(content=template("system").substitute(policies=policies.render()))
+
+
+def messages(policies: PolicySet, task: str, **values: Any) -> list[BaseMessage]:
+    return [system_message(policies), HumanMessage(content=template(task).substitute(**values))]
+
+
+def render_thoughts(thoughts: list[Thought]) -> str:
+    if not thoughts:
+        return "(none yet)"
+    return "\n".join(
+        f"{t['id']}. [{t['agent']}, round {t['round']}; {', '.join(t['policy_ids']) or 'no policy'}] {t['text']}"
+        for t in thoughts
+    )
+
+
+def policy_enum_schema(schema_cls: type[BaseModel], policy_ids: list[str]) -> dict[str, Any]:
+    """The answer's JSON schema with every `policy_ids` list limited to the set's ids.
+
+    Servers that constrain decoding then cannot cite a policy that does not exist.
+    """
+    schema = schema_cls.model_json_schema()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if "policy_ids" in node.get("properties", {}):
+                node["properties"]["policy_ids"]["items"] = {"type": "string", "enum": policy_ids}
+            for child in node.values():
+                visit(child)
+        elif isinstance(node, list):
+            for child in node:
+                visit(child)
+
+    visit(schema)
+    return schema
+
+
+@dataclass
+class Ask:
+    role: Role
+    schema: type[BaseModel]
+    messages: list[BaseMessage]
+    policies: PolicySet
+    extra_validation: Mapping[str, Any] = field(default_factory=dict)
+
+
+AgentLogic = Callable[[dict[str, Any], Context, PolicySet], Generator[Ask, BaseModel, dict[str, Any]]]
+
+
+def _structured_call(ask: Ask, ctx: Context, provider: ModelProvider) -> StructuredCall:
+    return StructuredCall(
+        provider(ask.role, ctx),
+        ask.schema,
+        ctx,
+        base_url=ctx.base_url_for(ask.role),
+        json_schema=policy_enum_schema(ask.schema, ask.policies.ids),
+        validation_context={"policy_ids": set(ask.policies.ids), **ask.extra_validation},
+    )
+
+
+def agent_node(name: str, logic: AgentLogic, provider: ModelProvider | None = None) -> RunnableLambda:
+    """Wrap an agent's logic as a graph node that runs under both `invoke` and `ainvoke`."""
+    model_provider = provider or openai_compatible_model
+
+    def start(state: dict[str, Any], config: RunnableConfig) -> tuple[Context, Generator[Ask, BaseModel, dict]]:
+        ctx = resolve_context(get_runtime().context, config)
+        return ctx, logic(state, ctx, load_policies(ctx.policy_file))
+
+    def finish(update: dict[str, Any], calls: list[StructuredCall]) -> dict[str, Any]:
+        usage = add_usage(None, None)
+        for call in calls:
+            for attempt in call.usage:
+                usage = add_usage(usage, attempt)
+        return {**update, "usage": usage}
+
+    def failed(exc: Exception, calls: list[StructuredCall]) -> dict[str, Any]:
+        return finish({"error": {"node": name, "message": str(exc)}, "stop_reason": "error"}, calls)
+
+    def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        calls: list[StructuredCall] = []
+        try:
+            ctx, steps = start(state, config)
+            ask = next(steps)
+            while True:
+                calls.append(_structured_call(ask, ctx, model_provider))
+                ask = steps.send(calls[-1].invoke(ask.messages))
+        except StopIteration as done:
+            return finish(done.value, calls)
+        except (AgentFailure, PolicyFileError) as exc:
+            return failed(exc, calls)
+
+    async def arun(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        calls: list[StructuredCall] = []
+        try:
+            ctx, steps = start(state, config)
+            ask = next(steps)
+            while True:
+                calls.append(_structured_call(ask, ctx, model_provider))
+                ask = steps.send(await calls[-1].ainvoke(ask.messages))
+        except StopIteration as done:
+            return finish(done.value, calls)
+        except (AgentFailure, PolicyFileError) as exc:
+            return failed(exc, calls)
+
+    return RunnableLambda(run, afunc=arun, name=name)

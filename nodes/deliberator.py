@@ -1,0 +1,85 @@
+"""Deliberator k of N: reviews all thoughts and the response against every policy.
+
+It adds new thoughts or corrections, may update the response, or agrees that nothing is missing.
+Repeats are dropped here too (not only asked of the model), so a turn that only repeats counts as
+adding nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from typing import Any
+
+from nodes.agent import AgentLogic, Ask, messages, render_thoughts
+from nodes.context import Context
+from policies import PolicySet
+from state.answers import DeliberatorAnswer
+from state.deliberation import Thought, Turn
+
+
+def node_name(index: int) -> str:
+    return f"deliberator_{index}"
+
+
+def _normalized(text: str) -> str:
+    return re.sub(r"\W+", " ", text).strip().lower()
+
+
+def deliberator(index: int, count: int) -> AgentLogic:
+    """The logic of deliberator `index` (1-based) of `count`."""
+    name = node_name(index)
+
+    def deliberate(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+        thoughts: list[Thought] = state["thoughts"]
+        round_number = state["rounds"] + 1
+        answer: DeliberatorAnswer = yield Ask(
+            "deliberator",
+            DeliberatorAnswer,
+            messages(
+                policies,
+                "deliberator",
+                round=round_number,
+                agent_index=index,
+                agent_count=count,
+                prompt=state["prompt"],
+                explicit="; ".join(state["intents"]["explicit"]),
+                implicit="; ".join(state["intents"]["implicit"]) or "(none)",
+                thoughts=render_thoughts(thoughts),
+                response=state["response"],
+            ),
+            policies,
+            {"thought_count": len(thoughts)},
+        )
+        seen = {_normalized(t["text"]) for t in thoughts}
+        added: list[Thought] = []
+        for draft in answer.new_thoughts:
+            key = _normalized(draft.text)
+            if key and key not in seen:
+                seen.add(key)
+                added.append(
+                    {
+                        "id": len(thoughts) + len(added),
+                        "text": draft.text,
+                        "agent": name,
+                        "round": round_number,
+                        "policy_ids": draft.policy_ids,
+                        "corrects": draft.corrects,
+                    }
+                )
+        new_response = (answer.updated_response or "").strip()
+        updated = new_response if new_response and new_response != state["response"] else None
+        turn: Turn = {
+            "round": round_number,
+            "agent": name,
+            "added_thoughts": [t["id"] for t in added],
+            "updated_response": updated,
+            "agreed": answer.agrees and not added and updated is None,
+        }
+        return {
+            "thoughts": thoughts + added,
+            "response": updated or state["response"],
+            "deliberation_log": [turn],
+        }
+
+    return deliberate

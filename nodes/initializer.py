@@ -1,0 +1,49 @@
+"""Initializer: decompose the request into intents, then seed thoughts and a first response.
+
+Two calls, as in the paper: the intents are settled before any reasoning starts, so the seed
+thoughts address both what is asked and why it may be asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from nodes.agent import Ask, messages
+from nodes.context import Context
+from policies import PolicySet
+from state.answers import IntentAnswer, SeedAnswer
+from state.deliberation import Thought
+
+NAME = "initializer"
+
+
+def initialize(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+    prompt = state["prompt"]
+    intents: IntentAnswer = yield Ask(
+        "initializer", IntentAnswer, messages(policies, "initializer_intents", prompt=prompt), policies
+    )
+    seed: SeedAnswer = yield Ask(
+        "initializer",
+        SeedAnswer,
+        messages(
+            policies,
+            "initializer_seed",
+            prompt=prompt,
+            explicit="; ".join(intents.explicit_intents),
+            implicit="; ".join(intents.implicit_intents) or "(none)",
+        ),
+        policies,
+    )
+    thoughts: list[Thought] = [
+        {"id": i, "text": d.text, "agent": NAME, "round": 0, "policy_ids": d.policy_ids, "corrects": None}
+        for i, d in enumerate(seed.thoughts)
+    ]
+    return {
+        "intents": {"explicit": intents.explicit_intents, "implicit": intents.implicit_intents},
+        "thoughts": thoughts,
+        "response": seed.response,
+        "rounds": 0,
+        "policy_set": policies.hash,
+        "error": None,
+    }

@@ -1,0 +1,46 @@
+"""Refiner: an impartial judge that removes repetitive, redundant, deceptive and
+policy-inconsistent thoughts and returns the final chain of thought and response.
+
+It names thoughts to remove by id instead of rewriting the chain, so the final CoT is exactly
+what the deliberation produced, minus what the judge removed, and every removal keeps its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from nodes.agent import Ask, messages, render_thoughts
+from nodes.context import Context
+from policies import PolicySet
+from state.answers import RefinerAnswer
+from state.deliberation import RemovedThought, Thought
+
+NAME = "refiner"
+
+
+def refine(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+    thoughts: list[Thought] = state["thoughts"]
+    answer: RefinerAnswer = yield Ask(
+        "refiner",
+        RefinerAnswer,
+        messages(
+            policies,
+            "refiner",
+            prompt=state["prompt"],
+            thoughts=render_thoughts(thoughts),
+            response=state["response"],
+        ),
+        policies,
+        {"thought_count": len(thoughts)},
+    )
+    by_id = {t["id"]: t for t in thoughts}
+    removed: list[RemovedThought] = [
+        {"thought": by_id[r.thought_id], "reason": r.reason, "explanation": r.explanation} for r in answer.removals
+    ]
+    removed_ids = {r.thought_id for r in answer.removals}
+    return {
+        "thoughts": [t for t in thoughts if t["id"] not in removed_ids],
+        "removed_thoughts": removed,
+        "response": answer.final_response,
+    }

@@ -1,0 +1,1 @@
+"""Graph states, input/output schemas and the records aidsafe writes."""
