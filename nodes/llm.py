@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
@@ -56,7 +57,15 @@ def structured_output_mode(ctx: Context, base_url: str) -> StructuredOutput:
 
 @lru_cache(maxsize=64)
 def _chat_openai(
-    model: str, base_url: str, temperature: float, max_tokens: int, timeout: float, retries: int, key_env: str
+    model: str,
+    base_url: str,
+    temperature: float,
+    max_tokens: int,
+    timeout: float,
+    retries: int,
+    key_env: str,
+    http_async_client: Any = None,
+    rate_limiter: BaseRateLimiter | None = None,
 ) -> ChatOpenAI:
     # llama.cpp ignores `max_completion_tokens` (what ChatOpenAI sends for max_tokens): without
     # `max_tokens` in the body a grammar-constrained answer can loop until the context is full.
@@ -70,11 +79,19 @@ def _chat_openai(
         timeout=timeout,
         max_retries=retries,  # the openai client backs off on timeouts, 408/409/429 and 5xx
         extra_body=extra_body,
+        http_async_client=http_async_client,
+        rate_limiter=rate_limiter,
     )
 
 
-def openai_compatible_model(role: Role, ctx: Context) -> BaseChatModel:
-    """The default provider: `ChatOpenAI` against the configured OpenAI-compatible server."""
+def openai_compatible_model(
+    role: Role, ctx: Context, *, http_async_client: Any = None, rate_limiter: BaseRateLimiter | None = None
+) -> BaseChatModel:
+    """The default provider: `ChatOpenAI` against the configured OpenAI-compatible server.
+
+    A batch passes its own `http_async_client` (e.g. `openai.DefaultAioHttpClient()`, less CPU per
+    call than httpx) and a shared `rate_limiter`.
+    """
     return _chat_openai(
         ctx.model_for(role),
         resolve_base_url(ctx.base_url_for(role)),
@@ -83,6 +100,8 @@ def openai_compatible_model(role: Role, ctx: Context) -> BaseChatModel:
         ctx.request_timeout,
         ctx.http_retries,
         API_KEY_ENV.get(role, "OPENAI_API_KEY"),
+        http_async_client,
+        rate_limiter,
     )
 
 

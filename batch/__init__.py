@@ -1,0 +1,1 @@
+"""Batch engine: read prompts, run one async function per sample with resume, write records."""

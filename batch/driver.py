@@ -1,0 +1,170 @@
+"""The driver of a batch: skips what is done, runs the rest, and is the only writer of every file.
+
+Files beside the output `out.jsonl`: `out.errors.jsonl` (what failed in the latest run: bad input
+lines and failed samples; rewritten by each run), `out.summary.json` (the run's figures) and
+`out.checkpoints.sqlite` (per-sample LangGraph checkpoints; removed once nothing is left in it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from batch.engine import GraphJob, Outcome, open_checkpointer, run_in_processes, run_inline
+from batch.inputs import InputProblem, Sample
+
+
+@dataclass
+class BatchOptions:
+    output: Path
+    concurrency: int = 1
+    rpm: float | None = None
+    workers: int = 1
+    progress: bool = True
+
+    @property
+    def errors(self) -> Path:
+        return self.output.with_suffix(".errors.jsonl")
+
+    @property
+    def summary(self) -> Path:
+        return self.output.with_suffix(".summary.json")
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.output.with_suffix(".checkpoints.sqlite")
+
+
+@dataclass
+class Summary:
+    output: str
+    errors: str
+    done: int = 0
+    """Records written by this run."""
+    failed: int = 0
+    """Samples that ended in an error (in the errors file; a re-run retries them)."""
+    resumed: int = 0
+    """Samples of this run that continued from a checkpoint of an interrupted run."""
+    skipped: int = 0
+    """Samples already in the output file from an earlier run."""
+    input_errors: int = 0
+    """Input lines or files that could not become samples."""
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    wall_seconds: float = 0.0
+    samples_per_second: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.input_errors == 0
+
+    def text(self) -> str:
+        return (
+            f"done {self.done}, failed {self.failed}, resumed {self.resumed}, skipped {self.skipped} "
+            f"(already in output), input errors {self.input_errors}\n"
+            f"LLM calls {self.llm_calls}, tokens {self.input_tokens} in / {self.output_tokens} out, "
+            f"wall time {self.wall_seconds:.1f} s ({self.samples_per_second:.2f} samples/s)\n"
+            f"output: {self.output}" + (f"\nerrors: {self.errors}" if not self.ok else "")
+        )
+
+
+def finished_ids(output: Path) -> set[str]:
+    """Ids already in the output. A last line cut off by a kill mid-write is removed first."""
+    if not output.exists():
+        return set()
+    with output.open("rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+            data = data[: data.rfind(b"\n") + 1]
+    ids = set()
+    for number, line in enumerate(data.splitlines(), start=1):
+        try:
+            ids.add(str(json.loads(line)["id"]))
+        except (ValueError, KeyError, TypeError):
+            print(f"warning: {output}:{number} is not a record; ignored", file=sys.stderr)
+    return ids
+
+
+def _write_line(handle: IO[str], data: dict[str, Any]) -> None:
+    """One write and a flush per record: a kill leaves whole lines, at most the last one cut."""
+    handle.write(json.dumps(data, ensure_ascii=False) + "\n")
+    handle.flush()
+
+
+ReadSamples = Callable[[], Iterator[Sample | InputProblem]]
+"""Reads the input from the start each time: the driver counts first (for the ETA), then runs."""
+
+
+async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
+    started = time.monotonic()
+    summary = Summary(output=str(options.output), errors=str(options.errors))
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    done_ids = finished_ids(options.output)
+    with options.errors.open("w", encoding="utf-8") as errors:
+        pending = 0
+        for item in read():
+            if isinstance(item, InputProblem):
+                summary.input_errors += 1
+                print(f"input error: {item}", file=sys.stderr)
+                _write_line(
+                    errors, {"id": item.id, "error": {"node": "input", "message": str(item)}, "prompt": item.prompt}
+                )
+            elif item.id in done_ids:
+                summary.skipped += 1
+            else:
+                pending += 1
+
+        def todo() -> Iterator[Sample]:
+            return (s for s in read() if isinstance(s, Sample) and s.id not in done_ids)
+
+        outcomes: AsyncIterator[Outcome]
+        if options.workers > 1:
+            outcomes = run_in_processes(
+                job, todo(), options.checkpoints, options.concurrency, options.rpm, options.workers
+            )
+        else:
+            outcomes = run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm)
+        bar = tqdm(total=pending, unit="sample", disable=not options.progress or pending == 0, file=sys.stderr)
+        async with open_checkpointer(options.checkpoints) as saver:
+            with options.output.open("a", encoding="utf-8") as output, bar:
+                async for outcome in outcomes:
+                    if outcome.record is not None:
+                        _write_line(output, outcome.record)
+                        summary.done += 1
+                    else:
+                        assert outcome.error is not None
+                        _write_line(errors, outcome.error)
+                        summary.failed += 1
+                        bar.write(f"failed {outcome.sample_id}: {outcome.error['error']['message']}", file=sys.stderr)
+                    if outcome.prune:
+                        await saver.adelete_thread(outcome.thread_id)
+                    summary.resumed += outcome.resumed
+                    summary.llm_calls += outcome.usage["llm_calls"]
+                    summary.input_tokens += outcome.usage["input_tokens"]
+                    summary.output_tokens += outcome.usage["output_tokens"]
+                    bar.set_postfix(failed=summary.failed, refresh=False)
+                    bar.update()
+            empty = not [c async for c in saver.alist(None, limit=1)]
+    if empty:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{options.checkpoints}{suffix}").unlink(missing_ok=True)
+    summary.wall_seconds = time.monotonic() - started
+    summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds
+    options.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def run_batch(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
+    """Run a batch to the end; Ctrl-C stops it with every finished record written and the rest
+    checkpointed, so the same command resumes."""
+    return asyncio.run(_run(job, read, options))

@@ -1,0 +1,277 @@
+"""The batch engine: one self-contained async function per sample, a driver that alone writes files.
+
+`run_sample` takes a sample and returns its outcome (a record or an error), resuming from the
+sample's own LangGraph checkpoint thread when an earlier run was interrupted. Because it needs
+nothing but the job and a checkpointer, the same function runs in this process or in worker
+processes (`workers > 1`) that share the SQLite checkpoint file and send outcomes back to the
+driver. The driver writes each record as it arrives (one line, flushed), then prunes its thread,
+so a run killed at any moment leaves a valid file and a re-run neither loses nor repeats a sample.
+
+A job (`GraphJob`) is what a subcommand plugs in: a graph builder, the run context, how a sample
+becomes graph input, and how a finished state becomes a record. `generate`, `prefer` and
+`evaluate` differ only there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import multiprocessing
+import queue
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import openai
+from aiolimiter import AsyncLimiter
+from langchain_core.language_models import BaseChatModel
+from langchain_core.rate_limiters import BaseRateLimiter
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from pydantic import BaseModel, ValidationError
+
+from batch.inputs import Sample, content_id
+from nodes.llm import openai_compatible_model
+from state.deliberation import Usage, add_usage
+
+SQLITE_BUSY_TIMEOUT = 60.0
+"""Seconds a connection waits for another process's write: worker processes share one file."""
+
+
+@dataclass(frozen=True)
+class GraphJob:
+    """What a subcommand runs over a batch. Picklable, so worker processes can rebuild the graph.
+
+    `build(checkpointer=..., model=...)` compiles the graph; `to_record(sample, final_state, job)`
+    is the record-building callback. A final state with a non-empty `error` is a failed sample.
+    `fingerprint` holds every setting that changes the result: it is part of each thread id, so a
+    changed setting never resumes from a checkpoint made with another.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    context: dict[str, Any]
+    to_input: Callable[[Sample], dict[str, Any]]
+    to_record: Callable[[Sample, dict[str, Any], GraphJob], BaseModel]
+    fingerprint: dict[str, Any]
+    model: BaseChatModel | None = None
+    """A chat model that replaces the HTTP client for every role (tests, custom providers)."""
+
+    def thread_id(self, sample: Sample) -> str:
+        key = json.dumps([self.name, self.fingerprint, sample.id, content_id(sample.prompt)], sort_keys=True)
+        return f"{self.name}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+
+@dataclass
+class Outcome:
+    """What one sample produced: a record, or an error line for the errors file."""
+
+    sample_id: str
+    thread_id: str
+    record: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    usage: Usage = field(default_factory=lambda: add_usage(None, None))
+    resumed: bool = False
+    prune: bool = True
+    """False when the graph raised mid-way: keep the checkpoint so a re-run continues from it."""
+
+
+def _failed(sample: Sample, job: GraphJob, node: str, message: str, **more: Any) -> Outcome:
+    error = {"id": sample.id, "error": {"node": node, "message": message}, "prompt": sample.prompt}
+    return Outcome(sample.id, job.thread_id(sample), error=error, **more)
+
+
+async def run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
+    """Run (or resume) one sample on its own checkpoint thread; never raises for a sample's failure.
+
+    A thread is finished only when `not snap.next and not snap.tasks`: `next` alone is empty when a
+    node's write was saved but the following checkpoint was not.
+    """
+    config = {"configurable": {"thread_id": job.thread_id(sample)}}
+    resumed = False
+    try:
+        snap = await graph.aget_state(config)
+        resumed = bool(snap.values)
+        if resumed and not snap.next and not snap.tasks:
+            state = dict(snap.values)
+        else:
+            state = await graph.ainvoke(None if resumed else job.to_input(sample), config, context=job.context)
+    except Exception as exc:  # one sample's crash must not end the batch
+        return _failed(sample, job, "batch", f"{type(exc).__name__}: {exc}", resumed=resumed, prune=False)
+    usage = state.get("usage") or add_usage(None, None)
+    if state.get("error"):
+        return _failed(sample, job, state["error"]["node"], state["error"]["message"], usage=usage, resumed=resumed)
+    try:
+        record = job.to_record(sample, state, job).model_dump(mode="json")
+    except ValidationError as exc:
+        return _failed(sample, job, "record", f"incomplete final state: {exc}", usage=usage, resumed=resumed)
+    return Outcome(sample.id, job.thread_id(sample), record=record, usage=usage, resumed=resumed)
+
+
+class RequestsPerMinute(BaseRateLimiter):
+    """LangChain's rate-limiter hook backed by aiolimiter: at most `rpm` model requests per minute."""
+
+    def __init__(self, rpm: float) -> None:
+        self._limiter = AsyncLimiter(rpm, 60)
+
+    def acquire(self, *, blocking: bool = True) -> bool:
+        raise NotImplementedError("the batch engine calls models asynchronously only")
+
+    async def aacquire(self, *, blocking: bool = True) -> bool:
+        if not blocking and not self._limiter.has_capacity():
+            return False
+        await self._limiter.acquire()
+        return True
+
+
+@asynccontextmanager
+async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
+    """The SQLite checkpointer; the connection is closed on exit, or the process lingers after the run."""
+    async with aiosqlite.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT) as conn:
+        saver = AsyncSqliteSaver(conn)
+        await saver.setup()
+        yield saver
+
+
+@asynccontextmanager
+async def open_graph(job: GraphJob, checkpoints: Path, rpm: float | None) -> AsyncIterator[Any]:
+    """The job's graph with a checkpointer, an aiohttp-based OpenAI client and the rate limit.
+
+    aiohttp costs less client CPU per call than httpx, which decides throughput at high concurrency.
+    """
+    async with AsyncExitStack() as stack:
+        saver = await stack.enter_async_context(open_checkpointer(checkpoints))
+        model: Any = job.model
+        if model is None:
+            client = openai.DefaultAioHttpClient(timeout=job.context.get("request_timeout", 120.0))
+            stack.push_async_callback(client.aclose)
+            limiter = RequestsPerMinute(rpm) if rpm else None
+            model = partial(openai_compatible_model, http_async_client=client, rate_limiter=limiter)
+        yield job.build(checkpointer=saver, model=model)
+
+
+async def _pool(
+    run_one: Callable[[Sample], Awaitable[Outcome]],
+    next_sample: Callable[[], Awaitable[Sample | None]],
+    concurrency: int,
+) -> AsyncIterator[Outcome]:
+    """Run up to `concurrency` samples at once; yield outcomes as they finish."""
+    results: asyncio.Queue[Outcome | None] = asyncio.Queue()
+
+    async def lane() -> None:
+        while (sample := await next_sample()) is not None:
+            await results.put(await run_one(sample))
+
+    lanes = [asyncio.create_task(lane()) for _ in range(concurrency)]
+    everything = asyncio.gather(*lanes)
+    everything.add_done_callback(lambda _: results.put_nowait(None))
+    try:
+        while (outcome := await results.get()) is not None:
+            yield outcome
+        await everything
+    finally:
+        for task in lanes:
+            task.cancel()
+
+
+async def run_inline(
+    job: GraphJob, samples: Iterator[Sample], checkpoints: Path, concurrency: int, rpm: float | None
+) -> AsyncIterator[Outcome]:
+    async def next_sample() -> Sample | None:
+        return next(samples, None)
+
+    async with open_graph(job, checkpoints, rpm) as graph:
+        async for outcome in _pool(partial(run_sample, job, graph), next_sample, concurrency):
+            yield outcome
+
+
+class _WorkerDone:
+    """Sent by a worker process after its last outcome."""
+
+
+def _worker_main(
+    job: GraphJob, checkpoints: Path, concurrency: int, rpm: float | None, tasks: Any, results: Any
+) -> None:
+    """A worker process: run samples from `tasks` and send each outcome to the driver."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def next_sample() -> Sample | None:
+            sample: Sample | None = await loop.run_in_executor(None, tasks.get)
+            return sample
+
+        async with open_graph(job, checkpoints, rpm) as graph:
+            async for outcome in _pool(partial(run_sample, job, graph), next_sample, concurrency):
+                results.put(outcome)
+
+    asyncio.run(main())
+    results.put(_WorkerDone())  # not after a crash: the driver then sees the exit code instead
+
+
+async def run_in_processes(
+    job: GraphJob, samples: Iterator[Sample], checkpoints: Path, concurrency: int, rpm: float | None, workers: int
+) -> AsyncIterator[Outcome]:
+    """Share the batch among `workers` processes; the calling process stays the only file writer.
+
+    One process is CPU-bound at high concurrency (client work per model call); processes use
+    every core. Concurrency and the rate limit are split evenly among the workers.
+    """
+    mp = multiprocessing.get_context("spawn")
+    per_worker = math.ceil(concurrency / workers)
+    tasks: Any = mp.Queue(maxsize=max(2 * concurrency, 16))  # bounded: input keeps streaming
+    results: Any = mp.Queue()
+    processes = [
+        mp.Process(
+            target=_worker_main,
+            args=(job, checkpoints, per_worker, rpm / workers if rpm else None, tasks, results),
+            daemon=True,
+        )
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    stop_feeding = threading.Event()
+
+    def feed() -> None:
+        for item in itertools.chain(samples, itertools.repeat(None, per_worker * workers)):
+            while not stop_feeding.is_set():
+                with contextlib.suppress(queue.Full):
+                    tasks.put(item, timeout=0.5)
+                    break
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+
+    def next_result() -> Any:
+        while True:
+            try:
+                return results.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p for p in processes if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"worker process {dead[0].pid} died with exit code {dead[0].exitcode}") from None
+
+    loop = asyncio.get_running_loop()
+    try:
+        finished = 0
+        while finished < workers:
+            item = await loop.run_in_executor(None, next_result)
+            if isinstance(item, _WorkerDone):
+                finished += 1
+            else:
+                yield item
+    finally:
+        stop_feeding.set()
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # by PID; their samples are checkpointed
+            process.join(timeout=10)

@@ -1,0 +1,56 @@
+"""The `generate` job: the deliberation graph over a batch, one `GenerateRecord` per prompt."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from batch.engine import GraphJob
+from batch.inputs import Sample
+from graphs.deliberation import build_graph
+from nodes.context import Context
+from policies import load_policies
+from state.records import GenerateRecord
+
+
+def deliberation_input(sample: Sample) -> dict[str, Any]:
+    return {"prompt": sample.prompt, "id": sample.id, "metadata": sample.metadata}
+
+
+def generate_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> GenerateRecord:
+    return GenerateRecord.model_validate(
+        {
+            **state,
+            "id": sample.id,
+            "prompt": sample.prompt,
+            "metadata": sample.metadata,
+            "model": job.fingerprint["model"],
+        }
+    )
+
+
+def generate_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChatModel | None = None) -> GraphJob:
+    """`context` must hold a concrete `base_url` (the embedded server already started)."""
+    ctx = Context(**context)
+    role_models = {role: ctx.model_for(role) for role in ("initializer", "deliberator", "refiner")}
+    fingerprint = {
+        "model": ctx.model,
+        "role_models": role_models,
+        "policy_set": load_policies(ctx.policy_file).hash,
+        "n_deliberators": n_deliberators,
+        "max_rounds": ctx.max_rounds,
+        "temperature": ctx.temperature,
+        "max_tokens": ctx.max_tokens,
+        "structured_output": ctx.structured_output,
+    }
+    return GraphJob(
+        name="generate",
+        build=partial(build_graph, n_deliberators),
+        context=context,
+        to_input=deliberation_input,
+        to_record=generate_record,
+        fingerprint=fingerprint,
+        model=model,
+    )

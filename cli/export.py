@@ -1,0 +1,37 @@
+"""`aidsafe export`: records to TRL-ready training data, as JSONL and as a Hugging Face parquet dataset."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from export.training import EXPORTERS, export
+
+
+def run(args: argparse.Namespace) -> int:
+    records = Path(args.records)
+    if not records.is_file():
+        print(f"error: {records}: no such file", file=sys.stderr)
+        return 2
+    output = (
+        Path(args.output) if args.output else records.with_name(f"{records.name.split('.')[0]}.{args.format}.jsonl")
+    )
+    result = export(records, args.format, output)
+    print(f"{result.rows} {args.format} rows: {result.jsonl}" + (f" and {result.parquet}" if result.rows else ""))
+    if result.bad_lines:
+        print(f"{result.bad_lines} lines of {records} were not valid records (see above)", file=sys.stderr)
+    return 0 if result.rows and not result.bad_lines else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("export", help="Records to training data (JSONL + parquet).", description=__doc__)
+    parser.add_argument("records", help="Output of `aidsafe generate` (JSONL).")
+    parser.add_argument("--format", choices=sorted(EXPORTERS), default="sft", help="Training format (default: sft).")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="Output JSONL; the parquet dataset goes beside it (default: <name>.<format>.jsonl).",
+    )
+    parser.set_defaults(run=run)

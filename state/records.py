@@ -1,0 +1,51 @@
+"""Public records aidsafe writes, one JSON line each: the contract between generate, prefer and evaluate.
+
+Field names follow the released AIDSAFE dataset (`prompt`, `thoughts`, `response`,
+`deliberation_log`) plus what a dataset needs to say how it was made: model, policy-set hash, usage.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from state.deliberation import AgentError, Intents, RemovedThought, StopReason, Thought, Turn, Usage
+
+
+class GenerateRecord(BaseModel):
+    """One line of `aidsafe generate` output: a finished deliberation."""
+
+    id: str
+    prompt: str
+    intents: Intents
+    thoughts: list[Thought]
+    response: str
+    deliberation_log: list[Turn]
+    removed_thoughts: list[RemovedThought]
+    rounds: int
+    stop_reason: StopReason
+    model: str
+    policy_set: str
+    usage: Usage
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorRecord(BaseModel):
+    """One line of an errors file: a sample or an input line that produced no record, and why."""
+
+    id: str | None
+    error: AgentError
+    prompt: str | None = None
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class SftRecord(BaseModel):
+    """TRL's conversational format: `SFTTrainer` applies the model's chat template to `messages`."""
+
+    id: str
+    messages: list[ChatMessage]
