@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import multiprocessing
+import os
 import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -197,10 +198,24 @@ class _WorkerDone:
     """Sent by a worker process after its last outcome."""
 
 
+def _exit_with_parent() -> None:
+    """A killed driver (kill -9) cannot stop its workers: each leaves by itself when the driver is
+    gone, so no orphan keeps calling the model and writing checkpoints beside the next run."""
+    parent = multiprocessing.parent_process()
+
+    def watch() -> None:
+        if parent is not None:
+            parent.join()
+            os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker_main(
     job: GraphJob, checkpoints: Path, concurrency: int, rpm: float | None, tasks: Any, results: Any
 ) -> None:
     """A worker process: run samples from `tasks` and send each outcome to the driver."""
+    _exit_with_parent()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -226,6 +241,7 @@ async def run_in_processes(
     every core. Concurrency and the rate limit are split evenly among the workers.
     """
     mp = multiprocessing.get_context("spawn")
+    workers = min(workers, concurrency)
     per_worker = math.ceil(concurrency / workers)
     tasks: Any = mp.Queue(maxsize=max(2 * concurrency, 16))  # bounded: input keeps streaming
     results: Any = mp.Queue()

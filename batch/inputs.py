@@ -66,7 +66,7 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw.decode("utf-8"))
+                row = json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
             except UnicodeDecodeError as exc:
                 yield where, InputProblem(where, f"not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})")
                 continue

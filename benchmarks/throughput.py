@@ -51,7 +51,11 @@ def _serve(port: int, latency: float, counter: Any) -> None:
                 "created": 0,
                 "model": body.get("model", "bench"),
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": schema_answer(body)}, "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": schema_answer(body)},
+                        "finish_reason": "stop",
+                    }
                 ],
                 "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55},
             }
@@ -94,7 +98,9 @@ class LatencyServer:
 def write_prompts(path: Path, count: int) -> None:
     with path.open("w") as handle:
         for index in range(count):
-            handle.write(json.dumps({"id": f"p{index}", "prompt": f"Benchmark prompt number {index}: how do I ...?"}) + "\n")
+            handle.write(
+                json.dumps({"id": f"p{index}", "prompt": f"Benchmark prompt number {index}: how do I ...?"}) + "\n"
+            )
 
 
 @dataclass
@@ -170,7 +176,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.2, help="Seconds per model call (default 0.2).")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument("--seconds", type=float, default=10.0, help="Ideal duration of each run (sets the sample count).")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="Ideal duration of each run (sets the sample count)."
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rss", type=int, default=0, help="Prompts for the peak-RSS run (0: skip).")
     parser.add_argument("--embedded", type=int, default=0, help="Prompts for the embedded-model run (0: skip).")

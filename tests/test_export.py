@@ -1,0 +1,44 @@
+"""`aidsafe export`: TRL conversational SFT rows as JSONL and a parquet dataset."""
+
+from __future__ import annotations
+
+import json
+
+from cli.main import main
+
+
+def generate_records(tmp_path, server, count=2):
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(json.dumps({"id": f"s{i}", "prompt": f"prompt {i}"}) + "\n" for i in range(count)))
+    out = tmp_path / "gen.jsonl"
+    assert main(["generate", str(inputs), "-o", str(out), "--base-url", server.base_url, "--no-progress"]) == 0
+    return out
+
+
+def test_sft_export_is_trl_conversational_with_a_think_block(tmp_path, stub_server, capsys):
+    import datasets
+
+    records = generate_records(tmp_path, stub_server)
+    assert main(["export", str(records), "--format", "sft", "-o", str(tmp_path / "sft.jsonl")]) == 0
+    rows = sorted(
+        (json.loads(line) for line in (tmp_path / "sft.jsonl").read_text().splitlines()), key=lambda r: r["id"]
+    )
+    source = {r["id"]: r for r in map(json.loads, records.read_text().splitlines())}
+    assert [r["id"] for r in rows] == ["s0", "s1"]
+    user, assistant = rows[0]["messages"]
+    assert user == {"role": "user", "content": "prompt 0"}
+    thoughts = "\n".join(t["text"] for t in source["s0"]["thoughts"])
+    assert assistant == {"role": "assistant", "content": f"<think>\n{thoughts}\n</think>\n\n{source['s0']['response']}"}
+    table = datasets.Dataset.from_parquet(str(tmp_path / "sft.parquet"))
+    assert table.num_rows == 2 and table.column_names == ["id", "messages"]
+    assert table[0]["messages"][1]["role"] == "assistant"
+    assert "2 sft rows" in capsys.readouterr().out
+
+
+def test_export_reports_bad_lines_and_keeps_the_rest(tmp_path, stub_server, capsys):
+    records = generate_records(tmp_path, stub_server, count=1)
+    with records.open("a") as handle:
+        handle.write('{"id": "x", "prompt": "no thoughts"}\n')
+    assert main(["export", str(records)]) == 1
+    assert len((tmp_path / "gen.sft.jsonl").read_text().splitlines()) == 1
+    assert f"{records}:2: not a sft input record" in capsys.readouterr().err
