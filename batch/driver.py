@@ -78,20 +78,22 @@ class Summary:
 
 
 def finished_ids(output: Path) -> set[str]:
-    """Ids already in the output. A last line cut off by a kill mid-write is removed first."""
+    """Ids already in the output, read line by line. A last line cut off by a kill mid-write is
+    removed first, so appending goes on from a valid file."""
+    ids: set[str] = set()
     if not output.exists():
-        return set()
+        return ids
     with output.open("rb+") as handle:
-        data = handle.read()
-        if data and not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
-            data = data[: data.rfind(b"\n") + 1]
-    ids = set()
-    for number, line in enumerate(data.splitlines(), start=1):
-        try:
-            ids.add(str(json.loads(line)["id"]))
-        except (ValueError, KeyError, TypeError):
-            print(f"warning: {output}:{number} is not a record; ignored", file=sys.stderr)
+        complete = 0
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
+                handle.truncate(complete)
+                break
+            complete += len(line)
+            try:
+                ids.add(str(json.loads(line)["id"]))
+            except (ValueError, KeyError, TypeError):
+                print(f"warning: {output}:{number} is not a record; ignored", file=sys.stderr)
     return ids
 
 

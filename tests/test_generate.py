@@ -44,7 +44,7 @@ def generate(server: StubServer, *args: str) -> int:
 def test_generate_writes_one_complete_record_per_prompt(tmp_path, stub_server, capsys):
     inputs = write_jsonl(tmp_path / "in.jsonl", [*prompts(3), {"prompt": "no id here", "category": "benign"}])
     out = tmp_path / "out.jsonl"
-    assert generate(stub_server, str(inputs), "-o", str(out), "--max-rounds", "2") == 0
+    assert generate(stub_server, str(inputs), "-o", str(out), "--max-rounds", "2", "--rpm", "6000") == 0
     records = [GenerateRecord.model_validate(r) for r in read_jsonl(out)]
     assert len(records) == 4 and {r.id for r in records} >= {"s0", "s1", "s2"}
     hashed = next(r for r in records if r.prompt == "no id here")
@@ -186,6 +186,7 @@ def test_invalid_policy_file_is_a_clear_error(tmp_path, stub_server, capsys):
 
 
 @pytest.mark.embedded
+@pytest.mark.timeout(1200)  # ~1 min on 2 free cores; much more when other jobs share them
 def test_generate_on_the_embedded_model(tmp_path, capsys):
     """Structure only: a 135M model writes poor content."""
     out = tmp_path / "out.jsonl"
