@@ -21,7 +21,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from nodes.context import EMBEDDED, Context, Role, StructuredOutput
 from state.deliberation import Usage
@@ -132,7 +132,17 @@ def parse_answer(message: AIMessage, schema_cls: type[Answer], validation_contex
     raw = raw_answer(message).strip()
     if raw.startswith("```"):  # models without constrained decoding like to fence JSON
         raw = raw.strip("`").removeprefix("json").strip()
-    return schema_cls.model_validate_json(raw, context=dict(validation_context or {}))
+    context = dict(validation_context or {})
+    try:
+        return schema_cls.model_validate_json(raw, context=context)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] != "json_invalid":
+            raise
+        try:  # small models put raw newlines inside strings (even grammar-constrained): JSON forbids them
+            data = json.loads(raw, strict=False)
+        except ValueError:
+            raise exc from None
+        return schema_cls.model_validate(data, context=context)
 
 
 def usage_of(message: AIMessage) -> Usage:
