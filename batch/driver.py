@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from batch.engine import GraphJob, Outcome, open_checkpointer, run_in_processes, run_inline
 from batch.inputs import InputProblem, Sample
+from state.records import ErrorRecord
 
 
 @dataclass
@@ -118,9 +119,8 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
             if isinstance(item, InputProblem):
                 summary.input_errors += 1
                 print(f"input error: {item}", file=sys.stderr)
-                _write_line(
-                    errors, {"id": item.id, "error": {"node": "input", "message": str(item)}, "prompt": item.prompt}
-                )
+                problem = ErrorRecord(id=item.id, error={"node": "input", "message": str(item)}, prompt=item.prompt)
+                _write_line(errors, problem.model_dump(mode="json"))
             elif item.id in done_ids:
                 summary.skipped += 1
             else:

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ValidationError
 from batch.inputs import Sample, content_id
 from nodes.llm import openai_compatible_model
 from state.deliberation import Usage, add_usage
+from state.records import ErrorRecord
 
 SQLITE_BUSY_TIMEOUT = 60.0
 """Seconds a connection waits for another process's write: worker processes share one file."""
@@ -86,8 +87,8 @@ class Outcome:
 
 
 def _failed(sample: Sample, job: GraphJob, node: str, message: str, **more: Any) -> Outcome:
-    error = {"id": sample.id, "error": {"node": node, "message": message}, "prompt": sample.prompt}
-    return Outcome(sample.id, job.thread_id(sample), error=error, **more)
+    error = ErrorRecord(id=sample.id, error={"node": node, "message": message}, prompt=sample.prompt)
+    return Outcome(sample.id, job.thread_id(sample), error=error.model_dump(mode="json"), **more)
 
 
 async def run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
