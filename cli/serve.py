@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         allow_client_base_url=args.allow_client_base_url,
     )
     if settings.api_key is None and not _is_loopback(args.host):
-        print(f"warning: serving on {args.host} without AIDSAFE_API_KEY: anyone who can reach it can run it", file=sys.stderr)
+        print(
+            f"warning: serving on {args.host} without AIDSAFE_API_KEY: anyone who can reach it can run it",
+            file=sys.stderr,
+        )
     uvicorn.run(create_app(settings), host=args.host, port=args.port)
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable, Generator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -117,10 +118,8 @@ def turn_labels(state: Mapping[str, Any], config: RunnableConfig) -> RunnableCon
         metadata["sample_id"] = state["id"]
     if "rounds" in state or role == "deliberator":
         metadata["round"] = state.get("rounds", 0) + (role == "deliberator")
-    try:
+    with suppress(PolicyFileError):  # the turn itself reports a bad file as its error
         metadata["policy_set"] = load_policies(ctx.policy_file).hash
-    except PolicyFileError:
-        pass  # the turn itself reports the bad file as its error
     return {**config, "metadata": metadata, "tags": [*(config.get("tags") or []), f"role:{role}"]}
 
 

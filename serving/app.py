@@ -142,8 +142,8 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         if self.api_key and scope["path"] not in OPEN_PATHS and not self.authorized(headers):
-            message = "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-            await error_response(401, message, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            detail = "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            await error_response(401, detail, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
         too_large = error_response(413, f"request body over the server's limit of {self.max_body_bytes} bytes")
         declared = headers.get("content-length", "0")

@@ -122,7 +122,10 @@ def test_stream_shows_each_agents_turn_as_it_finishes(url):
             assert release.wait(timeout=60)
         return schema_answer(request)
 
-    with StubServer(respond=respond) as slow, running(create_app(ServeSettings(context={"base_url": slow.base_url}))) as base:
+    with (
+        StubServer(respond=respond) as slow,
+        running(create_app(ServeSettings(context={"base_url": slow.base_url}))) as base,
+    ):
         nodes = []
         body = {"input": {"prompt": "p"}, "config": {"configurable": {"max_rounds": 1}}}
         with httpx.stream("POST", f"{base}/deliberation/stream", json=body, timeout=60) as reply:
