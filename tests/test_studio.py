@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from langgraph_sdk import get_sync_client
+
+from embedded.llama_server import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 API_LINE = re.compile(r"API:\S*\s+\S*http://127\.0\.0\.1:(\d+)")
@@ -48,12 +49,7 @@ def langgraph_dev(tmp_path_factory) -> Iterator[str]:
                 time.sleep(0.2)
         yield url
     finally:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process(process, timeout=30)
 
 
 def assistant(url: str) -> str:
