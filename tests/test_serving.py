@@ -19,6 +19,7 @@ import uvicorn
 from langchain_core.runnables import RunnableLambda
 from langserve import RemoteRunnable
 
+from embedded.llama_server import stop_process
 from serving import GRAPHS, ServeSettings, create_app
 from tests.fakes import StubServer, schema_answer, schema_of
 
@@ -239,8 +240,7 @@ def test_aidsafe_serve_command(stub, unused_tcp_port):
         assert [turn["agent"] for turn in out["deliberation_log"]] == ["deliberator_1"]
         assert stub.requests[-1]["model"] == "cli-model"
     finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_process(process, timeout=30)
     # uvicorn shuts down cleanly (lifespan exit stops an embedded model), then re-raises SIGTERM
     assert "Application shutdown complete" in process.stdout.read().decode()  # type: ignore[union-attr]
     assert process.returncode == -signal.SIGTERM
