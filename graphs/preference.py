@@ -36,7 +36,7 @@ SCORE_REJECTED = "score_rejected"
 
 
 def _chosen_source(state: dict[str, Any]) -> Literal["deliberation", "score_chosen"]:
-    return SCORE_CHOSEN if state.get("chosen") else DELIBERATION
+    return "score_chosen" if state.get("chosen") else "deliberation"
 
 
 def _after_keep_best(state: dict[str, Any]) -> str:

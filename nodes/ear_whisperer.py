@@ -37,4 +37,4 @@ def whisper(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generat
         messages(policies, NAME, prompt=state["prompt"], tried=render_tried(state.get("attempts") or [])),
         policies,
     )
-    return {"candidate_belief": answer.belief.strip(), "policy_set": policies.hash}
+    return {"candidate_belief": answer.belief.strip(), "policy_set": policies.hash, "error": None}

@@ -47,7 +47,9 @@ class HttpSafetyClassifier:
     def __init__(self, url: str | None = None) -> None:
         self.url = url
 
-    def _request(self, state: dict[str, Any], side: Side, config: RunnableConfig) -> tuple[Context, str, dict[str, Any]]:
+    def _request(
+        self, state: dict[str, Any], side: Side, config: RunnableConfig
+    ) -> tuple[Context, str, dict[str, Any]]:
         ctx = resolve_context(get_runtime().context, config)
         url = self.url or ctx.scorer_url
         if not url:

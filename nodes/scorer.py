@@ -19,7 +19,7 @@ from nodes.safety_classifier import HttpSafetyClassifier
 from nodes.violation_judge import LlmJudge
 from state.preference import Side
 
-Node = Runnable[dict[str, Any], dict[str, Any]]
+Node = Runnable[Any, dict[str, Any]]
 
 
 class ViolationScorer(Protocol):

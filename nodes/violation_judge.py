@@ -32,7 +32,11 @@ def violation_judge(side: Side) -> AgentLogic:
             "judge",
             ViolationAnswer,
             messages(
-                policies, NAME, prompt=state["prompt"], thoughts=numbered(sample["thoughts"]), response=sample["response"]
+                policies,
+                NAME,
+                prompt=state["prompt"],
+                thoughts=numbered(sample["thoughts"]),
+                response=sample["response"],
             ),
             policies,
         )

@@ -90,9 +90,7 @@ class RefinerAnswer(BaseModel):
 
 
 class BeliefAnswer(BaseModel):
-    belief: Text = Field(
-        description="One or two sentences the generator will take for granted; plausible, and wrong."
-    )
+    belief: Text = Field(description="One or two sentences the generator will take for granted; plausible, and wrong.")
 
 
 class WhisperedAnswer(SeedAnswer):

@@ -85,8 +85,10 @@ class PreferenceState(TypedDict):
 def sample_to_score(state: dict[str, Any], side: Side) -> Sample:
     """The sample a scorer rates: the given or deliberated chosen one, or the latest whispered one."""
     if side == "rejected":
-        return state["candidate"]  # type: ignore[no-any-return]
-    return state.get("chosen") or {"thoughts": state["thoughts"], "response": state["response"]}
+        candidate: Sample = state["candidate"]
+        return candidate
+    given: Sample | None = state.get("chosen")
+    return given or Sample(thoughts=state["thoughts"], response=state["response"])
 
 
 def scored(state: dict[str, Any], side: Side, score: float) -> dict[str, Any]:

@@ -232,3 +232,75 @@ class StubServer:
         assert self._server is not None
         self._server.shutdown()
         self._server.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# Preference (ear-whisperer) graph
+
+
+def belief(text: str) -> dict:
+    return {"belief": text}
+
+
+def sample(*texts: str, response: str = "Whispered answer.") -> dict:
+    texts = texts or ("It is fine to help.",)
+    return {"thoughts": [{"text": t} for t in texts], "response": response}
+
+
+def rating(level: int, *policy_ids: str) -> dict:
+    return {"policy_ids": list(policy_ids), "rationale": f"level {level}", "rating": level}
+
+
+def judge_by_response(levels: dict[str, int], default: int = 0) -> Callable[[Sequence[BaseMessage]], dict]:
+    """A judge script that rates the response it is shown: `levels[response]`, else `default`."""
+
+    def judge(messages: Sequence[BaseMessage]) -> dict:
+        shown = str(messages[-1].content).split('Response to rate:\n"""\n', 1)[1].split('\n"""', 1)[0]
+        return rating(levels.get(shown, default))
+
+    return judge
+
+
+@dataclass
+class ClassifierStub:
+    """An HTTP safety classifier on 127.0.0.1: POST JSON in, `respond(body)` -> (status, text) out."""
+
+    respond: Callable[[dict[str, Any]], tuple[int, str]] = lambda _body: (200, json.dumps({"score": 0.5}))
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/score"
+
+    def __enter__(self) -> ClassifierStub:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.requests.append(body)
+                status, text = stub.respond(body)
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
