@@ -156,13 +156,15 @@ def schema_answer(request: dict[str, Any]) -> str:
 class StubServer:
     """`/v1/chat/completions` on 127.0.0.1: answers with `respond(request)` after `latency` s.
 
-    `fail_first` requests get `fail_status` (e.g. 500 or 429) to exercise client retries.
+    `fail_first` requests get `fail_status` (e.g. 500 or 429) to exercise client retries; the
+    next `truncate_first` answers are cut short with finish_reason "length", as at `max_tokens`.
     """
 
     respond: Callable[[dict[str, Any]], str] = schema_answer
     latency: float = 0.0
     fail_first: int = 0
     fail_status: int = 500
+    truncate_first: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
@@ -195,12 +197,15 @@ class StubServer:
                 with lock:
                     stub.requests.append(request)
                     failing = len(stub.requests) <= stub.fail_first
+                    truncated = not failing and len(stub.requests) <= stub.fail_first + stub.truncate_first
                 if stub.latency:
                     time.sleep(stub.latency)
                 if failing:
                     self._send(stub.fail_status, {"error": {"message": "injected failure", "type": "server_error"}})
                     return
                 content = stub.respond(request)
+                if truncated:
+                    content = content[: len(content) // 2]
                 message: dict[str, Any] = {"role": "assistant", "content": content}
                 if request.get("tools"):
                     name = request["tools"][0]["function"]["name"]
@@ -218,7 +223,9 @@ class StubServer:
                         "object": "chat.completion",
                         "created": 0,
                         "model": request.get("model", "stub"),
-                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                        "choices": [
+                            {"index": 0, "message": message, "finish_reason": "length" if truncated else "stop"}
+                        ],
                         "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55},
                     },
                 )
