@@ -6,8 +6,10 @@ without a belief, scored by the same judge. Printed: mean scores and the mean ga
 (rejected - chosen) for the whispered best-of-K, the whispered first try, one plain sample and
 the best of K plain samples (the fair comparison to best-of-K selection).
 
-    python -m benchmarks.whisper_gap --limit 5            # embedded SmolLM2-135M
-    python -m benchmarks.whisper_gap --base-url http://127.0.0.1:8000/v1 --model my-model
+    python benchmarks/whisper_gap.py --limit 5            # embedded SmolLM2-135M
+    python benchmarks/whisper_gap.py --base-url http://127.0.0.1:8000/v1 --model my-model
+
+Each row is printed as soon as its prompt is done, so an interrupted run still shows figures.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from embedded import MODEL_ALIAS, EmbeddedServer
+from cli.options import model_server
+from embedded import MODEL_ALIAS
 from graphs import preference
 from nodes import whispered_generator
 from nodes.agent import agent_node
@@ -42,8 +45,10 @@ def plain_sampler() -> Any:
     return builder.compile()
 
 
-def measure(prompts: list[dict[str, Any]], context: dict[str, Any], samples: int) -> list[dict[str, Any]]:
-    whisper_graph = preference.build_graph(checkpointer=InMemorySaver())
+def measure(
+    prompts: list[dict[str, Any]], context: dict[str, Any], samples: int, n_deliberators: int
+) -> list[dict[str, Any]]:
+    whisper_graph = preference.build_graph(n_deliberators, checkpointer=InMemorySaver())
     plain = plain_sampler()
     rows = []
     for item in prompts:
@@ -94,16 +99,22 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3, help="whisper_iterations (K), also the plain samples")
     parser.add_argument("--base-url", default=EMBEDDED)
     parser.add_argument("--model", default=MODEL_ALIAS)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--agents", type=int, default=2, help="deliberators for the chosen side")
+    parser.add_argument("--rounds", type=int, default=2, help="deliberation round budget")
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=2, help="threads of the embedded server")
     args = parser.parse_args()
     lines = Path(args.prompts).read_text(encoding="utf-8").splitlines()
     prompts = [json.loads(line) for line in lines if line.strip()][: args.limit]
-    context = {"model": args.model, "whisper_iterations": args.iterations, "max_rounds": 2}
-    if args.base_url != EMBEDDED:
-        summarize(measure(prompts, {**context, "base_url": args.base_url}, args.iterations))
-        return
-    with EmbeddedServer(n_threads=args.threads) as server:
-        summarize(measure(prompts, {**context, "base_url": server.base_url}, args.iterations))
+    context = {
+        "base_url": args.base_url,
+        "model": args.model,
+        "whisper_iterations": args.iterations,
+        "max_rounds": args.rounds,
+        "max_tokens": args.max_tokens,
+    }
+    with model_server(context, threads=args.threads) as resolved:
+        summarize(measure(prompts, resolved, args.iterations, args.agents))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 from langchain_core.messages import HumanMessage
 
+from cli.options import add_model_arguments, context_from_args
 from graphs.preference import build_graph, graph
 from nodes.context import Context
 from state.dpo import dpo_example
@@ -187,3 +189,11 @@ def test_dpo_export_is_trl_conversational_with_thoughts_in_a_think_block():
 def test_dpo_export_refuses_a_record_without_a_pair():
     with pytest.raises(ValueError, match="s9 has no complete preference pair"):
         dpo_example({"id": "s9", "prompt": "p", "error": {"node": "ear_whisperer", "message": "x"}})
+
+
+def test_whisper_settings_are_cli_flags():
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    args = parser.parse_args(["--whisper-iterations", "5", "--violation-threshold", "0.5", "--scorer-url", "http://c"])
+    assert context_from_args(args) == {"whisper_iterations": 5, "violation_threshold": 0.5, "scorer_url": "http://c"}
+    assert Context().whisper_iterations == 3 and Context().violation_threshold == 0.75
