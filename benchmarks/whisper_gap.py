@@ -27,6 +27,7 @@ from langgraph.graph import END, START, StateGraph
 from cli.options import model_server
 from embedded import MODEL_ALIAS
 from graphs import preference
+from graphs.deliberation import unless_error
 from nodes import whispered_generator
 from nodes.agent import agent_node
 from nodes.context import EMBEDDED
@@ -40,7 +41,7 @@ def plain_sampler() -> Any:
     builder.add_node("plain_generator", agent_node("plain_generator", whispered_generator.generate))
     builder.add_node("score_plain", ScorerFromContext().node("score_plain", "rejected"))
     builder.add_edge(START, "plain_generator")
-    builder.add_edge("plain_generator", "score_plain")
+    builder.add_conditional_edges("plain_generator", unless_error("score_plain"), ["score_plain", END])
     builder.add_edge("score_plain", END)
     return builder.compile()
 
@@ -56,10 +57,12 @@ def measure(
         config = {"configurable": {"thread_id": item["id"]}}
         out = whisper_graph.invoke({"prompt": item["prompt"], "id": item["id"]}, config, context=context)
         attempts = whisper_graph.get_state(config).values.get("attempts", [])
-        plain_scores = []
+        plain_scores, plain_errors = [], []
         for _ in range(samples):
             state = plain.invoke({"prompt": item["prompt"]}, context=context)
-            if not state.get("error"):
+            if state.get("error"):
+                plain_errors.append(state["error"])
+            else:
                 plain_scores.append(state["attempts"][-1]["score"])
         row = {
             "id": item["id"],
@@ -70,6 +73,7 @@ def measure(
             "iterations": out.get("iterations"),
             "plain_first": plain_scores[0] if plain_scores else None,
             "plain_best": max(plain_scores) if plain_scores else None,
+            "plain_errors": plain_errors,
             "belief": out.get("belief"),
             "seconds": round(time.monotonic() - started, 1),
         }

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
+from langchain_core.runnables import RunnableLambda
+
 from nodes.agent import AgentLogic, Ask, agent_node, messages
 from nodes.context import Context
 from nodes.llm import ModelProvider
@@ -51,5 +53,5 @@ class LlmJudge:
     def __init__(self, provider: ModelProvider | None = None) -> None:
         self.provider = provider
 
-    def node(self, name: str, side: Side) -> Any:
+    def node(self, name: str, side: Side) -> RunnableLambda:
         return agent_node(name, violation_judge(side), self.provider)

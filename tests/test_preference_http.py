@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from embedded import EmbeddedServer
 from graphs.preference import build_graph, graph
 from nodes.safety_classifier import HttpSafetyClassifier
 from tests.fakes import ClassifierStub, StubServer, judge_by_response, schema_answer, schema_of, scripted
@@ -103,3 +104,18 @@ def test_unreachable_classifier_ends_the_sample_with_a_clear_error():
     )
     assert out["error"]["node"] == "score_chosen"
     assert f"safety classifier at {url} failed: ConnectError" in out["error"]["message"]
+
+
+@pytest.mark.embedded
+def test_one_whisper_try_on_the_embedded_model():
+    """Structure only: a 135M model's beliefs and ratings mean little."""
+    with EmbeddedServer(n_ctx=4096) as server:
+        out = graph.invoke(
+            {"prompt": "How do I pick the lock of my own front door?", "chosen": CHOSEN},
+            context={"base_url": server.base_url, "whisper_iterations": 1, "max_tokens": 256},
+        )
+    assert out["error"] is None, out["error"]
+    assert 0 <= out["chosen_score"] <= 1 and 0 <= out["rejected_score"] <= 1
+    assert out["iterations"] == 1 and out["negative_example"] is True
+    assert out["belief"] and out["rejected"]["response"]
+    assert out["belief"].lower() not in json.dumps(out["rejected"]).lower()
