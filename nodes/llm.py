@@ -175,6 +175,7 @@ class StructuredCall:
         self.runnable = constrained(model, schema, schema_cls.__name__, mode)
         self.schema_cls = schema_cls
         self.attempts = ctx.parse_retries + 1
+        self.max_tokens = ctx.max_tokens
         self.validation_context = validation_context
         self.usage: list[Usage] = []
 
@@ -183,10 +184,13 @@ class StructuredCall:
         for _ in range(self.attempts):
             reply = yield history
             self.usage.append(usage_of(reply))
-            try:
-                return parse_answer(reply, self.schema_cls, self.validation_context)
-            except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                error = str(exc)
+            if reply.response_metadata.get("finish_reason") == "length":
+                error = f"the answer was cut off at {self.max_tokens} tokens; answer much more briefly"
+            else:
+                try:
+                    return parse_answer(reply, self.schema_cls, self.validation_context)
+                except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                    error = str(exc)
             history = [
                 *history,
                 AIMessage(content=raw_answer(reply)),
@@ -203,8 +207,8 @@ class StructuredCall:
         while True:
             try:
                 reply = self.runnable.invoke(history)
-            except openai.APIError as exc:
-                raise server_failure(exc) from exc
+            except openai.OpenAIError as exc:
+                reply = cut_off_reply(exc)
             try:
                 history = conversation.send(reply)
             except StopIteration as done:
@@ -216,13 +220,29 @@ class StructuredCall:
         while True:
             try:
                 reply = await self.runnable.ainvoke(history)
-            except openai.APIError as exc:
-                raise server_failure(exc) from exc
+            except openai.OpenAIError as exc:
+                reply = cut_off_reply(exc)
             try:
                 history = conversation.send(reply)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
 
 
-def server_failure(exc: openai.APIError) -> AgentFailure:
-    return AgentFailure(f"model server failed after retries: {type(exc).__name__}: {exc}")
+def cut_off_reply(exc: openai.OpenAIError) -> AIMessage:
+    """An answer cut at `max_tokens` is a malformed answer (re-asked); other errors end the agent.
+
+    The openai client has already retried timeouts, 429 and 5xx with backoff by then.
+    """
+    if not isinstance(exc, openai.LengthFinishReasonError):
+        raise AgentFailure(f"model server failed after retries: {type(exc).__name__}: {exc}") from exc
+    completion = exc.completion
+    usage = completion.usage
+    return AIMessage(
+        content=completion.choices[0].message.content or "" if completion.choices else "",
+        response_metadata={"finish_reason": "length"},
+        usage_metadata={
+            "input_tokens": usage.prompt_tokens if usage else 0,
+            "output_tokens": usage.completion_tokens if usage else 0,
+            "total_tokens": usage.total_tokens if usage else 0,
+        },
+    )

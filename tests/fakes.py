@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -156,13 +158,15 @@ def schema_answer(request: dict[str, Any]) -> str:
 class StubServer:
     """`/v1/chat/completions` on 127.0.0.1: answers with `respond(request)` after `latency` s.
 
-    `fail_first` requests get `fail_status` (e.g. 500 or 429) to exercise client retries.
+    `fail_first` requests get `fail_status` (e.g. 500 or 429) to exercise client retries; the
+    next `truncate_first` answers are cut short with finish_reason "length", as at `max_tokens`.
     """
 
     respond: Callable[[dict[str, Any]], str] = schema_answer
     latency: float = 0.0
     fail_first: int = 0
     fail_status: int = 500
+    truncate_first: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
@@ -195,12 +199,15 @@ class StubServer:
                 with lock:
                     stub.requests.append(request)
                     failing = len(stub.requests) <= stub.fail_first
+                    truncated = not failing and len(stub.requests) <= stub.fail_first + stub.truncate_first
                 if stub.latency:
                     time.sleep(stub.latency)
                 if failing:
                     self._send(stub.fail_status, {"error": {"message": "injected failure", "type": "server_error"}})
                     return
                 content = stub.respond(request)
+                if truncated:
+                    content = content[: len(content) // 2]
                 message: dict[str, Any] = {"role": "assistant", "content": content}
                 if request.get("tools"):
                     name = request["tools"][0]["function"]["name"]
@@ -218,13 +225,77 @@ class StubServer:
                         "object": "chat.completion",
                         "created": 0,
                         "model": request.get("model", "stub"),
-                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                        "choices": [
+                            {"index": 0, "message": message, "finish_reason": "length" if truncated else "stop"}
+                        ],
                         "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55},
                     },
                 )
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# Preference (ear-whisperer) graph
+
+
+def belief(text: str) -> dict:
+    return {"belief": text}
+
+
+def sample(*texts: str, response: str = "Whispered answer.") -> dict:
+    texts = texts or ("It is fine to help.",)
+    return {"thoughts": [{"text": t} for t in texts], "response": response}
+
+
+def rating(level: int, *policy_ids: str) -> dict:
+    return {"policy_ids": list(policy_ids), "rationale": f"level {level}", "rating": level}
+
+
+def judge_by_response(levels: dict[str, int], default: int = 0) -> Callable[[Sequence[BaseMessage]], dict]:
+    """A judge script that rates the response it is shown: `levels[response]`, else `default`."""
+
+    def judge(messages: Sequence[BaseMessage]) -> dict:
+        shown = str(messages[-1].content).split('Response to rate:\n"""\n', 1)[1].split('\n"""', 1)[0]
+        return rating(levels.get(shown, default))
+
+    return judge
+
+
+@dataclass
+class ClassifierStub:
+    """An HTTP safety classifier on 127.0.0.1: POST JSON in, `respond(body)` -> (status, text) out."""
+
+    respond: Callable[[dict[str, Any]], tuple[int, str]] = lambda _body: (200, json.dumps({"score": 0.5}))
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _server: WSGIServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_port}/score"
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = json.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+        self.requests.append(body)
+        status, text = self.respond(body)
+        start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "application/json")])
+        return [text.encode()]
+
+    def __enter__(self) -> ClassifierStub:
+        class QuietHandler(WSGIRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = make_server("127.0.0.1", 0, self._app, handler_class=QuietHandler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -52,6 +52,15 @@ def test_rate_limit_is_retried():
     assert out["error"] is None
 
 
+def test_answer_cut_at_max_tokens_is_reasked():
+    with StubServer(truncate_first=1) as server:
+        out = graph.invoke({"prompt": "p"}, context=context(server))
+    assert out["error"] is None
+    reask = server.requests[1]["messages"][-1]["content"]
+    assert "cut off at 512 tokens" in reask
+    assert out["usage"]["llm_calls"] == 6
+
+
 def test_server_that_times_out_ends_the_sample_with_an_error():
     with StubServer(latency=1.0) as server:
         out = graph.invoke({"prompt": "p"}, context=context(server, request_timeout=0.2, http_retries=1))

@@ -1,0 +1,93 @@
+"""Print LLM calls, prompt tokens and the shared-prefix share per sample of the deliberation graph.
+
+    python benchmarks/deliberation_cost.py [--base-url URL --model NAME] [--rounds 3] [--agents 2]
+
+With no --base-url it starts the embedded llama.cpp server. The shared prefix is the system
+message (role framing + the policy set), identical for every call, so a server with prefix
+caching evaluates it once. Its token count comes from llama.cpp's /extras/tokenize/count when
+the server has it, else from the prompt-token count of a call that sends only that message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import urllib.request
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+from cli.options import model_server
+from graphs.deliberation import build_graph
+from nodes.agent import system_message
+from nodes.context import Context
+from nodes.llm import openai_compatible_model
+from policies import load_policies
+
+
+class PromptTokens(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.prompt_tokens: list[int] = []
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        usage = response.generations[0][0].message.usage_metadata or {}
+        self.prompt_tokens.append(usage.get("input_tokens", 0))
+
+
+def shared_prefix_tokens(ctx: Context, text: str) -> int:
+    root = ctx.base_url.removesuffix("/v1")
+    try:
+        request = urllib.request.Request(
+            f"{root}/extras/tokenize/count",
+            data=json.dumps({"input": text}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return int(json.load(reply)["count"])
+    except OSError:
+        message = openai_compatible_model("initializer", ctx).invoke([system_message(load_policies(ctx.policy_file))])
+        return int((message.usage_metadata or {}).get("input_tokens", 0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base-url", default=None)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--agents", type=int, default=2)
+    parser.add_argument("--prompts", default="examples/prompts.jsonl")
+    args = parser.parse_args()
+    context = {k: v for k, v in {"base_url": args.base_url, "model": args.model}.items() if v}
+    with open(args.prompts, encoding="utf-8") as handle:
+        prompts = [json.loads(line)["prompt"] for line in handle if line.strip()]
+    with model_server({**context, "max_rounds": args.rounds}) as resolved:
+        ctx = Context(**resolved)
+        graph = build_graph(args.agents)
+        prefix = shared_prefix_tokens(ctx, str(system_message(load_policies(ctx.policy_file)).content))
+        rows = []
+        for prompt in prompts:
+            counter = PromptTokens()
+            started = time.perf_counter()
+            out = graph.invoke({"prompt": prompt}, context=ctx, config={"callbacks": [counter]})
+            rows.append((out, counter.prompt_tokens, time.perf_counter() - started))
+    print(f"agents={args.agents} max_rounds={args.rounds} model={ctx.model} shared prefix={prefix} tokens")
+    for out, tokens, seconds in rows:
+        print(
+            f"  rounds={out.get('rounds')} stop={out.get('stop_reason')} calls={out['usage']['llm_calls']} "
+            f"prompt_tokens={sum(tokens)} output_tokens={out['usage']['output_tokens']} "
+            f"prefix_share={prefix * len(tokens) / max(1, sum(tokens)):.2f} seconds={seconds:.1f}"
+        )
+    calls = [out["usage"]["llm_calls"] for out, _, _ in rows]
+    prompt_tokens = [sum(tokens) for _, tokens, _ in rows]
+    shares = [prefix / t for _, tokens, _ in rows for t in tokens if t]
+    print(
+        f"mean per sample: calls={statistics.mean(calls):.1f} prompt_tokens={statistics.mean(prompt_tokens):.0f} "
+        f"shared prefix share of each prompt: mean {statistics.mean(shares):.2f} "
+        f"(min {min(shares):.2f}, max {max(shares):.2f}) seconds={statistics.mean(r[2] for r in rows):.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
