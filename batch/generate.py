@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -10,9 +11,11 @@ from langchain_core.language_models import BaseChatModel
 from batch.engine import GraphJob
 from batch.inputs import Sample
 from graphs.deliberation import build_graph
-from nodes.context import Context
+from nodes.context import Context, Role
 from policies import load_policies
 from state.records import GenerateRecord
+
+DELIBERATION_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner")
 
 
 def deliberation_input(sample: Sample) -> dict[str, Any]:
@@ -31,13 +34,13 @@ def generate_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> Gen
     )
 
 
-def generate_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChatModel | None = None) -> GraphJob:
-    """`context` must hold a concrete `base_url` (the embedded server already started)."""
-    ctx = Context(**context)
-    role_models = {role: ctx.model_for(role) for role in ("initializer", "deliberator", "refiner")}
-    fingerprint = {
+def deliberation_fingerprint(
+    ctx: Context, n_deliberators: int, roles: Sequence[Role] = DELIBERATION_ROLES
+) -> dict[str, Any]:
+    """The settings that change a deliberation's result (see `GraphJob.fingerprint`)."""
+    return {
         "model": ctx.model,
-        "role_models": role_models,
+        "role_models": {role: ctx.model_for(role) for role in roles},
         "policy_set": load_policies(ctx.policy_file).hash,
         "n_deliberators": n_deliberators,
         "max_rounds": ctx.max_rounds,
@@ -45,12 +48,16 @@ def generate_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseCh
         "max_tokens": ctx.max_tokens,
         "structured_output": ctx.structured_output,
     }
+
+
+def generate_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChatModel | None = None) -> GraphJob:
+    """`context` must hold a concrete `base_url` (the embedded server already started)."""
     return GraphJob(
         name="generate",
         build=partial(build_graph, n_deliberators),
         context=context,
         to_input=deliberation_input,
         to_record=generate_record,
-        fingerprint=fingerprint,
+        fingerprint=deliberation_fingerprint(Context(**context), n_deliberators),
         model=model,
     )

@@ -1,0 +1,118 @@
+"""What every batch subcommand (`generate`, `prefer`) shares: input and engine flags, the run on the
+batch engine, the summary and the exit code. A subcommand differs only in its job and its reader."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from batch.driver import BatchOptions, run_batch
+from batch.engine import GraphJob
+from batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, Sample, read_samples
+from cli.options import add_model_arguments, context_from_args, model_server
+from nodes.context import EMBEDDED, Context
+from policies import PolicyFileError, load_policies
+
+REMOTE_CONCURRENCY = 16
+"""Default for a remote server; the embedded llama.cpp server answers one request at a time."""
+
+JobFactory = Callable[[dict[str, Any], argparse.Namespace], GraphJob]
+"""Builds the job from the served context (concrete `base_url`) and the parsed flags."""
+Reader = Callable[..., Iterator[Sample | InputProblem]]
+"""`read_samples` or a wrapper with its signature."""
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", help="JSONL, JSON array, CSV files or `save_to_disk` dataset folders.")
+    parser.add_argument("--prompt-field", default="prompt", help="Column holding the prompt (default: prompt).")
+    parser.add_argument("--limit", type=int, default=None, help="Take only the first N valid prompts.")
+    parser.add_argument(
+        "--max-prompt-chars",
+        type=int,
+        default=DEFAULT_MAX_PROMPT_CHARS,
+        help=f"Longer prompts go to the errors file (default {DEFAULT_MAX_PROMPT_CHARS:,}).",
+    )
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help=f"Samples in flight (default: 1 on the embedded model, {REMOTE_CONCURRENCY} on a server).",
+    )
+    parser.add_argument("--rpm", type=float, default=None, help="At most this many model requests per minute.")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Worker processes sharing the batch (use the cores at high concurrency)."
+    )
+    parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+
+
+def default_output(inputs: list[str], kind: str) -> Path:
+    return Path(f"{Path(inputs[0]).name.split('.')[0]}.{kind}.jsonl")
+
+
+def batch_options(args: argparse.Namespace, output: Path, embedded: bool) -> BatchOptions:
+    return BatchOptions(
+        output=output,
+        concurrency=args.concurrency or (1 if embedded else REMOTE_CONCURRENCY),
+        rpm=args.rpm,
+        workers=max(1, args.workers),
+        progress=not args.no_progress,
+    )
+
+
+def run_command(args: argparse.Namespace, *, kind: str, make_job: JobFactory, reader: Reader) -> int:
+    """Check the policies, start the model server if asked, run the batch, print the summary.
+
+    Exit code 0 when every sample has a record, 1 when some failed or input lines were bad, 2 for
+    an unusable policy file, 130 on Ctrl-C (finished records are kept; the same command resumes).
+    """
+    context = context_from_args(args)
+    try:
+        load_policies(context.get("policy_file"))
+    except PolicyFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    output = Path(args.output) if args.output else default_output(args.inputs, kind)
+    embedded = Context(**context).base_url == EMBEDDED
+    read = partial(
+        reader,
+        args.inputs,
+        prompt_field=args.prompt_field,
+        max_prompt_chars=args.max_prompt_chars,
+        limit=args.limit,
+    )
+    options = batch_options(args, output, embedded)
+    try:
+        with model_server(context) as served:
+            summary = run_batch(make_job(served, args), read, options)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished records are in {output}; run the same command to resume", file=sys.stderr)
+        return 130
+    print(summary.text())
+    return 0 if summary.ok else 1
+
+
+def register_batch_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    description: str | None,
+    kind: str,
+    make_job: JobFactory,
+    reader: Reader = read_samples,
+) -> argparse.ArgumentParser:
+    """Add a batch subcommand writing `<input name>.<kind>.jsonl` by default; returns its parser."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    add_input_arguments(parser)
+    parser.add_argument("-o", "--output", default=None, help=f"Output JSONL (default: <input name>.{kind}.jsonl here).")
+    add_batch_arguments(parser)
+    add_model_arguments(parser)
+    parser.set_defaults(run=partial(run_command, kind=kind, make_job=make_job, reader=reader))
+    return parser
