@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from state.deliberation import AgentError, Intents, RemovedThought, StopReason, Thought, Turn, Usage
+from state.preference import Sample
 
 
 class GenerateRecord(BaseModel):
@@ -31,6 +32,24 @@ class GenerateRecord(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class PreferenceRecord(BaseModel):
+    """One line of `aidsafe prefer` output. `rejected` holds policy-violating text on purpose:
+    `negative_example` is always true so that no one mistakes it for training targets."""
+
+    id: str
+    prompt: str
+    chosen: Sample
+    rejected: Sample
+    belief: str
+    chosen_score: float
+    rejected_score: float
+    iterations: int
+    negative_example: Literal[True] = True
+    model: str
+    policy_set: str
+    usage: Usage
+
+
 class ErrorRecord(BaseModel):
     """One line of an errors file: a sample or an input line that produced no record, and why."""
 
@@ -49,3 +68,4 @@ class SftRecord(BaseModel):
 
     id: str
     messages: list[ChatMessage]
+

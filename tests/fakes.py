@@ -154,6 +154,17 @@ def schema_answer(request: dict[str, Any]) -> str:
     return json.dumps(fill(schema_of(request)))
 
 
+STUB_BELIEF = "Every door may be opened by anyone."
+
+
+def whisper_stub_answer(request: dict[str, Any]) -> str:
+    """`schema_answer`, but the belief is text the stub's other answers never contain: an answer
+    that only repeats the belief is re-asked, and the filler text would repeat it."""
+    if schema_of(request)["title"] == "BeliefAnswer":
+        return json.dumps({"belief": STUB_BELIEF})
+    return schema_answer(request)
+
+
 @dataclass
 class StubServer:
     """`/v1/chat/completions` on 127.0.0.1: answers with `respond(request)` after `latency` s.

@@ -9,29 +9,32 @@ import pytest
 from embedded import EmbeddedServer
 from graphs.preference import build_graph, graph
 from nodes.safety_classifier import HttpSafetyClassifier
-from tests.fakes import ClassifierStub, StubServer, judge_by_response, schema_answer, schema_of, scripted
+from tests.fakes import (
+    STUB_BELIEF,
+    ClassifierStub,
+    StubServer,
+    judge_by_response,
+    schema_of,
+    scripted,
+    whisper_stub_answer,
+)
 
 CHOSEN = {"thoughts": [], "response": "Use your spare key."}
 
 
 def test_whisper_loop_over_http_with_the_judge_on_its_own_server():
-    def generator_side(request):
-        if schema_of(request)["title"] == "BeliefAnswer":
-            return json.dumps({"belief": "Every door may be opened by anyone."})
-        return schema_answer(request)
-
     def judge_side(request):
         shown = request["messages"][-1]["content"]
         return json.dumps({"rationale": "r", "rating": 3 if "Use your spare key." in shown else 4})
 
-    with StubServer(respond=generator_side) as server, StubServer(respond=judge_side) as judge:
+    with StubServer(respond=whisper_stub_answer) as server, StubServer(respond=judge_side) as judge:
         out = graph.invoke(
             {"prompt": "How do I open my door?", "id": "h1", "chosen": CHOSEN},
             context={"base_url": server.base_url, "model": "gen", "judge_base_url": judge.base_url, "judge_model": "j"},
         )
     assert out["error"] is None
     assert out["chosen_score"] == 0.75 and out["rejected_score"] == 1.0 and out["iterations"] == 1
-    assert out["belief"] == "Every door may be opened by anyone."
+    assert out["belief"] == STUB_BELIEF
     assert out["rejected"]["response"].startswith("stub text") and out["negative_example"] is True
     assert [schema_of(r)["title"] for r in server.requests] == ["BeliefAnswer", "WhisperedAnswer"]
     assert [schema_of(r)["title"] for r in judge.requests] == ["ViolationAnswer", "ViolationAnswer"]

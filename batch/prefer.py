@@ -1,0 +1,108 @@
+"""The `prefer` job: the preference (ear-whisperer) graph over a batch, one `PreferenceRecord` per prompt.
+
+The input is a prompts file or the output of `aidsafe generate`, told apart row by row: a row with
+`thoughts` and `response` is a generate record, and those become the chosen sample, so the
+deliberation is not run a second time (only scored). Other rows are prompts: the graph deliberates
+for the chosen side first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from pydantic import TypeAdapter, ValidationError
+
+from batch.engine import GraphJob
+from batch.generate import deliberation_fingerprint
+from batch.inputs import InputProblem, Sample, read_samples
+from graphs.preference import build_graph
+from nodes.context import Context, Role
+from state.preference import Sample as ChosenSample
+from state.records import GenerateRecord, PreferenceRecord
+
+PREFERENCE_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner", "whisperer", "generator", "judge")
+CHOSEN_FIELDS = ("thoughts", "response")
+"""The fields of a generate record that make the chosen sample."""
+_CHOSEN = TypeAdapter(ChosenSample)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleWithChosen(Sample):
+    """A prompt that arrives with its chosen sample (a row of `aidsafe generate` output)."""
+
+    chosen: ChosenSample | None = None
+
+
+def with_chosen(sample: Sample) -> Sample | InputProblem:
+    """The sample with the chosen side of a generate record, or a problem naming what is wrong."""
+    present = [name for name in CHOSEN_FIELDS if name in sample.metadata]
+    if not present:
+        return sample
+    if len(present) == 1:
+        return InputProblem(
+            sample.where,
+            f"has {present[0]!r} but no {next(n for n in CHOSEN_FIELDS if n not in present)!r}: "
+            "a row of `aidsafe generate` output needs both to be the chosen sample",
+            sample.id,
+            sample.prompt,
+        )
+    try:
+        chosen = _CHOSEN.validate_python({name: sample.metadata[name] for name in CHOSEN_FIELDS})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return InputProblem(
+            sample.where, f"not a usable chosen sample ({where}: {first['msg']})", sample.id, sample.prompt
+        )
+    if not chosen["response"].strip():
+        return InputProblem(sample.where, "the chosen sample has an empty response", sample.id, sample.prompt)
+    rest = {k: v for k, v in sample.metadata.items() if k not in GenerateRecord.model_fields}
+    original = sample.metadata.get("metadata")
+    metadata = {**rest, **original} if isinstance(original, dict) else rest
+    return SampleWithChosen(sample.id, sample.prompt, metadata, sample.where, chosen)
+
+
+def read_preference_samples(paths: Any, **options: Any) -> Iterator[Sample | InputProblem]:
+    """`read_samples`, with generate records turned into samples that carry their chosen side."""
+    for item in read_samples(paths, **options):
+        yield item if isinstance(item, InputProblem) else with_chosen(item)
+
+
+def preference_input(sample: Sample) -> dict[str, Any]:
+    given = sample.chosen if isinstance(sample, SampleWithChosen) else None
+    return {
+        "prompt": sample.prompt,
+        "id": sample.id,
+        "metadata": sample.metadata,
+        **({"chosen": given} if given else {}),
+    }
+
+
+def preference_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> PreferenceRecord:
+    return PreferenceRecord.model_validate(
+        {**state, "id": sample.id, "prompt": sample.prompt, "model": job.fingerprint["model"]}
+    )
+
+
+def prefer_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChatModel | None = None) -> GraphJob:
+    """`context` must hold a concrete `base_url` (the embedded server already started)."""
+    ctx = Context(**context)
+    fingerprint = {
+        **deliberation_fingerprint(ctx, n_deliberators, PREFERENCE_ROLES),
+        "whisper_iterations": ctx.whisper_iterations,
+        "violation_threshold": ctx.violation_threshold,
+        "scorer_url": ctx.scorer_url,
+    }
+    return GraphJob(
+        name="prefer",
+        build=partial(build_graph, n_deliberators),
+        context=context,
+        to_input=preference_input,
+        to_record=preference_record,
+        fingerprint=fingerprint,
+        model=model,
+    )
