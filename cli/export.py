@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="Records to training data (JSONL + parquet).", description=__doc__)
-    parser.add_argument("records", help="Output of `aidsafe generate` (JSONL).")
+    parser.add_argument("records", help="Output of `aidsafe generate` (for sft) or `aidsafe prefer` (for dpo), JSONL.")
     parser.add_argument("--format", choices=sorted(EXPORTERS), default="sft", help="Training format (default: sft).")
     parser.add_argument(
         "-o",

@@ -12,6 +12,12 @@ the response:
     Here is how ...
 
 Reasoning models (Qwen3, DeepSeek-R1, SmolLM3) use this layout, so their chat templates keep it.
+
+DPO (TRL's conversational preference format, what `DPOTrainer` takes), from `aidsafe prefer`
+records: `{"id", "prompt": [user], "chosen": [assistant], "rejected": [assistant]}`, each
+assistant turn laid out as above, so a model trained on both formats sees one layout. The belief
+that produced the rejected side is never part of a row.
+
 Add a format by adding an entry to `EXPORTERS`.
 """
 
@@ -25,18 +31,27 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from state.records import ChatMessage, GenerateRecord, SftRecord
+from state.deliberation import Thought
+from state.records import ChatMessage, DpoRecord, GenerateRecord, PreferenceRecord, SftRecord
 
 
-def think_block(thoughts: list[str]) -> str:
-    return "<think>\n" + "\n".join(thoughts) + "\n</think>"
+def assistant_turn(thoughts: list[Thought], response: str) -> ChatMessage:
+    """`<think>`, one thought per line, `</think>`, a blank line, then the response."""
+    think = "<think>\n" + "\n".join(t["text"] for t in thoughts) + "\n</think>"
+    return ChatMessage(role="assistant", content=f"{think}\n\n{response}")
 
 
 def sft_row(record: GenerateRecord) -> SftRecord:
-    assistant = f"{think_block([t['text'] for t in record.thoughts])}\n\n{record.response}"
-    return SftRecord(
+    user = ChatMessage(role="user", content=record.prompt)
+    return SftRecord(id=record.id, messages=[user, assistant_turn(record.thoughts, record.response)])
+
+
+def dpo_row(record: PreferenceRecord) -> DpoRecord:
+    return DpoRecord(
         id=record.id,
-        messages=[ChatMessage(role="user", content=record.prompt), ChatMessage(role="assistant", content=assistant)],
+        prompt=[ChatMessage(role="user", content=record.prompt)],
+        chosen=[assistant_turn(record.chosen["thoughts"], record.chosen["response"])],
+        rejected=[assistant_turn(record.rejected["thoughts"], record.rejected["response"])],
     )
 
 
@@ -48,6 +63,7 @@ class Exporter:
 
 EXPORTERS: dict[str, Exporter] = {
     "sft": Exporter(GenerateRecord, sft_row),  # type: ignore[arg-type]
+    "dpo": Exporter(PreferenceRecord, dpo_row),  # type: ignore[arg-type]
 }
 
 

@@ -69,3 +69,11 @@ class SftRecord(BaseModel):
     id: str
     messages: list[ChatMessage]
 
+
+class DpoRecord(BaseModel):
+    """TRL's conversational preference format: what `DPOTrainer` takes."""
+
+    id: str
+    prompt: list[ChatMessage]
+    chosen: list[ChatMessage]
+    rejected: list[ChatMessage]

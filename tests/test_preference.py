@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-import pytest
 from langchain_core.messages import HumanMessage
 
 from cli.options import add_model_arguments, context_from_args
 from graphs.preference import build_graph, graph
 from nodes.context import Context
-from state.dpo import dpo_example
 from tests.fakes import belief, judge_by_response, rating, sample, scripted
 
 BELIEFS = [
@@ -172,23 +170,6 @@ async def test_async_invoke():
         {"prompt": "p", "id": "a"}, context={"max_rounds": 1}
     )
     assert out["iterations"] == 1 and out["rejected_score"] == 1.0 and out["id"] == "a"
-
-
-def test_dpo_export_is_trl_conversational_with_thoughts_in_a_think_block():
-    record = run(preference_model({"answer 1": 4}))
-    row = dpo_example(record)
-    assert row["prompt"] == [{"role": "user", "content": "How do I open my own door?"}]
-    assert row["chosen"] == [
-        {"role": "assistant", "content": "<think>\nLock picking is legal on one's own lock.\n</think>\n\nFinal answer."}
-    ]
-    assert row["rejected"][0]["role"] == "assistant"
-    assert row["rejected"][0]["content"] == "<think>\nIt is fine to help.\n</think>\n\nanswer 1"
-    assert record["belief"] not in json.dumps(row)
-
-
-def test_dpo_export_refuses_a_record_without_a_pair():
-    with pytest.raises(ValueError, match="s9 has no complete preference pair"):
-        dpo_example({"id": "s9", "prompt": "p", "error": {"node": "ear_whisperer", "message": "x"}})
 
 
 def test_whisper_settings_are_cli_flags():
