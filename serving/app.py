@@ -28,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cli.options import model_server
+from graphs import preference
 from graphs.deliberation import build_graph
 from nodes.context import Context
 
@@ -56,6 +57,7 @@ class ServeSettings:
 GraphFactory = Callable[[ServeSettings], Runnable]
 GRAPHS: list[tuple[str, GraphFactory]] = [
     ("/deliberation", lambda settings: build_graph(settings.n_deliberators)),
+    ("/preference", lambda settings: preference.build_graph(settings.n_deliberators)),
 ]
 """(path, graph factory): one line per served graph."""
 

@@ -21,7 +21,7 @@ from langserve import RemoteRunnable
 
 from embedded.llama_server import stop_process
 from serving import GRAPHS, ServeSettings, create_app
-from tests.fakes import StubServer, schema_answer, schema_of
+from tests.fakes import STUB_BELIEF, StubServer, schema_answer, schema_of, whisper_stub_answer
 
 KEY = "test-api-key"
 AUTH = {"X-API-Key": KEY}
@@ -51,7 +51,7 @@ def broken(_: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def stub() -> Iterator[StubServer]:
-    with StubServer() as server:
+    with StubServer(respond=whisper_stub_answer) as server:
         yield server
 
 
@@ -81,6 +81,16 @@ def test_invoke_runs_the_graph_on_the_servers_model(client, stub):
     assert out["stop_reason"] == "consensus" and out["rounds"] == 1
     assert [turn["agent"] for turn in out["deliberation_log"]] == ["deliberator_1", "deliberator_2"]
     assert stub.requests[-1]["model"] == "stub-model"
+
+
+def test_preference_graph_is_served(client):
+    chosen = {"thoughts": [], "response": "Use your spare key."}
+    body = {"input": {"prompt": "How do I open my door?", "id": "p1", "chosen": chosen}}
+    reply = client.post("/preference/invoke", json=body)
+    assert reply.status_code == 200
+    out = reply.json()["output"]
+    assert out["error"] is None and out["id"] == "p1" and out["chosen"] == chosen
+    assert out["belief"] == STUB_BELIEF and out["negative_example"] is True and out["iterations"] == 3
 
 
 def test_client_may_set_safe_fields_but_not_the_server_url(client, stub):
