@@ -20,8 +20,8 @@ from policies import PolicyFileError, load_policies
 REMOTE_CONCURRENCY = 16
 """Default for a remote server; the embedded llama.cpp server answers one request at a time."""
 
-JobFactory = Callable[[dict[str, Any], argparse.Namespace], GraphJob]
-"""Builds the job from the served context (concrete `base_url`) and the parsed flags."""
+JobFactory = Callable[[dict[str, Any], int], GraphJob]
+"""Builds the job from the served context (concrete `base_url`) and `--n-deliberators`."""
 Reader = Callable[..., Iterator[Sample | InputProblem]]
 """`read_samples` or a wrapper with its signature."""
 
@@ -90,7 +90,7 @@ def run_command(args: argparse.Namespace, *, kind: str, make_job: JobFactory, re
     options = batch_options(args, output, embedded)
     try:
         with model_server(context) as served:
-            summary = run_batch(make_job(served, args), read, options)
+            summary = run_batch(make_job(served, args.n_deliberators), read, options)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are in {output}; run the same command to resume", file=sys.stderr)
         return 130

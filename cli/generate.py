@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from batch.engine import GraphJob
 from batch.generate import generate_job
 from cli.batch import register_batch_command
-
-
-def make_job(context: dict[str, Any], args: argparse.Namespace) -> GraphJob:
-    return generate_job(context, args.n_deliberators)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,5 +15,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Deliberate over every prompt of a file; write one JSON line per prompt.",
         description=__doc__,
         kind="generated",
-        make_job=make_job,
+        make_job=generate_job,
     )
