@@ -1,7 +1,7 @@
 """The `prefer` job: the preference (ear-whisperer) graph over a batch, one `PreferenceRecord` per prompt.
 
 The input is a prompts file or the output of `aidsafe generate`, told apart row by row: a row with
-`thoughts` and `response` is a generate record, and those become the chosen sample, so the
+`thoughts` is a generate record, and its thoughts and response become the chosen sample, so the
 deliberation is not run a second time (only scored). Other rows are prompts: the graph deliberates
 for the chosen side first.
 """
@@ -25,8 +25,6 @@ from state.preference import Sample as ChosenSample
 from state.records import GenerateRecord, PreferenceRecord
 
 PREFERENCE_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner", "whisperer", "generator", "judge")
-CHOSEN_FIELDS = ("thoughts", "response")
-"""The fields of a generate record that make the chosen sample."""
 _CHOSEN = TypeAdapter(ChosenSample)
 
 
@@ -38,20 +36,18 @@ class SampleWithChosen(Sample):
 
 
 def with_chosen(sample: Sample) -> Sample | InputProblem:
-    """The sample with the chosen side of a generate record, or a problem naming what is wrong."""
-    present = [name for name in CHOSEN_FIELDS if name in sample.metadata]
-    if not present:
+    """The sample with the chosen side of a generate record, or a problem naming what is wrong.
+
+    `thoughts` marks a generate record; `response` alone does not, because prompt datasets often
+    carry a reference response (BeaverTails, for one) and those rows are prompts.
+    """
+    if "thoughts" not in sample.metadata:
         return sample
-    if len(present) == 1:
-        return InputProblem(
-            sample.where,
-            f"has {present[0]!r} but no {next(n for n in CHOSEN_FIELDS if n not in present)!r}: "
-            "a row of `aidsafe generate` output needs both to be the chosen sample",
-            sample.id,
-            sample.prompt,
-        )
+    if "response" not in sample.metadata:
+        message = "has 'thoughts' but no 'response': a row of `aidsafe generate` output needs both"
+        return InputProblem(sample.where, message, sample.id, sample.prompt)
     try:
-        chosen = _CHOSEN.validate_python({name: sample.metadata[name] for name in CHOSEN_FIELDS})
+        chosen = _CHOSEN.validate_python({name: sample.metadata[name] for name in ("thoughts", "response")})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

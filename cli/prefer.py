@@ -1,7 +1,7 @@
 """`aidsafe prefer`: turn prompts, or `aidsafe generate` records, into DPO preference records, resumably.
 
-A row with `thoughts` and `response` (a line of `aidsafe generate` output) keeps them as the chosen
-sample: nothing is generated twice. Any other row is a prompt, deliberated for the chosen side
+A row with `thoughts` (a line of `aidsafe generate` output) keeps its thoughts and response as the
+chosen sample: nothing is generated twice. Any other row is a prompt, deliberated for the chosen side
 first. Rejected samples are policy-violating on purpose; every record says `negative_example: true`.
 """
 

@@ -73,12 +73,14 @@ def test_a_generate_row_without_a_usable_chosen_side_is_an_input_error(tmp_path)
             {"id": "half", "prompt": "p1", "thoughts": []},
             {"id": "odd", "prompt": "p2", "thoughts": [{"text": "no id"}], "response": "r"},
             {"id": "ok", "prompt": "p3", "thoughts": [], "response": "Fine."},
+            {"id": "prompt", "prompt": "p4", "response": "A reference answer: a prompt row, not a generate record."},
         ],
     )
     out = tmp_path / "out.jsonl"
     with StubServer(respond=whisper_stub_answer) as server:
         assert prefer(server, str(inputs), "-o", str(out)) == 1
-    assert [r["id"] for r in read_jsonl(out)] == ["ok"]
+    assert sorted(r["id"] for r in read_jsonl(out)) == ["ok", "prompt"]
+    assert titles(server.requests)["IntentAnswer"] == 1  # only the prompt row was deliberated
     half, odd = read_jsonl(tmp_path / "out.errors.jsonl")
     assert half["id"] == "half" and "has 'thoughts' but no 'response'" in half["error"]["message"]
     assert odd["id"] == "odd" and "thoughts.0.id" in odd["error"]["message"]
