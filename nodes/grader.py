@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
+from pydantic import BaseModel
+
 from nodes.agent import AgentLogic, Ask, messages, template
 from nodes.context import Context
 from nodes.llm import AgentFailure
@@ -26,13 +28,15 @@ def node_name(rubric: str) -> str:
     return f"grade_{rubric}"
 
 
-def numbered_thoughts(output: OutputView) -> str:
-    """The CoT as the judges read it: numbered steps with the policies each one cites."""
-    if not output.thoughts:
-        return "(no thoughts)"
-    return "\n".join(
-        f"{i}. [{', '.join(t.policy_ids) or 'no policy'}] {t.text}" for i, t in enumerate(output.thoughts, 1)
-    )
+def shown(output: OutputView, suffix: str = "") -> dict[str, str]:
+    """An output as the judges read it: numbered thoughts with the policies each cites, and the response."""
+    steps = [f"{i}. [{', '.join(t.policy_ids) or 'no policy'}] {t.text}" for i, t in enumerate(output.thoughts, 1)]
+    return {f"thoughts{suffix}": "\n".join(steps) or "(no thoughts)", f"response{suffix}": output.response}
+
+
+def judge_ask(schema: type[BaseModel], policies: PolicySet, task: str, **values: Any) -> Ask:
+    """A judge's question: the shared system prefix with the policies, then `nodes/<task>.md`."""
+    return Ask("judge", schema, messages(policies, task, **values), policies)
 
 
 def grader(rubric: str) -> AgentLogic:
@@ -46,20 +50,14 @@ def grader(rubric: str) -> AgentLogic:
             if not state.get(target):
                 continue
             record = EvaluatedRecord.model_validate(state[target])
-            output = record.output
-            ask = Ask(
-                "judge",
+            ask = judge_ask(
                 RubricAnswer,
-                messages(
-                    policies,
-                    "grader",
-                    rubric=rubric,
-                    rubric_text=rubric_text,
-                    prompt=record.prompt,
-                    thoughts=numbered_thoughts(output),
-                    response=output.response,
-                ),
                 policies,
+                "grader",
+                rubric=rubric,
+                rubric_text=rubric_text,
+                prompt=record.prompt,
+                **shown(record.output),
             )
             try:
                 answer: RubricAnswer = yield ask

@@ -12,9 +12,9 @@ import random
 from collections.abc import Generator
 from typing import Any, Literal
 
-from nodes.agent import Ask, messages
+from nodes.agent import Ask
 from nodes.context import Context
-from nodes.grader import numbered_thoughts
+from nodes.grader import judge_ask, shown
 from nodes.llm import AgentFailure
 from policies import PolicySet
 from state.answers import PairwiseAnswer
@@ -40,19 +40,13 @@ def compare(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generat
     other = EvaluatedRecord.model_validate(state["other"])
     record_first = record_shown_first(record.id)
     a, b = (record.output, other.output) if record_first else (other.output, record.output)
-    ask = Ask(
-        "judge",
+    ask = judge_ask(
         PairwiseAnswer,
-        messages(
-            policies,
-            "pairwise_judge",
-            prompt=record.prompt,
-            thoughts_a=numbered_thoughts(a),
-            response_a=a.response,
-            thoughts_b=numbered_thoughts(b),
-            response_b=b.response,
-        ),
         policies,
+        "pairwise_judge",
+        prompt=record.prompt,
+        **shown(a, "_a"),
+        **shown(b, "_b"),
     )
     try:
         answer: PairwiseAnswer = yield ask
