@@ -48,7 +48,7 @@ async def grade_sample(
     file_of = dict(zip(("record", "other"), records, strict=False))  # the graph's targets -> our files
     payload = {target: records[file].model_dump(mode="json") for target, file in file_of.items()}
     try:
-        out = await graph.ainvoke(payload, context=context)
+        out = await graph.ainvoke(payload, config={"metadata": {"sample_id": sample.id}}, context=context)
     except Exception as exc:  # a crash must not lose the batch: the sample is listed as failed
         out = {"error": {"node": "evaluation", "message": f"{type(exc).__name__}: {exc}"}}
     for failure in out.get("failures", []):
