@@ -33,8 +33,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="Directory for report.md, summary.json, charts.")
     parser.add_argument("--no-judge", action="store_true", help="Deterministic metrics only: no model calls.")
     parser.add_argument("--limit", type=int, help="Evaluate the first N records (and their baseline records).")
+    parser.add_argument("--concurrency", type=int, help="Samples graded at once (default 8; 1 on the embedded model).")
     parser.add_argument(
-        "--concurrency", type=int, help="Samples graded at once (default 8; 1 on the embedded model, which queues)."
+        "--parallel-calls",
+        type=int,
+        help="Judge calls of one sample in flight (default: all 13; 1 on the embedded model, which answers one "
+        "request at a time: queued requests would run into the request timeout).",
     )
     add_model_arguments(parser)
     parser.set_defaults(run=run)
@@ -64,11 +68,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         ctx = Context(**context)
         judge = f"{ctx.model_for('judge')} at {ctx.base_url_for('judge')}"
-        concurrency = args.concurrency or (1 if ctx.base_url_for("judge") == EMBEDDED else 8)
+        embedded = ctx.base_url_for("judge") == EMBEDDED
+        concurrency = args.concurrency or (1 if embedded else 8)
+        parallel_calls = args.parallel_calls or (1 if embedded else None)
         with model_server(context) as served:
             from graphs.evaluation import graph
 
-            results = asyncio.run(grade_samples(samples, policy_ids, graph, served, concurrency))
+            results = asyncio.run(grade_samples(samples, policy_ids, graph, served, concurrency, parallel_calls))
     summary = summarize(
         results,
         run_file=args.run_file,

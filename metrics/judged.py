@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from tqdm.asyncio import tqdm_asyncio
 
@@ -40,15 +41,24 @@ def deterministic_result(sample: Sample, policy_ids: Sequence[str]) -> SampleRes
 
 
 async def grade_sample(
-    sample: Sample, policy_ids: Sequence[str], graph: CompiledStateGraph[Any, Any, Any, Any], context: dict[str, Any]
+    sample: Sample,
+    policy_ids: Sequence[str],
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    context: dict[str, Any],
+    parallel_calls: int | None = None,
 ) -> SampleResult:
-    """Deterministic metrics plus every judge grade of one sample (and the pairwise verdict)."""
+    """Deterministic metrics plus every judge grade of one sample (and the pairwise verdict).
+
+    `parallel_calls` caps the judge calls of this sample in flight (default: all at once); a
+    server that answers one request at a time needs 1, or queued requests run into the timeout.
+    """
     result = deterministic_result(sample, policy_ids)
     records = {name: record for name, record in (("run", sample.run), ("baseline", sample.baseline)) if record}
     file_of = dict(zip(("record", "other"), records, strict=False))  # the graph's targets -> our files
     payload = {target: records[file].model_dump(mode="json") for target, file in file_of.items()}
     try:
-        out = await graph.ainvoke(payload, config={"metadata": {"sample_id": sample.id}}, context=context)
+        config: RunnableConfig = {"metadata": {"sample_id": sample.id}, "max_concurrency": parallel_calls}
+        out = await graph.ainvoke(payload, config=config, context=context)
     except Exception as exc:  # a crash must not lose the batch: the sample is listed as failed
         out = {"error": {"node": "evaluation", "message": f"{type(exc).__name__}: {exc}"}}
     for failure in out.get("failures", []):
@@ -81,13 +91,14 @@ async def grade_samples(
     graph: CompiledStateGraph[Any, Any, Any, Any],
     context: dict[str, Any],
     concurrency: int,
+    parallel_calls: int | None = None,
 ) -> list[SampleResult]:
     """Results in the samples' order, at most `concurrency` samples in flight, with a progress bar."""
     semaphore = asyncio.Semaphore(concurrency)
 
     async def bounded(sample: Sample) -> SampleResult:
         async with semaphore:
-            return await grade_sample(sample, policy_ids, graph, context)
+            return await grade_sample(sample, policy_ids, graph, context, parallel_calls)
 
     results: list[SampleResult] = await tqdm_asyncio.gather(
         *(bounded(s) for s in samples), desc="grading", unit="sample", disable=None

@@ -190,7 +190,7 @@ def test_baseline_then_evaluate_on_the_embedded_model(tmp_path):
         run = write_jsonl(tmp_path / "run.jsonl", [generate_record("k")])
         base = write_jsonl(tmp_path / "baseline.jsonl", [baseline])
         code = main(["evaluate", str(run), "--baseline", str(base), "--out", str(tmp_path / "out"),
-                     "--base-url", server.base_url, "--max-tokens", "256"])  # fmt: skip
+                     "--base-url", server.base_url, "--max-tokens", "256", "--parallel-calls", "1"])  # fmt: skip
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["failures"] == [] and code == 0
     assert set(summary["metrics"]) >= set(RUBRICS) and summary["pairwise"]["n"] == 1
