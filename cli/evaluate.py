@@ -20,10 +20,6 @@ from nodes.context import EMBEDDED, Context
 from policies import PolicyFileError, load_policies
 from report import summarize, write_report
 
-JUDGE_TEMPERATURE = 0.0
-"""Grading defaults to greedy decoding so a re-run grades alike; `--temperature` overrides it."""
-
-
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="Grade generated data; compare it with a baseline.", description=__doc__
@@ -45,7 +41,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    context = {"temperature": JUDGE_TEMPERATURE, **context_from_args(args)}
+    context = context_from_args(args)
     try:
         policy_ids = load_policies(context.get("policy_file")).ids
         run_records, bad_lines = read_records(args.run_file, args.limit)

@@ -70,7 +70,7 @@ def test_evaluate_with_baseline_over_http(files, tmp_path, stub_server, capsys):
     out = tmp_path / "report"
     code = main(
         ["evaluate", str(run), "--baseline", str(baseline), "--out", str(out), "--base-url", stub_server.base_url,
-         "--model", "stub-judge", "--concurrency", "3"]
+         "--model", "stub-judge", "--concurrency", "3", "--temperature", "0"]
     )  # fmt: skip
     assert code == 1  # unusable lines were skipped: the exit code says so
     err = capsys.readouterr().err
@@ -88,7 +88,7 @@ def test_evaluate_with_baseline_over_http(files, tmp_path, stub_server, capsys):
     assert set(summary["metrics"]) >= set(RUBRICS)
     assert len(stub_server.requests) == 3 * (2 * 6 + 1) == summary["usage"]["llm_calls"]
     assert {r["model"] for r in stub_server.requests} == {"stub-judge"}
-    assert {r["temperature"] for r in stub_server.requests} == {0.0}  # judges decode greedily by default
+    assert {r["temperature"] for r in stub_server.requests} == {0.0}
 
     report = (out / "report.md").read_text()
     assert "| metric | baseline | AIDSAFE | relative change |" in report
@@ -190,9 +190,15 @@ def test_baseline_then_evaluate_on_the_embedded_model(tmp_path):
         run = write_jsonl(tmp_path / "run.jsonl", [generate_record("k")])
         base = write_jsonl(tmp_path / "baseline.jsonl", [baseline])
         code = main(["evaluate", str(run), "--baseline", str(base), "--out", str(tmp_path / "out"),
-                     "--base-url", server.base_url, "--max-tokens", "256", "--parallel-calls", "1"])  # fmt: skip
+                     "--base-url", server.base_url, "--max-tokens", "160", "--parallel-calls", "1"])  # fmt: skip
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["failures"] == [] and code == 0
-    assert set(summary["metrics"]) >= set(RUBRICS) and summary["pairwise"]["n"] == 1
-    assert summary["usage"]["llm_calls"] >= 13
+    (sample,) = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    failed = {(f["file"], f["check"]) for f in summary["failures"]}
+    for file in ("run", "baseline"):  # every grade is there or listed as failed (a 135M judge can loop)
+        for rubric in RUBRICS:
+            grade = sample[file]["grades"].get(rubric)
+            assert (file, rubric) in failed or grade["score"] in range(1, 6) and grade["justification"]
+    assert sample["pairwise"]["verdict"] in ("win", "tie", "loss") or ("pair", "pairwise") in failed
+    assert code == (1 if failed else 0)
+    assert summary["usage"]["llm_calls"] >= 13 and (tmp_path / "out" / "report.md").exists()
     print(f"\nembedded evaluate: {summary['seconds']} s for 1 pair, {summary['usage']['llm_calls']} calls")
