@@ -20,6 +20,7 @@ from nodes.context import EMBEDDED, Context
 from policies import PolicyFileError, load_policies
 from report import summarize, write_report
 
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="Grade generated data; compare it with a baseline.", description=__doc__
