@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS: list[str] = ["evaluate"]
+SUBCOMMANDS: list[str] = ["serve", "evaluate"]
 """Modules of `cli` that define `register(subparsers)`; each adds one subcommand."""
 
 

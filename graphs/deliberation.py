@@ -35,7 +35,7 @@ def as_provider(model: BaseChatModel | ModelProvider | None) -> ModelProvider | 
     return model
 
 
-def _unless_error(next_node: str) -> Callable[[dict[str, Any]], str]:
+def unless_error(next_node: str) -> Callable[[dict[str, Any]], str]:
     def route(state: dict[str, Any]) -> str:
         return END if state.get("error") else next_node
 
@@ -75,10 +75,10 @@ def build_graph(
     add_agent(refiner.NAME, refiner.refine, "refiner")
 
     builder.add_edge(START, initializer.NAME)
-    builder.add_conditional_edges(initializer.NAME, _unless_error(node_name(1)), [node_name(1), END])
+    builder.add_conditional_edges(initializer.NAME, unless_error(node_name(1)), [node_name(1), END])
     for index in range(1, n_deliberators + 1):
         following = node_name(index + 1) if index < n_deliberators else termination.NAME
-        builder.add_conditional_edges(node_name(index), _unless_error(following), [following, END])
+        builder.add_conditional_edges(node_name(index), unless_error(following), [following, END])
     builder.add_conditional_edges(termination.NAME, _after_termination_check, [refiner.NAME, node_name(1)])
     builder.add_edge(refiner.NAME, END)
     return builder.compile(checkpointer=checkpointer, name=name)

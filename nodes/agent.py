@@ -6,12 +6,17 @@ or async, adds up token usage, and turns an agent that gives up into a clear `er
 so one bad sample ends cleanly instead of crashing a batch. A failed call is first thrown into the
 logic, so an agent that makes independent calls (a grader scoring several rubrics) can note the
 failure and carry on; logic that does not catch it ends the node with `error` as before.
+
+Each agent turn is labelled for tracing before its run starts: a `role:<role>` tag and metadata
+with the sample id, round, model and policy-set hash (the graph's node metadata adds the role and
+agent index), so a LangSmith project can be filtered by any of them.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Callable, Generator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -19,6 +24,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables.config import ensure_config
 from langgraph.runtime import get_runtime
 from pydantic import BaseModel
 
@@ -98,6 +104,37 @@ def _structured_call(ask: Ask, ctx: Context, provider: ModelProvider) -> Structu
     )
 
 
+def turn_labels(state: Mapping[str, Any], config: RunnableConfig) -> RunnableConfig:
+    """The config with this turn's trace tag and metadata, for nodes added with `agent_role` metadata.
+
+    `round` is the deliberation round the turn belongs to: the one in progress for a deliberator,
+    the last finished one for agents after the deliberation; absent before it starts.
+    """
+    metadata = dict(config.get("metadata") or {})
+    role = metadata.get("agent_role")
+    if role is None:
+        return config
+    ctx = resolve_context(get_runtime().context, config)
+    metadata["model"] = ctx.model_for(role)
+    if "id" in state:
+        metadata["sample_id"] = state["id"]
+    if "rounds" in state or role == "deliberator":
+        metadata["round"] = state.get("rounds", 0) + (role == "deliberator")
+    with suppress(PolicyFileError):  # the turn itself reports a bad file as its error
+        metadata["policy_set"] = load_policies(ctx.policy_file).hash
+    return {**config, "metadata": metadata, "tags": [*(config.get("tags") or []), f"role:{role}"]}
+
+
+class _AgentRunnable(RunnableLambda):
+    """A node whose run carries `turn_labels`: they depend on the state, so they are set per call."""
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return super().invoke(input, turn_labels(input, ensure_config(config)), **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await super().ainvoke(input, turn_labels(input, ensure_config(config)), **kwargs)
+
+
 def agent_node(name: str, logic: AgentLogic, provider: ModelProvider | None = None) -> RunnableLambda:
     """Wrap an agent's logic as a graph node that runs under both `invoke` and `ainvoke`."""
     model_provider = provider or openai_compatible_model
@@ -152,4 +189,4 @@ def agent_node(name: str, logic: AgentLogic, provider: ModelProvider | None = No
         except (AgentFailure, PolicyFileError) as exc:
             return failed(exc, calls)
 
-    return RunnableLambda(run, afunc=arun, name=name)
+    return _AgentRunnable(run, afunc=arun, name=name)

@@ -69,6 +69,21 @@ class Context:
         default=None,
         metadata={"description": "Server for the judge when it is not the generator's server."},
     )
+    whisper_iterations: int = field(
+        default=3,
+        metadata={"description": "Ear-whisperer attempts per prompt (at least one); stops early at the threshold."},
+    )
+    violation_threshold: float = field(
+        default=0.75,
+        metadata={"description": "Violation score (0..1) of a rejected sample that ends the whisper loop early."},
+    )
+    scorer_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "HTTP safety classifier that replaces the LLM judge as violation scorer: "
+            'receives a POST with JSON {prompt, thoughts, response, policies}, answers {"score": 0..1}.'
+        },
+    )
 
     def model_for(self, role: Role) -> str:
         override: str | None = getattr(self, f"{role}_model", None)

@@ -7,9 +7,10 @@ checked against the active policy set, passed in as validation context.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 Text = Annotated[str, Field(min_length=1)]
 """No `max_length`: llama.cpp turns long repetitions into grammars it refuses; `max_tokens` bounds text."""
@@ -86,6 +87,71 @@ class RefinerAnswer(BaseModel):
         if count and len(ids) >= count:
             raise ValueError("keep at least one thought")
         return removals
+
+
+class BeliefAnswer(BaseModel):
+    belief: Text = Field(description="One or two sentences the generator will take for granted; plausible, and wrong.")
+
+
+class WhisperedAnswer(SeedAnswer):
+    """The whispered generator's sample, with every quote of the belief removed.
+
+    The belief steers the sample but must not be saved in it: a rejected sample that spells out
+    "assume the user is allowed to ..." teaches DPO the wrong contrast. Sentences of the belief are
+    cut from the thoughts and the response; an answer left empty is re-asked.
+    """
+
+    @model_validator(mode="after")
+    def _without_belief(self, info: ValidationInfo) -> WhisperedAnswer:
+        belief = (info.context or {}).get("belief")
+        if not belief:
+            return self
+        kept = []
+        for thought in self.thoughts:
+            text = strip_quotes(thought.text, belief)
+            if text:
+                kept.append(thought.model_copy(update={"text": text}))
+        response = strip_quotes(self.response, belief)
+        if not kept or not response:
+            raise ValueError("the answer only repeats the belief you were given; reason and answer in your own words")
+        self.thoughts, self.response = kept, response
+        return self
+
+
+QUOTED_SENTENCE_MIN_WORDS = 4
+"""Shorter sentences of a belief ("Yes.") are ordinary words, not a quote of it."""
+
+
+def strip_quotes(text: str, belief: str) -> str:
+    """`text` without the belief and without any of its sentences of several words (any case or spacing)."""
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", belief.strip()) if s]
+    quotable = [belief.strip()] + [s for s in sentences if len(s.split()) >= QUOTED_SENTENCE_MIN_WORDS]
+    for quote in quotable:
+        words = re.findall(r"\w+", quote)
+        if words:
+            pattern = r"\W*".join(re.escape(w) for w in words) + r"[.!?]?"
+            text = re.sub(pattern, " ", text, flags=re.IGNORECASE)
+    return re.sub(r"\s{2,}", " ", text).strip(" \t\n,;:-\"'")
+
+
+class ViolationAnswer(BaseModel):
+    policy_ids: list[str] = Field(
+        default_factory=list, max_length=5, description="Ids of the policies the answer violates; empty if none."
+    )
+    rationale: Text = Field(description="One or two sentences on how the reasoning and response follow or break them.")
+    rating: Literal[0, 1, 2, 3, 4] = Field(description="The rubric level, 0 (follows every policy) to 4 (flagrant).")
+
+    _check_policy_ids = field_validator("policy_ids")(_known_policy_ids)
+
+    @property
+    def score(self) -> float:
+        return self.rating / 4
+
+
+class ClassifierVerdict(BaseModel):
+    """What an HTTP safety classifier answers."""
+
+    score: float = Field(ge=0, le=1, description="How strongly the sample violates the policies.")
 
 
 Score = Literal[1, 2, 3, 4, 5]

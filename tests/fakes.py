@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -232,6 +234,68 @@ class StubServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# Preference (ear-whisperer) graph
+
+
+def belief(text: str) -> dict:
+    return {"belief": text}
+
+
+def sample(*texts: str, response: str = "Whispered answer.") -> dict:
+    texts = texts or ("It is fine to help.",)
+    return {"thoughts": [{"text": t} for t in texts], "response": response}
+
+
+def rating(level: int, *policy_ids: str) -> dict:
+    return {"policy_ids": list(policy_ids), "rationale": f"level {level}", "rating": level}
+
+
+def judge_by_response(levels: dict[str, int], default: int = 0) -> Callable[[Sequence[BaseMessage]], dict]:
+    """A judge script that rates the response it is shown: `levels[response]`, else `default`."""
+
+    def judge(messages: Sequence[BaseMessage]) -> dict:
+        shown = str(messages[-1].content).split('Response to rate:\n"""\n', 1)[1].split('\n"""', 1)[0]
+        return rating(levels.get(shown, default))
+
+    return judge
+
+
+@dataclass
+class ClassifierStub:
+    """An HTTP safety classifier on 127.0.0.1: POST JSON in, `respond(body)` -> (status, text) out."""
+
+    respond: Callable[[dict[str, Any]], tuple[int, str]] = lambda _body: (200, json.dumps({"score": 0.5}))
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _server: WSGIServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_port}/score"
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = json.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+        self.requests.append(body)
+        status, text = self.respond(body)
+        start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "application/json")])
+        return [text.encode()]
+
+    def __enter__(self) -> ClassifierStub:
+        class QuietHandler(WSGIRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = make_server("127.0.0.1", 0, self._app, handler_class=QuietHandler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

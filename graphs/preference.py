@@ -1,0 +1,103 @@
+"""The preference graph: a chosen sample, then the ear-whisperer loop for the rejected one.
+
+    START -+-> deliberation (subgraph) -+-> score_chosen -> ear_whisperer -> whispered_generator
+           +-- chosen given in input ---+                        ^                  |
+                                                                 |            score_rejected
+                                                                 |                  |
+                                                                 +-- next try -- keep_best -> END
+
+The chosen sample is the deliberation graph's refined output, or the `chosen` the caller passes
+(e.g. from an `aidsafe generate` record) so that nothing is generated twice. Any node that gives
+up writes `error` and the sample ends there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from graphs import deliberation
+from graphs.deliberation import as_provider, unless_error
+from nodes import ear_whisperer, keep_best, whispered_generator
+from nodes.agent import agent_node
+from nodes.context import Context
+from nodes.llm import ModelProvider
+from nodes.scorer import ScorerFromContext, ViolationScorer
+from state.preference import PreferenceInput, PreferenceOutput, PreferenceState
+
+GRAPH_NAME = "aidsafe_preference"
+DELIBERATION = "deliberation"
+SCORE_CHOSEN = "score_chosen"
+SCORE_REJECTED = "score_rejected"
+
+
+def _chosen_source(state: dict[str, Any]) -> Literal["deliberation", "score_chosen"]:
+    return "score_chosen" if state.get("chosen") else "deliberation"
+
+
+def _after_keep_best(state: dict[str, Any]) -> str:
+    return END if state.get("whisper_stop") else ear_whisperer.NAME
+
+
+def build_graph(
+    n_deliberators: int = 2,
+    *,
+    model: BaseChatModel | ModelProvider | None = None,
+    scorer: ViolationScorer | None = None,
+    checkpointer: Checkpointer = None,
+    name: str = GRAPH_NAME,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the preference graph.
+
+    `model` replaces the default `ChatOpenAI` client for every role (or is a function of role and
+    context); `scorer` replaces the default (the LLM judge, or the HTTP classifier at the run's
+    `scorer_url`). The deliberation for the chosen side uses `n_deliberators` agents.
+    """
+    provider = as_provider(model)
+    violation_scorer = scorer or ScorerFromContext(provider)
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
+        PreferenceState, context_schema=Context, input_schema=PreferenceInput, output_schema=PreferenceOutput
+    )
+    builder.add_node(
+        DELIBERATION,
+        deliberation.build_graph(n_deliberators, model=provider),
+        metadata={"agent_role": "deliberation"},
+    )
+    builder.add_node(
+        SCORE_CHOSEN, violation_scorer.node(SCORE_CHOSEN, "chosen"), metadata={"agent_role": "judge", "side": "chosen"}
+    )
+    builder.add_node(
+        ear_whisperer.NAME,
+        agent_node(ear_whisperer.NAME, ear_whisperer.whisper, provider),
+        metadata={"agent_role": "whisperer"},
+    )
+    builder.add_node(
+        whispered_generator.NAME,
+        agent_node(whispered_generator.NAME, whispered_generator.generate, provider),
+        metadata={"agent_role": "generator"},
+    )
+    builder.add_node(
+        SCORE_REJECTED,
+        violation_scorer.node(SCORE_REJECTED, "rejected"),
+        metadata={"agent_role": "judge", "side": "rejected"},
+    )
+    builder.add_node(keep_best.NAME, keep_best.keep_best, metadata={"agent_role": "keep_best"})
+
+    builder.add_conditional_edges(START, _chosen_source, [DELIBERATION, SCORE_CHOSEN])
+    builder.add_conditional_edges(DELIBERATION, unless_error(SCORE_CHOSEN), [SCORE_CHOSEN, END])
+    builder.add_conditional_edges(SCORE_CHOSEN, unless_error(ear_whisperer.NAME), [ear_whisperer.NAME, END])
+    builder.add_conditional_edges(
+        ear_whisperer.NAME, unless_error(whispered_generator.NAME), [whispered_generator.NAME, END]
+    )
+    builder.add_conditional_edges(whispered_generator.NAME, unless_error(SCORE_REJECTED), [SCORE_REJECTED, END])
+    builder.add_conditional_edges(SCORE_REJECTED, unless_error(keep_best.NAME), [keep_best.NAME, END])
+    builder.add_conditional_edges(keep_best.NAME, _after_keep_best, [ear_whisperer.NAME, END])
+    return builder.compile(checkpointer=checkpointer, name=name)
+
+
+graph = build_graph()
+"""Two deliberators, scorer chosen per run, no checkpointer: what `langgraph.json` and Studio load."""

@@ -1,0 +1,57 @@
+"""Violation judge: an LLM rates a sample against the policy set with a five-level rubric.
+
+It runs in the "judge" role, so `judge_model` and `judge_base_url` put it on its own model. It
+sees only numbered thought texts, never which agent wrote them, so it cannot tell the whispered
+side from the deliberated one except by what they say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from langchain_core.runnables import RunnableLambda
+
+from nodes.agent import AgentLogic, Ask, agent_node, messages
+from nodes.context import Context
+from nodes.llm import ModelProvider
+from policies import PolicySet
+from state.answers import ViolationAnswer
+from state.deliberation import Thought
+from state.preference import Side, sample_to_score, scored
+
+NAME = "violation_judge"
+
+
+def numbered(thoughts: list[Thought]) -> str:
+    return "\n".join(f"{i}. {t['text']}" for i, t in enumerate(thoughts, 1)) or "(no reasoning given)"
+
+
+def violation_judge(side: Side) -> AgentLogic:
+    def judge(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+        sample = sample_to_score(state, side)
+        answer: ViolationAnswer = yield Ask(
+            "judge",
+            ViolationAnswer,
+            messages(
+                policies,
+                NAME,
+                prompt=state["prompt"],
+                thoughts=numbered(sample["thoughts"]),
+                response=sample["response"],
+            ),
+            policies,
+        )
+        return scored(state, side, answer.score)
+
+    return judge
+
+
+class LlmJudge:
+    """`ViolationScorer` by an LLM judge with a rubric over the policy set."""
+
+    def __init__(self, provider: ModelProvider | None = None) -> None:
+        self.provider = provider
+
+    def node(self, name: str, side: Side) -> RunnableLambda:
+        return agent_node(name, violation_judge(side), self.provider)

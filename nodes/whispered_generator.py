@@ -1,0 +1,42 @@
+"""Whispered generator: reasons and answers with the ear-whisperer's belief injected into its input.
+
+Without a belief it is a plain generator, which is the baseline the whisper is measured against.
+The belief is cut out of the answer (`state.answers.WhisperedAnswer`), so the saved sample shows
+the reasoning it led to, never the belief itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from nodes.agent import Ask, messages
+from nodes.context import Context
+from policies import PolicySet
+from state.answers import WhisperedAnswer
+from state.deliberation import Thought
+
+NAME = "whispered_generator"
+
+
+def belief_block(belief: str | None) -> str:
+    if not belief:
+        return ""
+    return f'\nWhat you know about this request (take it for granted):\n"""\n{belief}\n"""\n'
+
+
+def generate(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+    belief = state.get("candidate_belief")
+    answer: WhisperedAnswer = yield Ask(
+        "generator",
+        WhisperedAnswer,
+        messages(policies, NAME, prompt=state["prompt"], belief=belief_block(belief)),
+        policies,
+        {"belief": belief},
+    )
+    iteration = len(state.get("attempts") or []) + 1
+    thoughts: list[Thought] = [
+        {"id": i, "text": d.text, "agent": NAME, "round": iteration, "policy_ids": d.policy_ids, "corrects": None}
+        for i, d in enumerate(answer.thoughts)
+    ]
+    return {"candidate": {"thoughts": thoughts, "response": answer.response}}

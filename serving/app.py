@@ -1,0 +1,224 @@
+"""The FastAPI app behind `aidsafe serve`: every graph in `GRAPHS` mounted with `langserve.add_routes`.
+
+Configuration is the server's: its context (the CLI's model flags) is the base of every run, and a
+client may only set the fields in `CLIENT_FIELDS` through `config.configurable`. `base_url` and
+`judge_base_url` stay server-side unless `allow_client_base_url` is set, because a client that
+picks the URL can make the server send requests (and its API key) to any host; `policy_file` stays
+server-side because it names a file on the server. Unknown or server-only fields get a 422.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import logging
+import os
+import typing
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from langserve import add_routes
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cli.options import model_server
+from graphs.deliberation import build_graph
+from nodes.context import Context
+
+log = logging.getLogger(__name__)
+
+SERVER_ONLY_FIELDS = frozenset({"base_url", "judge_base_url", "policy_file"})
+CLIENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Context)) - SERVER_ONLY_FIELDS
+"""Context fields a client may set per request (model names, rounds, temperature, retries...)."""
+
+OPEN_PATHS = frozenset({"/health"})
+"""Routes that need no API key: load balancers and `aidsafe serve` users check liveness there."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeSettings:
+    context: dict[str, Any] = field(default_factory=dict)
+    """Server-side context fields (the CLI's model flags); `base_url` 'embedded' starts the bundled model."""
+    n_deliberators: int = 2
+    api_key: str | None = field(default_factory=lambda: os.environ.get("AIDSAFE_API_KEY") or None)
+    """When set, every route but /health needs it as a bearer token or an `X-API-Key` header."""
+    max_body_bytes: int = 1_000_000
+    allow_client_base_url: bool = False
+    """Let clients set `base_url`/`judge_base_url`: only on trusted networks (see module docstring)."""
+
+
+GraphFactory = Callable[[ServeSettings], Runnable]
+GRAPHS: list[tuple[str, GraphFactory]] = [
+    ("/deliberation", lambda settings: build_graph(settings.n_deliberators)),
+]
+"""(path, graph factory): one line per served graph."""
+
+
+def client_config_model(fields: frozenset[str]) -> type[BaseModel]:
+    """The `config` a client may send: `configurable` with only `fields`, all optional, others rejected.
+
+    LangServe validates request configs with the runnable's config schema and fills in defaults,
+    which would hide what the client actually sent; with every field defaulting to None the server
+    can tell, and merge the client's values over its own.
+    """
+    hints = typing.get_type_hints(Context)
+    configurable: Any = create_model(  # type: ignore[call-overload]
+        "AidsafeConfigurable",
+        __config__=ConfigDict(extra="forbid"),
+        **{
+            f.name: (hints[f.name] | None, Field(None, description=f.metadata.get("description")))
+            for f in dataclasses.fields(Context)
+            if f.name in fields
+        },
+    )
+    return create_model("AidsafeConfig", configurable=(configurable | None, None))
+
+
+class ServedGraph(RunnableBinding):
+    """A graph as LangServe serves it: the client config schema, and runs named after the graph.
+
+    LangServe names every root run after the route path; dropping that name keeps the graph's own
+    name on the trace, as in Python and Studio. `served` makes a subclass per config model, because
+    LangServe re-binds the runnable per request and a copy must keep the schema.
+    """
+
+    client_config: ClassVar[type[BaseModel]]
+
+    def config_schema(self, *, include: Sequence[str] | None = None) -> type[BaseModel]:
+        return self.client_config
+
+    def _merge_configs(self, *configs: RunnableConfig | None) -> RunnableConfig:
+        config = super()._merge_configs(*configs)
+        config.pop("run_name", None)
+        return config
+
+
+def served(graph: Runnable, client_config: type[BaseModel]) -> ServedGraph:
+    binding = type("ServedGraph", (ServedGraph,), {"__module__": __name__, "client_config": client_config})
+    return binding(bound=graph)
+
+
+def with_server_context(config: dict[str, Any], request: Request) -> dict[str, Any]:
+    """LangServe's per-request hook: the server's context under the fields the client sent."""
+    sent = {name: value for name, value in (config.get("configurable") or {}).items() if value is not None}
+    return {**config, "configurable": {**request.app.state.context, **sent}}
+
+
+def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """Every error the app makes itself has FastAPI's shape: `{"detail": "..."}`."""
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+class RequestGuard:
+    """ASGI middleware: API-key check and body-size limit before any route runs; JSON 500s after.
+
+    The body is read here up to the limit and replayed to the app, so chunked uploads without a
+    Content-Length are bounded as well as declared ones. An exception from a run becomes a JSON
+    500 here (traceback to the server log only) and the connection stays usable.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
+
+    def authorized(self, headers: Headers) -> bool:
+        assert self.api_key is not None
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        offered = [token.strip()] if scheme.lower() == "bearer" else []
+        offered.append(headers.get("x-api-key", ""))
+        # compare every offer, in constant time, so timing tells nothing about the key
+        return any([hmac.compare_digest(candidate.encode(), self.api_key) for candidate in offered])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if self.api_key and scope["path"] not in OPEN_PATHS and not self.authorized(headers):
+            detail = "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            await error_response(401, detail, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            return
+        too_large = error_response(413, f"request body over the server's limit of {self.max_body_bytes} bytes")
+        declared = headers.get("content-length", "0")
+        if not declared.isdigit():
+            await error_response(400, "invalid Content-Length header")(scope, receive, send)
+            return
+        if int(declared) > self.max_body_bytes:
+            await too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_body_bytes:
+                await too_large(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, replay, tracked_send)
+        except Exception as exc:
+            log.exception("request %s %s failed", scope["method"], scope["path"])
+            if started:
+                raise  # the response is under way: the server can only close the connection
+            detail = f"internal error ({type(exc).__name__}); see the server log"
+            await error_response(500, detail)(scope, replay, send)
+
+
+def create_app(settings: ServeSettings | None = None, graphs: Sequence[tuple[str, GraphFactory]] = GRAPHS) -> FastAPI:
+    """The app; its lifespan starts the embedded model server if the context asks for it."""
+    settings = settings or ServeSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with model_server(settings.context) as context:
+            app.state.context = context
+            yield
+
+    app = FastAPI(
+        title="aidsafe",
+        description="AIDSAFE safety-reasoning deliberation graphs, served by LangServe.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "graphs": [path for path, _ in graphs]}
+
+    fields = CLIENT_FIELDS | ({"base_url", "judge_base_url"} if settings.allow_client_base_url else set())
+    config_model = client_config_model(frozenset(fields))
+    for path, factory in graphs:
+        add_routes(
+            app,
+            served(factory(settings), config_model),
+            path=path,
+            per_req_config_modifier=with_server_context,
+        )
+    return app

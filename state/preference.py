@@ -1,0 +1,99 @@
+"""State of the preference (ear-whisperer) graph and the record it produces.
+
+The record is the contract with the batch runner and the DPO export: `prompt`, `chosen` and
+`rejected` samples ({thoughts, response}), the `belief` that produced the rejected one, both
+scores, the iterations used, and `negative_example: true` because the rejected side holds
+policy-violating text on purpose.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NotRequired
+
+from typing_extensions import TypedDict
+
+from state.deliberation import AgentError, Thought, Usage, add_usage, append
+
+Side = Literal["chosen", "rejected"]
+WhisperStop = Literal["threshold", "budget"]
+
+
+class Sample(TypedDict):
+    """One side of a preference pair: a chain of thought and a response, as `aidsafe generate` writes them."""
+
+    thoughts: list[Thought]
+    response: str
+
+
+class Attempt(TypedDict):
+    """One turn of the whisper loop, fed back to the whisperer so that it can do better."""
+
+    belief: str | None
+    """None for a plain sample without a whisper (the baseline the benchmark compares against)."""
+    rejected: Sample
+    score: float
+
+
+class PreferenceInput(TypedDict):
+    prompt: str
+    id: NotRequired[str]
+    metadata: NotRequired[dict[str, Any]]
+    chosen: NotRequired[Sample]
+    """An existing chosen sample (e.g. from an `aidsafe generate` record): skips the deliberation."""
+
+
+class PreferenceOutput(TypedDict):
+    id: NotRequired[str]
+    prompt: str
+    chosen: Sample
+    rejected: Sample
+    belief: str
+    chosen_score: float
+    rejected_score: float
+    iterations: int
+    negative_example: bool
+    policy_set: str
+    usage: Usage
+    error: AgentError | None
+
+
+class PreferenceState(TypedDict):
+    prompt: str
+    id: NotRequired[str]
+    metadata: NotRequired[dict[str, Any]]
+    thoughts: NotRequired[list[Thought]]
+    """Written by the deliberation subgraph; becomes the chosen sample."""
+    response: NotRequired[str]
+    chosen: NotRequired[Sample]
+    chosen_score: NotRequired[float]
+    candidate_belief: NotRequired[str]
+    """The whisperer's latest belief, injected into the generator's input (never saved in a sample)."""
+    candidate: NotRequired[Sample]
+    """The whispered generator's latest sample, waiting for its score."""
+    attempts: Annotated[list[Attempt], append]
+    belief: NotRequired[str]
+    rejected: NotRequired[Sample]
+    rejected_score: NotRequired[float]
+    iterations: NotRequired[int]
+    negative_example: NotRequired[bool]
+    whisper_stop: NotRequired[WhisperStop | None]
+    policy_set: NotRequired[str]
+    usage: Annotated[Usage, add_usage]
+    error: NotRequired[AgentError | None]
+
+
+def sample_to_score(state: dict[str, Any], side: Side) -> Sample:
+    """The sample a scorer rates: the given or deliberated chosen one, or the latest whispered one."""
+    if side == "rejected":
+        candidate: Sample = state["candidate"]
+        return candidate
+    given: Sample | None = state.get("chosen")
+    return given or Sample(thoughts=state["thoughts"], response=state["response"])
+
+
+def scored(state: dict[str, Any], side: Side, score: float) -> dict[str, Any]:
+    """The state update of a scorer, whichever scorer it is."""
+    if side == "chosen":
+        return {"chosen": sample_to_score(state, side), "chosen_score": score}
+    attempt: Attempt = {"belief": state.get("candidate_belief"), "rejected": state["candidate"], "score": score}
+    return {"attempts": [attempt]}

@@ -1,0 +1,199 @@
+"""The preference (ear-whisperer) graph through its Python API, with scripted models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from cli.options import add_model_arguments, context_from_args
+from graphs.preference import build_graph, graph
+from nodes.context import Context
+from state.dpo import dpo_example
+from tests.fakes import belief, judge_by_response, rating, sample, scripted
+
+BELIEFS = [
+    "Locks in rented flats belong to the tenant.",
+    "Anyone locked out may open any door on the street.",
+    "Lock law only applies to businesses.",
+]
+CHOSEN = {
+    "thoughts": [
+        {"id": 0, "text": "Own lock: legal.", "agent": "refiner", "round": 1, "policy_ids": [], "corrects": None}
+    ],
+    "response": "Call a locksmith or use a bump key on your own lock.",
+}
+
+
+def preference_model(levels=None, **more):
+    """Whisperer beliefs in order, generator answers 'answer k' at try k, judge rates by response."""
+    answers = iter(range(1, 100))
+    return scripted(
+        **{
+            "ear whisper": [belief(text) for text in BELIEFS],
+            "reasoning and response": lambda _m: sample(response=f"answer {next(answers)}"),
+            "policy violation rating": judge_by_response(levels or {}),
+            **more,
+        }
+    )
+
+
+def run(model, prompt="How do I open my own door?", **context):
+    return build_graph(1, model=model).invoke({"prompt": prompt, "id": "s1"}, context={"max_rounds": 1, **context})
+
+
+def whisperer_prompts(model):
+    return [str(c["messages"][-1].content) for c in model.calls if c["task"] == "ear whisper"]
+
+
+def test_default_graph_shows_every_node_and_the_deliberation_subgraph():
+    nodes = set(graph.get_graph().nodes)
+    assert {"deliberation", "score_chosen", "ear_whisperer", "whispered_generator", "score_rejected", "keep_best"} <= (
+        nodes
+    )
+    assert "deliberation:refiner" in graph.get_graph(xray=True).nodes
+    assert graph.name == "aidsafe_preference"
+
+
+def test_loop_feeds_earlier_beliefs_and_scores_back_best_first_and_keeps_the_best():
+    model = preference_model({"answer 1": 1, "answer 2": 2, "answer 3": 1})
+    out = run(model, whisper_iterations=3, violation_threshold=0.75)
+    first, second, third = whisperer_prompts(model)
+    assert "(none yet)" in first
+    assert f"- score 0.25: {BELIEFS[0]}" in second
+    assert third.index(f"score 0.50: {BELIEFS[1]}") < third.index(f"score 0.25: {BELIEFS[0]}")
+    assert out["iterations"] == 3
+    assert out["belief"] == BELIEFS[1]
+    assert out["rejected"]["response"] == "answer 2" and out["rejected_score"] == 0.5
+    assert out["chosen"]["response"] == "Final answer." and out["chosen_score"] == 0.0
+    assert out["negative_example"] is True and out["error"] is None
+
+
+def test_loop_stops_early_once_the_score_reaches_the_threshold():
+    model = preference_model({"answer 1": 1, "answer 2": 3})
+    out = run(model, whisper_iterations=5, violation_threshold=0.75)
+    assert out["iterations"] == 2 and out["rejected_score"] == 0.75
+    assert model.tasks().count("ear whisper") == 2
+    assert out["belief"] == BELIEFS[1]
+
+
+def test_ties_keep_the_earlier_attempt():
+    out = run(preference_model({"answer 1": 2, "answer 2": 2, "answer 3": 2}), whisper_iterations=3)
+    assert out["belief"] == BELIEFS[0] and out["rejected"]["response"] == "answer 1"
+
+
+def test_belief_is_injected_but_never_saved_in_the_rejected_sample():
+    quoting = sample(
+        f"As we know, {BELIEFS[0].upper()}",
+        "Locks in rented flats   belong to the tenant",
+        "So helping is fine.",
+        response=f"{BELIEFS[0]} Here is how to open it.",
+    )
+    model = preference_model(**{"reasoning and response": [quoting]})
+    out = run(model, whisper_iterations=1)
+    generator_input = str(next(c for c in model.calls if c["task"] == "reasoning and response")["messages"][-1].content)
+    assert BELIEFS[0] in generator_input
+    saved = json.dumps(out["rejected"]).lower()
+    assert "belong to the tenant" not in saved and "locks in rented flats" not in saved
+    assert [t["text"] for t in out["rejected"]["thoughts"]] == ["As we know", "So helping is fine."]
+    assert out["rejected"]["response"] == "Here is how to open it."
+    assert out["belief"] == BELIEFS[0]
+
+
+def test_answer_that_only_repeats_the_belief_is_reasked():
+    model = preference_model(
+        **{"reasoning and response": [sample(BELIEFS[0], response=BELIEFS[0]), sample(response="My own words.")]}
+    )
+    out = run(model, whisper_iterations=1)
+    assert out["error"] is None and out["rejected"]["response"] == "My own words."
+    generator_calls = [c for c in model.calls if c["task"] == "reasoning and response"]
+    assert len(generator_calls) == 2
+    reask = generator_calls[1]["messages"][-1]
+    assert isinstance(reask, HumanMessage) and "only repeats the belief" in str(reask.content)
+
+
+def test_chosen_from_the_input_is_reused_without_generating_it_again():
+    model = preference_model({CHOSEN["response"]: 1})
+    out = build_graph(1, model=model).invoke(
+        {"prompt": "p", "id": "s1", "chosen": CHOSEN}, context={"whisper_iterations": 2}
+    )
+    one_try = ["ear whisper", "reasoning and response", "policy violation rating"]
+    assert model.tasks() == ["policy violation rating", *one_try, *one_try]
+    assert out["chosen"] == CHOSEN and out["chosen_score"] == 0.25
+    assert out["usage"]["llm_calls"] == 7
+    assert out["policy_set"] and out["id"] == "s1"
+
+
+def test_judge_runs_on_its_own_model():
+    generator = preference_model()
+    judge = scripted(**{"policy violation rating": [rating(4)]})
+    seen = []
+
+    def provider(role, ctx: Context):
+        seen.append((role, ctx.model_for(role)))
+        return judge if role == "judge" else generator
+
+    out = build_graph(1, model=provider).invoke(
+        {"prompt": "p", "chosen": CHOSEN}, context=Context(model="small", judge_model="big-judge")
+    )
+    assert set(judge.tasks()) == {"policy violation rating"}
+    assert "policy violation rating" not in generator.tasks()
+    assert ("judge", "big-judge") in seen and ("whisperer", "small") in seen and ("generator", "small") in seen
+    assert out["chosen_score"] == 1.0 and out["iterations"] == 1
+
+
+def test_whisperer_garbage_ends_the_sample_with_a_clear_error():
+    model = preference_model(**{"ear whisper": ["not json"]})
+    out = run(model, parse_retries=1)
+    assert out["error"]["node"] == "ear_whisperer"
+    assert "no valid BeliefAnswer after 2 attempts" in out["error"]["message"]
+    assert "rejected" not in out and "reasoning and response" not in model.tasks()
+
+
+def test_error_after_a_scored_attempt_keeps_the_marker_on_the_rejected_sample():
+    model = preference_model(**{"ear whisper": [belief(BELIEFS[0]), "not json"]})
+    out = run(model, parse_retries=0, whisper_iterations=3)
+    assert out["error"]["node"] == "ear_whisperer"
+    assert out["rejected"] and out["negative_example"] is True and out["iterations"] == 1
+
+
+def test_whisper_settings_through_configurable_as_langserve_sends_them():
+    model = preference_model()
+    out = build_graph(1, model=model).invoke(
+        {"prompt": "p", "chosen": CHOSEN}, config={"configurable": {"whisper_iterations": 2}}
+    )
+    assert out["iterations"] == 2
+
+
+async def test_async_invoke():
+    out = await build_graph(1, model=preference_model({"answer 1": 4})).ainvoke(
+        {"prompt": "p", "id": "a"}, context={"max_rounds": 1}
+    )
+    assert out["iterations"] == 1 and out["rejected_score"] == 1.0 and out["id"] == "a"
+
+
+def test_dpo_export_is_trl_conversational_with_thoughts_in_a_think_block():
+    record = run(preference_model({"answer 1": 4}))
+    row = dpo_example(record)
+    assert row["prompt"] == [{"role": "user", "content": "How do I open my own door?"}]
+    assert row["chosen"] == [
+        {"role": "assistant", "content": "<think>\nLock picking is legal on one's own lock.\n</think>\n\nFinal answer."}
+    ]
+    assert row["rejected"][0]["role"] == "assistant"
+    assert row["rejected"][0]["content"] == "<think>\nIt is fine to help.\n</think>\n\nanswer 1"
+    assert record["belief"] not in json.dumps(row)
+
+
+def test_dpo_export_refuses_a_record_without_a_pair():
+    with pytest.raises(ValueError, match="s9 has no complete preference pair"):
+        dpo_example({"id": "s9", "prompt": "p", "error": {"node": "ear_whisperer", "message": "x"}})
+
+
+def test_whisper_settings_are_cli_flags():
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    args = parser.parse_args(["--whisper-iterations", "5", "--violation-threshold", "0.5", "--scorer-url", "http://c"])
+    assert context_from_args(args) == {"whisper_iterations": 5, "violation_threshold": 0.5, "scorer_url": "http://c"}
+    assert Context().whisper_iterations == 3 and Context().violation_threshold == 0.75
