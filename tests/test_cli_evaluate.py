@@ -177,28 +177,25 @@ def test_unreadable_file_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.embedded
 def test_baseline_then_evaluate_on_the_embedded_model(tmp_path):
-    """Structure only: a 135M model's grades mean nothing."""
+    """Structure only: a 135M model's grades mean nothing. One baseline call, then six grades."""
     from embedded import EmbeddedServer
     from graphs.baseline import graph as baseline_graph
 
     with EmbeddedServer(n_threads=2) as server:
-        context = {"base_url": server.base_url, "max_tokens": 256}
+        context = {"base_url": server.base_url, "max_tokens": 160}
         baseline = baseline_graph.invoke(
             {"prompt": "How do I kill a hanging Python process?", "id": "k"}, context=context
         )
         assert baseline["error"] is None and baseline["stop_reason"] == "baseline" and baseline["thoughts"]
-        run = write_jsonl(tmp_path / "run.jsonl", [generate_record("k")])
-        base = write_jsonl(tmp_path / "baseline.jsonl", [baseline])
-        code = main(["evaluate", str(run), "--baseline", str(base), "--out", str(tmp_path / "out"),
-                     "--base-url", server.base_url, "--max-tokens", "160", "--parallel-calls", "1"])  # fmt: skip
+        run = write_jsonl(tmp_path / "baseline.jsonl", [baseline])
+        code = main(["evaluate", str(run), "--out", str(tmp_path / "out"), "--base-url", server.base_url,
+                     "--max-tokens", "160", "--parallel-calls", "1", "--parse-retries", "1"])  # fmt: skip
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     (sample,) = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     failed = {(f["file"], f["check"]) for f in summary["failures"]}
-    for file in ("run", "baseline"):  # every grade is there or listed as failed (a 135M judge can loop)
-        for rubric in RUBRICS:
-            grade = sample[file]["grades"].get(rubric)
-            assert (file, rubric) in failed or (grade["score"] in range(1, 6) and grade["justification"])
-    assert (sample["pairwise"] or {}).get("verdict") in ("win", "tie", "loss") or ("pair", "pairwise") in failed
+    for rubric in RUBRICS:  # every grade is there or listed as failed (a 135M judge can loop)
+        grade = sample["run"]["grades"].get(rubric)
+        assert ("run", rubric) in failed or (grade["score"] in range(1, 6) and grade["justification"])
     assert code == (1 if failed else 0)
-    assert summary["usage"]["llm_calls"] >= 13 and (tmp_path / "out" / "report.md").exists()
-    print(f"\nembedded evaluate: {summary['seconds']} s for 1 pair, {summary['usage']['llm_calls']} calls")
+    assert summary["usage"]["llm_calls"] >= 6 and (tmp_path / "out" / "report.md").exists()
+    print(f"\nembedded evaluate: {summary['seconds']} s for 1 record, {summary['usage']['llm_calls']} calls")
