@@ -1,4 +1,5 @@
-"""The `generate` job: the deliberation graph over a batch, one `GenerateRecord` per prompt."""
+"""The `generate` job: the deliberation graph (or the zero-shot baseline) over a batch, one
+`GenerateRecord` per prompt. Both graphs have the same output shape, so records and exports match."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from langchain_core.language_models import BaseChatModel
 
 from batch.engine import GraphJob
 from batch.inputs import Sample
-from graphs.deliberation import build_graph
-from nodes.context import Context
+from graphs import baseline, deliberation
+from nodes.context import Context, Role
 from policies import load_policies
 from state.records import GenerateRecord
 
@@ -31,11 +32,18 @@ def generate_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> Gen
     )
 
 
-def generate_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChatModel | None = None) -> GraphJob:
-    """`context` must hold a concrete `base_url` (the embedded server already started)."""
+def generate_job(
+    context: dict[str, Any], n_deliberators: int = 2, model: BaseChatModel | None = None, *, zero_shot: bool = False
+) -> GraphJob:
+    """`context` must hold a concrete `base_url` (the embedded server already started).
+
+    `zero_shot` runs the single-call LLM_ZS baseline instead of the deliberation.
+    """
     ctx = Context(**context)
-    role_models = {role: ctx.model_for(role) for role in ("initializer", "deliberator", "refiner")}
+    roles: tuple[Role, ...] = ("generator",) if zero_shot else ("initializer", "deliberator", "refiner")
+    role_models = {role: ctx.model_for(role) for role in roles}
     fingerprint = {
+        "graph": "baseline" if zero_shot else "deliberation",
         "model": ctx.model,
         "role_models": role_models,
         "policy_set": load_policies(ctx.policy_file).hash,
@@ -46,8 +54,8 @@ def generate_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseCh
         "structured_output": ctx.structured_output,
     }
     return GraphJob(
-        name="generate",
-        build=partial(build_graph, n_deliberators),
+        name="baseline" if zero_shot else "generate",
+        build=baseline.build_graph if zero_shot else partial(deliberation.build_graph, n_deliberators),
         context=context,
         to_input=deliberation_input,
         to_record=generate_record,

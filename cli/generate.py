@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     except PolicyFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    output = Path(args.output) if args.output else default_output(args.inputs, "generated")
+    output = (
+        Path(args.output) if args.output else default_output(args.inputs, "baseline" if args.baseline else "generated")
+    )
     embedded = Context(**context).base_url == EMBEDDED
 
     read = partial(
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     options = batch_options(args, output, embedded)
     try:
         with model_server(context) as served:
-            summary = run_batch(generate_job(served, args.n_deliberators), read, options)
+            summary = run_batch(generate_job(served, args.n_deliberators, zero_shot=args.baseline), read, options)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are in {output}; run the same command to resume", file=sys.stderr)
         return 130
@@ -97,6 +99,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_input_arguments(parser)
     parser.add_argument(
         "-o", "--output", default=None, help="Output JSONL (default: <input name>.generated.jsonl here)."
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="Run the zero-shot single-call baseline (LLM_ZS) instead of the deliberation; "
+        "default output <input name>.baseline.jsonl. Compare the two with `aidsafe evaluate`.",
     )
     add_batch_arguments(parser)
     add_model_arguments(parser)
