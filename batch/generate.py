@@ -1,4 +1,5 @@
-"""The `generate` job: the deliberation graph over a batch, one `GenerateRecord` per prompt."""
+"""The `generate` job: the deliberation graph (or the zero-shot baseline) over a batch, one
+`GenerateRecord` per prompt. Both graphs have the same output shape, so records and exports match."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from langchain_core.language_models import BaseChatModel
 
 from batch.engine import GraphJob
 from batch.inputs import Sample
-from graphs.deliberation import build_graph
+from graphs import baseline, deliberation
 from nodes.context import Context, Role
 from policies import load_policies
 from state.records import GenerateRecord
@@ -34,11 +35,10 @@ def generate_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> Gen
     )
 
 
-def deliberation_fingerprint(
-    ctx: Context, n_deliberators: int, roles: Sequence[Role] = DELIBERATION_ROLES
-) -> dict[str, Any]:
-    """The settings that change a deliberation's result (see `GraphJob.fingerprint`)."""
+def run_fingerprint(ctx: Context, graph: str, roles: Sequence[Role], n_deliberators: int) -> dict[str, Any]:
+    """The settings that change a run's result (see `GraphJob.fingerprint`)."""
     return {
+        "graph": graph,
         "model": ctx.model,
         "role_models": {role: ctx.model_for(role) for role in roles},
         "policy_set": load_policies(ctx.policy_file).hash,
@@ -50,14 +50,24 @@ def deliberation_fingerprint(
     }
 
 
-def generate_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChatModel | None = None) -> GraphJob:
-    """`context` must hold a concrete `base_url` (the embedded server already started)."""
+def generate_job(
+    context: dict[str, Any], n_deliberators: int = 2, model: BaseChatModel | None = None, *, zero_shot: bool = False
+) -> GraphJob:
+    """`context` must hold a concrete `base_url` (the embedded server already started).
+
+    `zero_shot` runs the single-call LLM_ZS baseline instead of the deliberation.
+    """
+    ctx = Context(**context)
+    if zero_shot:
+        fingerprint = run_fingerprint(ctx, "baseline", ("generator",), n_deliberators)
+    else:
+        fingerprint = run_fingerprint(ctx, "deliberation", DELIBERATION_ROLES, n_deliberators)
     return GraphJob(
-        name="generate",
-        build=partial(build_graph, n_deliberators),
+        name="baseline" if zero_shot else "generate",
+        build=baseline.build_graph if zero_shot else partial(deliberation.build_graph, n_deliberators),
         context=context,
         to_input=deliberation_input,
         to_record=generate_record,
-        fingerprint=deliberation_fingerprint(Context(**context), n_deliberators),
+        fingerprint=fingerprint,
         model=model,
     )

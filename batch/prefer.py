@@ -17,7 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import TypeAdapter, ValidationError
 
 from batch.engine import GraphJob
-from batch.generate import deliberation_fingerprint
+from batch.generate import run_fingerprint
 from batch.inputs import InputProblem, Sample, read_samples
 from graphs.preference import build_graph
 from nodes.context import Context, Role
@@ -88,7 +88,7 @@ def prefer_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChat
     """`context` must hold a concrete `base_url` (the embedded server already started)."""
     ctx = Context(**context)
     fingerprint = {
-        **deliberation_fingerprint(ctx, n_deliberators, PREFERENCE_ROLES),
+        **run_fingerprint(ctx, "preference", PREFERENCE_ROLES, n_deliberators),
         "whisper_iterations": ctx.whisper_iterations,
         "violation_threshold": ctx.violation_threshold,
         "scorer_url": ctx.scorer_url,

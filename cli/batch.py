@@ -20,8 +20,10 @@ from policies import PolicyFileError, load_policies
 REMOTE_CONCURRENCY = 16
 """Default for a remote server; the embedded llama.cpp server answers one request at a time."""
 
-JobFactory = Callable[[dict[str, Any], int], GraphJob]
-"""Builds the job from the served context (concrete `base_url`) and `--n-deliberators`."""
+JobFactory = Callable[[dict[str, Any], argparse.Namespace], GraphJob]
+"""Builds the job from the served context (concrete `base_url`) and the parsed flags."""
+OutputKind = str | Callable[[argparse.Namespace], str]
+"""The `kind` in the default output name `<input name>.<kind>.jsonl`, fixed or chosen by a flag."""
 Reader = Callable[..., Iterator[Sample | InputProblem]]
 """`read_samples` or a wrapper with its signature."""
 
@@ -66,7 +68,7 @@ def batch_options(args: argparse.Namespace, output: Path, embedded: bool) -> Bat
     )
 
 
-def run_command(args: argparse.Namespace, *, kind: str, make_job: JobFactory, reader: Reader) -> int:
+def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFactory, reader: Reader) -> int:
     """Check the policies, start the model server if asked, run the batch, print the summary.
 
     Exit code 0 when every sample has a record, 1 when some failed or input lines were bad, 2 for
@@ -78,7 +80,7 @@ def run_command(args: argparse.Namespace, *, kind: str, make_job: JobFactory, re
     except PolicyFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    output = Path(args.output) if args.output else default_output(args.inputs, kind)
+    output = Path(args.output) if args.output else default_output(args.inputs, kind(args) if callable(kind) else kind)
     embedded = Context(**context).base_url == EMBEDDED
     read = partial(
         reader,
@@ -90,7 +92,7 @@ def run_command(args: argparse.Namespace, *, kind: str, make_job: JobFactory, re
     options = batch_options(args, output, embedded)
     try:
         with model_server(context) as served:
-            summary = run_batch(make_job(served, args.n_deliberators), read, options)
+            summary = run_batch(make_job(served, args), read, options)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are in {output}; run the same command to resume", file=sys.stderr)
         return 130
@@ -104,14 +106,17 @@ def register_batch_command(
     *,
     help: str,
     description: str | None,
-    kind: str,
+    kind: OutputKind,
     make_job: JobFactory,
     reader: Reader = read_samples,
 ) -> argparse.ArgumentParser:
     """Add a batch subcommand writing `<input name>.<kind>.jsonl` by default; returns its parser."""
     parser = subparsers.add_parser(name, help=help, description=description)
     add_input_arguments(parser)
-    parser.add_argument("-o", "--output", default=None, help=f"Output JSONL (default: <input name>.{kind}.jsonl here).")
+    shown = "<kind>" if callable(kind) else kind
+    parser.add_argument(
+        "-o", "--output", default=None, help=f"Output JSONL (default: <input name>.{shown}.jsonl here)."
+    )
     add_batch_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(run=partial(run_command, kind=kind, make_job=make_job, reader=reader))

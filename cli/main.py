@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS: list[str] = ["serve", "generate", "prefer", "export"]
+SUBCOMMANDS: list[str] = ["generate", "prefer", "export", "evaluate", "serve"]
 """Modules of `cli` that define `register(subparsers)`; each adds one subcommand."""
 
 

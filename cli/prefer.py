@@ -8,9 +8,15 @@ first. Rejected samples are policy-violating on purpose; every record says `nega
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from batch.engine import GraphJob
 from batch.prefer import prefer_job, read_preference_samples
 from cli.batch import register_batch_command
+
+
+def make_job(context: dict[str, Any], args: argparse.Namespace) -> GraphJob:
+    return prefer_job(context, args.n_deliberators)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Chosen/rejected reasoning pairs (ear-whisperer) for every prompt or generate record.",
         description=__doc__,
         kind="preference",
-        make_job=prefer_job,
+        make_job=make_job,
         reader=read_preference_samples,
     )

@@ -3,7 +3,9 @@
 An agent's logic is a generator: it yields `Ask`s (a role, an answer schema and the messages) and
 receives validated answers, then returns its state update. The driver does the model calls, sync
 or async, adds up token usage, and turns an agent that gives up into a clear `error` in the state
-so one bad sample ends cleanly instead of crashing a batch.
+so one bad sample ends cleanly instead of crashing a batch. A failed call is first thrown into the
+logic, so an agent that makes independent calls (a grader scoring several rubrics) can note the
+failure and carry on; logic that does not catch it ends the node with `error` as before.
 
 Each agent turn is labelled for tracing before its run starts: a `role:<role>` tag and metadata
 with the sample id, round, model and policy-set hash (the graph's node metadata adds the role and
@@ -161,7 +163,12 @@ def agent_node(name: str, logic: AgentLogic, provider: ModelProvider | None = No
             ask = next(steps)
             while True:
                 calls.append(_structured_call(ask, ctx, model_provider))
-                ask = steps.send(calls[-1].invoke(ask.messages))
+                try:
+                    answer = calls[-1].invoke(ask.messages)
+                except AgentFailure as exc:
+                    ask = steps.throw(exc)
+                    continue
+                ask = steps.send(answer)
         except StopIteration as done:
             return finish(done.value, calls)
         except (AgentFailure, PolicyFileError) as exc:
@@ -174,7 +181,12 @@ def agent_node(name: str, logic: AgentLogic, provider: ModelProvider | None = No
             ask = next(steps)
             while True:
                 calls.append(_structured_call(ask, ctx, model_provider))
-                ask = steps.send(await calls[-1].ainvoke(ask.messages))
+                try:
+                    answer = await calls[-1].ainvoke(ask.messages)
+                except AgentFailure as exc:
+                    ask = steps.throw(exc)
+                    continue
+                ask = steps.send(answer)
         except StopIteration as done:
             return finish(done.value, calls)
         except (AgentFailure, PolicyFileError) as exc:

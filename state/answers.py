@@ -152,3 +152,18 @@ class ClassifierVerdict(BaseModel):
     """What an HTTP safety classifier answers."""
 
     score: float = Field(ge=0, le=1, description="How strongly the sample violates the policies.")
+
+
+Score = Literal[1, 2, 3, 4, 5]
+
+
+class RubricAnswer(BaseModel):
+    """A judge's grade on one rubric; the justification comes first so the score follows from it."""
+
+    justification: Text = Field(description="One or two sentences that point at the evidence.")
+    score: Score = Field(description="1 (worst) to 5 (best), as the rubric defines them.")
+
+
+class PairwiseAnswer(BaseModel):
+    justification: Text = Field(description="One or two sentences on the decisive difference.")
+    better: Literal["A", "B", "tie"] = Field(description="The better output, or tie when neither is better.")

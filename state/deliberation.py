@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
-StopReason = Literal["consensus", "budget", "error"]
+StopReason = Literal["consensus", "budget", "error", "baseline"]
+"""`baseline`: the zero-shot single-call graph (LLM_ZS), which never deliberates."""
 RemovalReason = Literal["repetitive", "redundant", "deceptive", "policy_inconsistent"]
 
 

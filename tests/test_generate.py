@@ -19,7 +19,7 @@ from batch.generate import generate_job
 from batch.inputs import read_samples
 from cli.main import main
 from state.records import ErrorRecord, GenerateRecord
-from tests.fakes import StubServer, schema_answer, scripted
+from tests.fakes import StubServer, schema_answer, schema_of, scripted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +62,17 @@ def test_generate_writes_one_complete_record_per_prompt(tmp_path, stub_server, c
     assert not (tmp_path / "out.checkpoints.sqlite").exists()  # nothing left to resume
     printed = capsys.readouterr().out
     assert "done 4, failed 0" in printed and str(out) in printed
+
+
+def test_baseline_flag_writes_the_same_record_shape_from_one_call(tmp_path, stub_server):
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(2))
+    out = tmp_path / "base.jsonl"
+    assert generate(stub_server, str(inputs), "-o", str(out), "--baseline") == 0
+    records = [GenerateRecord.model_validate(r) for r in read_jsonl(out)]
+    assert [r.stop_reason for r in records] == ["baseline", "baseline"]
+    assert all(r.usage["llm_calls"] == 1 and r.thoughts and r.deliberation_log == [] for r in records)
+    assert len(stub_server.requests) == 2
+    assert {schema_of(r)["title"] for r in stub_server.requests} == {"SeedAnswer"}
 
 
 def test_rerun_skips_finished_ids_and_the_same_id_is_never_written_twice(tmp_path, stub_server):

@@ -1,0 +1,46 @@
+"""The zero-shot baseline (LLM_ZS) as a graph: one node, one call.
+
+    START -> baseline -> END
+
+Input and output are those of the deliberation graph (same record shape, `stop_reason`
+"baseline"), so the batch engine, Studio and LangServe run it unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from graphs.deliberation import as_provider
+from nodes import baseline
+from nodes.agent import agent_node
+from nodes.context import Context
+from nodes.llm import ModelProvider
+from state.deliberation import DeliberationInput, DeliberationOutput, DeliberationState
+
+GRAPH_NAME = "aidsafe_baseline"
+
+
+def build_graph(
+    *,
+    model: BaseChatModel | ModelProvider | None = None,
+    checkpointer: Checkpointer = None,
+    name: str = GRAPH_NAME,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the baseline graph; `model` as in `graphs.deliberation.build_graph`."""
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
+        DeliberationState, context_schema=Context, input_schema=DeliberationInput, output_schema=DeliberationOutput
+    )
+    node = agent_node(baseline.NAME, baseline.generate, as_provider(model))
+    builder.add_node(baseline.NAME, node, metadata={"agent_role": "generator"})
+    builder.add_edge(START, baseline.NAME)
+    builder.add_edge(baseline.NAME, END)
+    return builder.compile(checkpointer=checkpointer, name=name)
+
+
+graph = build_graph()
+"""No checkpointer: what `langgraph.json`, Studio and LangServe load."""

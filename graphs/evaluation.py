@@ -1,0 +1,56 @@
+"""Grading as a graph, so every judge call is traceable in LangSmith and visible in Studio.
+
+    START -+-> grade_relevance ----------------+-> END
+           +-> grade_coherence ----------------+
+           +-> ... (one node per rubric) ------+
+           +-> pairwise_judge (if `other`) ----+
+
+Every rubric node grades `record` (and `other` when given) in parallel with the others; the
+pairwise judge runs only when there is a second output to compare with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graphs.deliberation import as_provider
+from nodes import grader, pairwise_judge
+from nodes.agent import agent_node
+from nodes.context import Context
+from nodes.llm import ModelProvider
+from state.evaluation import RUBRICS, EvaluationInput, EvaluationOutput, EvaluationState
+
+GRAPH_NAME = "aidsafe_evaluation"
+RUBRIC_NODES = [grader.node_name(rubric) for rubric in RUBRICS]
+
+
+def _checks(state: dict[str, Any]) -> list[str]:
+    return [*RUBRIC_NODES, pairwise_judge.NAME] if state.get("other") else list(RUBRIC_NODES)
+
+
+def build_graph(
+    *, model: BaseChatModel | ModelProvider | None = None, name: str = GRAPH_NAME
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the evaluation graph; the judge is role "judge" (`judge_model`, `judge_base_url`)."""
+    provider = as_provider(model)
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
+        EvaluationState, context_schema=Context, input_schema=EvaluationInput, output_schema=EvaluationOutput
+    )
+    for rubric, node in zip(RUBRICS, RUBRIC_NODES, strict=True):
+        builder.add_node(node, agent_node(node, grader.grader(rubric), provider), metadata={"agent_role": "judge"})
+    builder.add_node(
+        pairwise_judge.NAME,
+        agent_node(pairwise_judge.NAME, pairwise_judge.compare, provider),
+        metadata={"agent_role": "judge"},
+    )
+    builder.add_conditional_edges(START, _checks, [*RUBRIC_NODES, pairwise_judge.NAME])
+    for node in [*RUBRIC_NODES, pairwise_judge.NAME]:
+        builder.add_edge(node, END)
+    return builder.compile(name=name)
+
+
+graph = build_graph()

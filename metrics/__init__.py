@@ -1,0 +1,1 @@
+"""Evaluation of generated data: reading records, deterministic metrics, and judge grading."""

@@ -1,0 +1,39 @@
+"""Zero-shot baseline (the paper's LLM_ZS): one call writes policy-embedded thoughts and a response.
+
+Same policies, same shared system prefix and same output shape as the deliberation graph, so a
+baseline file and a deliberation file are produced, stored and graded the same way; what differs
+is only that nobody deliberates: no intents, no deliberation log, nothing removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from nodes.agent import Ask, messages
+from nodes.context import Context
+from policies import PolicySet
+from state.answers import SeedAnswer
+from state.deliberation import Thought
+
+NAME = "baseline"
+
+
+def generate(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+    ask = Ask("generator", SeedAnswer, messages(policies, "baseline", prompt=state["prompt"]), policies)
+    answer: SeedAnswer = yield ask
+    thoughts: list[Thought] = [
+        {"id": i, "text": d.text, "agent": NAME, "round": 0, "policy_ids": d.policy_ids, "corrects": None}
+        for i, d in enumerate(answer.thoughts)
+    ]
+    return {
+        "intents": {"explicit": [], "implicit": []},
+        "thoughts": thoughts,
+        "response": answer.response,
+        "deliberation_log": [],
+        "removed_thoughts": [],
+        "rounds": 0,
+        "stop_reason": "baseline",
+        "policy_set": policies.hash,
+        "error": None,
+    }

@@ -1,0 +1,71 @@
+"""Auto-grader: an LLM judge scores one output 1-5 on one rubric, with a short justification.
+
+One node per rubric, as in the paper (relevance, coherence, completeness of the CoT; faithfulness
+CoT->policies, response->policies, response->CoT). Each rubric is a Markdown file beside this
+module (`rubric_<name>.md`) injected into `grader.md`, so reviewers read the rubric as the judge
+does. A node grades `record` and, when given, `other`; a grade that fails after its re-asks is
+listed in `failures` and the other grades still count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from pydantic import BaseModel
+
+from nodes.agent import AgentLogic, Ask, messages, template
+from nodes.context import Context
+from nodes.llm import AgentFailure
+from policies import PolicySet
+from state.answers import RubricAnswer
+from state.evaluation import EvaluatedRecord, GradingFailure, OutputView, RubricGrade, Target
+
+GRADES_KEY: dict[Target, str] = {"record": "grades", "other": "other_grades"}
+
+
+def node_name(rubric: str) -> str:
+    return f"grade_{rubric}"
+
+
+def shown(output: OutputView, suffix: str = "") -> dict[str, str]:
+    """An output as the judges read it: numbered thoughts with the policies each cites, and the response."""
+    steps = [f"{i}. [{', '.join(t.policy_ids) or 'no policy'}] {t.text}" for i, t in enumerate(output.thoughts, 1)]
+    return {f"thoughts{suffix}": "\n".join(steps) or "(no thoughts)", f"response{suffix}": output.response}
+
+
+def judge_ask(schema: type[BaseModel], policies: PolicySet, task: str, **values: Any) -> Ask:
+    """A judge's question: the shared system prefix with the policies, then `nodes/<task>.md`."""
+    return Ask("judge", schema, messages(policies, task, **values), policies)
+
+
+def grader(rubric: str) -> AgentLogic:
+    """The logic of the node that grades on `rubric`."""
+    rubric_text = template(f"rubric_{rubric}").template.strip()
+
+    def grade(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+        update: dict[str, Any] = {"grades": {}, "other_grades": {}}
+        failures: list[GradingFailure] = []
+        for target in ("record", "other"):
+            if not state.get(target):
+                continue
+            record = EvaluatedRecord.model_validate(state[target])
+            ask = judge_ask(
+                RubricAnswer,
+                policies,
+                "grader",
+                rubric=rubric,
+                rubric_text=rubric_text,
+                prompt=record.prompt,
+                **shown(record.output),
+            )
+            try:
+                answer: RubricAnswer = yield ask
+            except AgentFailure as exc:
+                failures.append({"target": target, "check": rubric, "message": str(exc)})
+                continue
+            grade: RubricGrade = {"score": answer.score, "justification": answer.justification}
+            update[GRADES_KEY[target]][rubric] = grade
+        return {**update, "failures": failures}
+
+    return grade

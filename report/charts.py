@@ -1,0 +1,60 @@
+"""PNG charts (matplotlib, Agg backend: no display needed). Optional: without the `report` extra
+the report is written without charts and says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from state.evaluation import RUBRICS
+
+FILE_LABELS = {"run": "AIDSAFE", "baseline": "baseline"}
+
+
+def write_charts(summary: dict[str, Any], directory: Path) -> list[str]:
+    """Write the charts the summary has data for; returns their file names."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    distributions = summary["score_distributions"]
+    if distributions:
+        fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharey=True)
+        for ax, rubric in zip(axes.flat, RUBRICS, strict=True):
+            counts = distributions.get(rubric, {})
+            for offset, file in ((-0.2, "run"), (0.2, "baseline")):
+                if any(counts.get(file, {}).values()):
+                    scores = counts[file]
+                    ax.bar([s + offset for s in range(1, 6)], [scores[s] for s in range(1, 6)], width=0.4,
+                           label=FILE_LABELS[file])  # fmt: skip
+            ax.set_title(summary["metrics"].get(rubric, {}).get("label", rubric), fontsize=9)
+            ax.set_xticks(range(1, 6))
+        axes.flat[0].legend()
+        fig.supxlabel("score")
+        fig.supylabel("samples")
+        fig.tight_layout()
+        fig.savefig(directory / "scores.png", dpi=100)
+        plt.close(fig)
+        written.append("scores.png")
+    pairwise = summary["pairwise"]
+    if pairwise["n"]:
+        fig, ax = plt.subplots(figsize=(7, 1.8))
+        left = 0.0
+        for verdict, color in (("win", "tab:green"), ("tie", "tab:gray"), ("loss", "tab:red")):
+            rate = pairwise["rates"][verdict]
+            ax.barh([0], [rate], left=left, color=color, label=f"{verdict} {rate:.0%}")
+            left += rate
+        ax.set_xlim(0, 1)
+        ax.set_yticks([])
+        ax.set_title(f"AIDSAFE vs baseline, pairwise judge ({pairwise['n']} pairs)")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
+        fig.tight_layout()
+        fig.savefig(directory / "pairwise.png", dpi=100)
+        plt.close(fig)
+        written.append("pairwise.png")
+    return written

@@ -1,0 +1,140 @@
+"""What evaluation reads (generate and preference records) and the evaluation graph's state.
+
+`EvaluatedRecord` is deliberately lenient: it needs only an id, the prompt and one output (the
+`thoughts` and `response` of a generate record, or the `chosen` side of a preference record), so
+files written by other tools and older versions still grade. Everything else is kept, unread.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NotRequired
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict
+
+from state.deliberation import AgentError, Usage, add_usage, append
+
+RUBRICS = (
+    "relevance",
+    "coherence",
+    "completeness",
+    "cot_policy_faithfulness",
+    "response_policy_faithfulness",
+    "response_cot_faithfulness",
+)
+"""The paper's auto-grader rubrics; each has its text in `nodes/rubric_<name>.md`."""
+
+Verdict = Literal["win", "tie", "loss"]
+Target = Literal["record", "other"]
+
+
+class ThoughtView(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    text: str
+    policy_ids: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        return {"text": value} if isinstance(value, str) else value
+
+
+class OutputView(BaseModel):
+    """One answer to a prompt: the chain of thought and the response."""
+
+    thoughts: list[ThoughtView]
+    response: str
+
+
+class EvaluatedRecord(BaseModel):
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+    id: str = Field(min_length=1)
+    prompt: str
+    thoughts: list[ThoughtView] | None = None
+    response: str | None = None
+    chosen: OutputView | None = None
+    rejected: OutputView | None = None
+    chosen_score: float | None = None
+    rejected_score: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_an_error_line(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("error") and "thoughts" not in value and "chosen" not in value:
+            raise ValueError(f"this is an errors-file line, not an output (generation failed: {value['error']})")
+        return value
+
+    @model_validator(mode="after")
+    def _has_an_output(self) -> EvaluatedRecord:
+        if self.chosen is None and (self.thoughts is None or self.response is None):
+            raise ValueError("needs `thoughts` and `response` (generate record) or `chosen` (preference record)")
+        return self
+
+    @property
+    def output(self) -> OutputView:
+        """What is graded: the record's own output, or the chosen side of a preference pair."""
+        if self.chosen is not None:
+            return self.chosen
+        return OutputView(thoughts=self.thoughts or [], response=self.response or "")
+
+    @property
+    def score_gap(self) -> float | None:
+        if self.chosen_score is None or self.rejected_score is None:
+            return None
+        return self.chosen_score - self.rejected_score
+
+
+class RubricGrade(TypedDict):
+    score: int
+    justification: str
+
+
+class PairwiseVerdict(TypedDict):
+    verdict: Verdict
+    """From `record`'s side: win means the judge preferred `record` over `other`."""
+    record_shown_as: Literal["A", "B"]
+    justification: str
+
+
+class GradingFailure(TypedDict):
+    target: Target | Literal["pair"]
+    check: str
+    """A rubric name, or `pairwise`."""
+    message: str
+
+
+def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(left or {}), **(right or {})}
+
+
+def first_error(left: AgentError | None, right: AgentError | None) -> AgentError | None:
+    return left or right
+
+
+class EvaluationInput(TypedDict):
+    record: dict[str, Any]
+    """A generate or preference record (one JSONL line)."""
+    other: NotRequired[dict[str, Any] | None]
+    """Optional second output for the same prompt: graded too, and compared with `record`."""
+
+
+class EvaluationOutput(TypedDict):
+    grades: dict[str, RubricGrade]
+    other_grades: dict[str, RubricGrade]
+    pairwise: PairwiseVerdict | None
+    failures: list[GradingFailure]
+    usage: Usage
+    error: AgentError | None
+
+
+class EvaluationState(TypedDict):
+    record: dict[str, Any]
+    other: NotRequired[dict[str, Any] | None]
+    grades: Annotated[dict[str, RubricGrade], merge]
+    other_grades: Annotated[dict[str, RubricGrade], merge]
+    pairwise: NotRequired[PairwiseVerdict | None]
+    failures: Annotated[list[GradingFailure], append]
+    usage: Annotated[Usage, add_usage]
+    error: Annotated[AgentError | None, first_error]
