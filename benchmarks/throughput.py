@@ -95,6 +95,11 @@ class LatencyServer:
         self.process.terminate()  # by PID
         self.process.join()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server so far: it shares the cores with the client it serves."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def write_prompts(path: Path, count: int) -> None:
     with path.open("w") as handle:
@@ -127,12 +132,15 @@ def generate(inputs: Path, output: Path, *extra: str) -> Run:
 def throughput(args: argparse.Namespace, workdir: Path) -> None:
     calls_per_sample = 5  # the stub's answers reach consensus in round 1: 2 initializer + 2 deliberators + refiner
     print(f"latency {args.latency * 1000:.0f} ms per call, {calls_per_sample} calls per sample, workers {args.workers}")
-    print(f"{'concurrency':>11} {'samples':>8} {'samples/s':>10} {'ideal':>8} {'of ideal':>9} {'CPU ms/call':>12}")
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    header = f"{'concurrency':>11} {'samples':>8} {'samples/s':>10} {'ideal':>8} {'of ideal':>9} {'CPU ms/call':>12}"
+    print(f"{header} {'server ms/call':>15}")
     with LatencyServer(args.latency) as server:
         for concurrency in args.concurrency:
             samples = max(10, int(concurrency * args.seconds / (calls_per_sample * args.latency)))
             inputs, output = workdir / f"c{concurrency}.jsonl", workdir / f"c{concurrency}.out.jsonl"
             write_prompts(inputs, samples)
+            server_cpu = server.cpu_seconds()
             run = generate(
                 inputs,
                 output,
@@ -141,11 +149,14 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
             )  # fmt: skip
             ideal = concurrency / (calls_per_sample * args.latency)
             rate = run.summary["samples_per_second"]
-            cpu_per_call = 1000 * run.cpu_seconds / max(1, run.summary["llm_calls"])
+            calls = max(1, run.summary["llm_calls"])
+            cpu_per_call = 1000 * run.cpu_seconds / calls
+            server_per_call = 1000 * (server.cpu_seconds() - server_cpu) / calls
             print(
                 f"{concurrency:>11} {run.summary['done']:>8} {rate:>10.2f} {ideal:>8.2f} {rate / ideal:>9.2f} "
-                f"{cpu_per_call:>12.1f}"
+                f"{cpu_per_call:>12.1f} {server_per_call:>15.1f}"
             )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 def rss(args: argparse.Namespace, workdir: Path) -> None:

@@ -3,6 +3,7 @@ after a kill, failed samples, summary, and one run on the real embedded model.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -110,8 +111,27 @@ def test_failed_sample_goes_to_errors_file_and_is_retried_by_a_rerun(tmp_path):
     assert read_jsonl(tmp_path / "out.errors.jsonl") == []  # the errors file describes the latest run
 
 
+def child_pids(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def wait_until_gone(pids: list[int]) -> None:
+    """Until each process has exited (a zombie counts as gone): it can no longer call the server."""
+    deadline = time.monotonic() + 60
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat")
+        while time.monotonic() < deadline and stat.exists():
+            with contextlib.suppress(OSError):
+                if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.02)
+
+
 def run_until_killed(command: list[str], out: Path, at_least: int) -> None:
+    """kill -9 the driver once `at_least` records are out, and return when its worker processes
+    have left too: calls they still had in flight must not count as the re-run's."""
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: list[int] = []
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
@@ -119,11 +139,13 @@ def run_until_killed(command: list[str], out: Path, at_least: int) -> None:
                 break
             time.sleep(0.02)
         assert process.poll() is None, f"finished before the kill: {process.stderr.read().decode()[-2000:]}"
+        workers = child_pids(process.pid)
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait()
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
+        wait_until_gone(workers)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
