@@ -55,23 +55,6 @@ def structured_output_mode(ctx: Context, base_url: str) -> StructuredOutput:
     return "json_schema" if _is_openai(base_url) else "json_object"
 
 
-class _PlainBodyChatOpenAI(ChatOpenAI):
-    """`ChatOpenAI` whose messages reach the server without the openai SDK's type transform.
-
-    The SDK walks every request body against its TypedDicts (each message against each member of
-    the message union), ~0.3 ms of CPU per call with two messages, which caps a batch's throughput
-    at high concurrency. LangChain already sends plain JSON-ready message dicts, which the
-    transform leaves unchanged, so they go in `extra_body` (the SDK merges it over the body).
-    """
-
-    def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
-        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
-        if payload.get("messages") and "response_format" not in payload:
-            payload["extra_body"] = {**(payload.get("extra_body") or {}), "messages": payload["messages"]}
-            payload["messages"] = []
-        return payload
-
-
 @lru_cache(maxsize=64)
 def _chat_openai(
     model: str,
@@ -87,7 +70,7 @@ def _chat_openai(
     # llama.cpp ignores `max_completion_tokens` (what ChatOpenAI sends for max_tokens): without
     # `max_tokens` in the body a grammar-constrained answer can loop until the context is full.
     extra_body = None if _is_openai(base_url) else {"max_tokens": max_tokens}
-    return _PlainBodyChatOpenAI(
+    return ChatOpenAI(
         model=model,
         base_url=base_url,
         api_key=os.environ.get(key_env) or os.environ.get("OPENAI_API_KEY") or "not-needed",  # type: ignore[arg-type]
