@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -25,5 +26,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.run(args) or 0)
 
 
+def console_main() -> int:
+    """The `aidsafe` command: SIGTERM stops a run the way Ctrl-C does.
+
+    Python's default SIGTERM skips `finally` blocks and atexit, which left the embedded llama.cpp
+    server (in its own session, so it never sees the signal) running after `kill` or `timeout`.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())
