@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import sys
 from typing import Any
@@ -59,5 +60,8 @@ def run(args: argparse.Namespace) -> int:
             f"warning: serving on {args.host} without AIDSAFE_API_KEY: anyone who can reach it can run it",
             file=sys.stderr,
         )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal, which the
+    # `aidsafe` command maps to KeyboardInterrupt: a requested shutdown is a clean exit.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(create_app(settings), host=args.host, port=args.port)
     return 0

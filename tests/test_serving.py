@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -251,6 +250,6 @@ def test_aidsafe_serve_command(stub, unused_tcp_port):
         assert stub.requests[-1]["model"] == "cli-model"
     finally:
         stop_process(process, timeout=30)
-    # uvicorn shuts down cleanly (lifespan exit stops an embedded model), then re-raises SIGTERM
+    # uvicorn shuts down cleanly on SIGTERM (lifespan exit stops an embedded model): exit code 0
     assert "Application shutdown complete" in process.stdout.read().decode()  # type: ignore[union-attr]
-    assert process.returncode == -signal.SIGTERM
+    assert process.returncode == 0
