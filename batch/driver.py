@@ -7,7 +7,6 @@ lines and failed samples; rewritten by each run), `out.summary.json` (the run's 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from batch.engine import GraphJob, Outcome, open_checkpointer, run_in_processes, run_inline
+from batch.engine import GraphJob, Outcome, open_checkpointer, run_async, run_in_processes, run_inline
 from batch.inputs import InputProblem, Sample
 from state.records import ErrorRecord
 
@@ -169,4 +168,4 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
 def run_batch(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
     """Run a batch to the end; Ctrl-C stops it with every finished record written and the rest
     checkpointed, so the same command resumes."""
-    return asyncio.run(_run(job, read, options))
+    return run_async(_run(job, read, options))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import yaml
@@ -49,9 +49,11 @@ class PolicySet(BaseModel):
     def ids(self) -> list[str]:
         return [p.id for p in self.policies]
 
-    @property
+    @cached_property
     def hash(self) -> str:
-        """Short content hash: equal sets give equal hashes whatever the file's formatting."""
+        """Short content hash: equal sets give equal hashes whatever the file's formatting.
+
+        Cached: every traced agent turn labels itself with it."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
