@@ -2,7 +2,8 @@
 
 Files beside the output `out.jsonl`: `out.errors.jsonl` (what failed in the latest run: bad input
 lines and failed samples; rewritten by each run), `out.summary.json` (the run's figures) and
-`out.checkpoints.sqlite` (per-sample LangGraph checkpoints; removed once nothing is left in it).
+`out.checkpoints.sqlite` (per-sample LangGraph checkpoints; removed once nothing is left in it),
+plus `out.checkpoints.K.sqlite` for worker process K when `workers > 1`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,24 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from tqdm import tqdm
 
-from batch.engine import GraphJob, Outcome, open_checkpointer, run_async, run_in_processes, run_inline
+from batch.engine import (
+    GraphJob,
+    Outcome,
+    checkpoint_shard,
+    existing_shards,
+    open_checkpointer,
+    run_async,
+    run_in_processes,
+    run_inline,
+)
 from batch.inputs import InputProblem, Sample
 from state.records import ErrorRecord
 
@@ -107,36 +119,71 @@ ReadSamples = Callable[[], Iterator[Sample | InputProblem]]
 """Reads the input from the start each time: the driver counts first (for the ETA), then runs."""
 
 
+async def _unfinished_threads(savers: dict[int, AsyncSqliteSaver]) -> dict[str, int]:
+    """Thread id -> shard, for every sample an interrupted run left checkpointed."""
+    return {
+        checkpoint.config["configurable"]["thread_id"]: shard
+        for shard, saver in savers.items()
+        async for checkpoint in saver.alist(None)
+    }
+
+
 async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
     started = time.monotonic()
     summary = Summary(output=str(options.output), errors=str(options.errors))
     options.output.parent.mkdir(parents=True, exist_ok=True)
     done_ids = finished_ids(options.output)
-    with options.errors.open("w", encoding="utf-8") as errors:
-        pending = 0
-        for item in read():
-            if isinstance(item, InputProblem):
-                summary.input_errors += 1
-                print(f"input error: {item}", file=sys.stderr)
-                problem = ErrorRecord(id=item.id, error={"node": "input", "message": str(item)}, prompt=item.prompt)
-                _write_line(errors, problem.model_dump(mode="json"))
-            elif item.id in done_ids:
-                summary.skipped += 1
-            else:
+    workers = min(options.workers, options.concurrency)
+    shards = sorted({*range(workers), *existing_shards(options.checkpoints)})
+    async with AsyncExitStack() as stack:
+        savers = {
+            shard: await stack.enter_async_context(open_checkpointer(checkpoint_shard(options.checkpoints, shard)))
+            for shard in shards
+        }
+        unfinished = await _unfinished_threads(savers)
+        resume: dict[int, list[Sample]] = {}
+        restarted = 0
+        with options.errors.open("w", encoding="utf-8") as errors:
+            pending = 0
+            for item in read():
+                if isinstance(item, InputProblem):
+                    summary.input_errors += 1
+                    print(f"input error: {item}", file=sys.stderr)
+                    problem = ErrorRecord(id=item.id, error={"node": "input", "message": str(item)}, prompt=item.prompt)
+                    _write_line(errors, problem.model_dump(mode="json"))
+                    continue
+                thread_id = job.thread_id(item)
+                shard = unfinished.get(thread_id)
+                if item.id in done_ids:
+                    summary.skipped += 1
+                    if shard is not None:  # its record was written, then the run was killed
+                        await savers[shard].adelete_thread(thread_id)
+                    continue
                 pending += 1
+                if shard is not None and shard >= workers:  # no worker of this run owns that shard
+                    await savers[shard].adelete_thread(thread_id)
+                    restarted += 1
+                elif shard is not None and workers > 1:
+                    resume.setdefault(shard, []).append(item)
+            if restarted:
+                print(
+                    f"note: {restarted} half-finished samples were checkpointed by a run with more workers; "
+                    "they start over (re-run with the same --workers to continue them instead)",
+                    file=sys.stderr,
+                )
+            routed = {sample.id for samples in resume.values() for sample in samples}
 
-        def todo() -> Iterator[Sample]:
-            return (s for s in read() if isinstance(s, Sample) and s.id not in done_ids)
+            def todo() -> Iterator[Sample]:
+                return (s for s in read() if isinstance(s, Sample) and s.id not in done_ids and s.id not in routed)
 
-        outcomes: AsyncIterator[Outcome]
-        if options.workers > 1:
-            outcomes = run_in_processes(
-                job, todo(), options.checkpoints, options.concurrency, options.rpm, options.workers
-            )
-        else:
-            outcomes = run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm)
-        bar = tqdm(total=pending, unit="sample", disable=not options.progress or pending == 0, file=sys.stderr)
-        async with open_checkpointer(options.checkpoints) as saver:
+            outcomes: AsyncIterator[Outcome]
+            if workers > 1:
+                outcomes = run_in_processes(
+                    job, todo(), options.checkpoints, options.concurrency, options.rpm, workers, resume
+                )
+            else:
+                outcomes = run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm)
+            bar = tqdm(total=pending, unit="sample", disable=not options.progress or pending == 0, file=sys.stderr)
             with options.output.open("a", encoding="utf-8") as output, bar:
                 async for outcome in outcomes:
                     if outcome.record is not None:
@@ -148,17 +195,17 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
                         summary.failed += 1
                         bar.write(f"failed {outcome.sample_id}: {outcome.error['error']['message']}", file=sys.stderr)
                     if outcome.prune:
-                        await saver.adelete_thread(outcome.thread_id)
+                        await savers[outcome.shard].adelete_thread(outcome.thread_id)
                     summary.resumed += outcome.resumed
                     summary.llm_calls += outcome.usage["llm_calls"]
                     summary.input_tokens += outcome.usage["input_tokens"]
                     summary.output_tokens += outcome.usage["output_tokens"]
                     bar.set_postfix(failed=summary.failed, refresh=False)
                     bar.update()
-            empty = not [c async for c in saver.alist(None, limit=1)]
-    if empty:
+        empty = [shard for shard, saver in savers.items() if not [c async for c in saver.alist(None, limit=1)]]
+    for shard in empty:
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{options.checkpoints}{suffix}").unlink(missing_ok=True)
+            Path(f"{checkpoint_shard(options.checkpoints, shard)}{suffix}").unlink(missing_ok=True)
     summary.wall_seconds = time.monotonic() - started
     summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds
     options.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")

@@ -3,9 +3,10 @@
 `run_sample` takes a sample and returns its outcome (a record or an error), resuming from the
 sample's own LangGraph checkpoint thread when an earlier run was interrupted. Because it needs
 nothing but the job and a checkpointer, the same function runs in this process or in worker
-processes (`workers > 1`) that share the SQLite checkpoint file and send outcomes back to the
-driver. The driver writes each record as it arrives (one line, flushed), then prunes its thread,
-so a run killed at any moment leaves a valid file and a re-run neither loses nor repeats a sample.
+processes (`workers > 1`), each with its own SQLite checkpoint file (a shard), that send outcomes
+back to the driver. The driver writes each record as it arrives (one line, flushed), then prunes
+its thread, so a run killed at any moment leaves a valid file and a re-run neither loses nor
+repeats a sample.
 
 A job (`GraphJob`) is what a subcommand plugs in: a graph builder, the run context, how a sample
 becomes graph input, and how a finished state becomes a record. `generate`, `prefer` and
@@ -23,10 +24,11 @@ import math
 import multiprocessing
 import os
 import queue
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -99,6 +101,8 @@ class Outcome:
     resumed: bool = False
     prune: bool = True
     """False when the graph raised mid-way: keep the checkpoint so a re-run continues from it."""
+    shard: int = 0
+    """The checkpoint shard (worker) that holds the sample's thread."""
 
 
 def _failed(sample: Sample, job: GraphJob, node: str, message: str, **more: Any) -> Outcome:
@@ -147,6 +151,23 @@ class RequestsPerMinute(BaseRateLimiter):
             return False
         await self._limiter.acquire()
         return True
+
+
+def checkpoint_shard(checkpoints: Path, shard: int) -> Path:
+    """Shard `shard` of the checkpoint file: `out.checkpoints.sqlite`, `out.checkpoints.1.sqlite`, ...
+
+    Worker process `k` writes only shard `k` (one process runs shard 0). Processes sharing one
+    SQLite file queue for its single write lock, which aiosqlite holds across event-loop turns
+    between a statement and its commit; at high concurrency that stalled every other worker.
+    """
+    return checkpoints if shard == 0 else checkpoints.with_name(f"{checkpoints.stem}.{shard}{checkpoints.suffix}")
+
+
+def existing_shards(checkpoints: Path) -> list[int]:
+    """The shards with a file on disk, whatever the worker count of the run that wrote them."""
+    name = re.compile(rf"{re.escape(checkpoints.stem)}(?:\.(\d+))?{re.escape(checkpoints.suffix)}")
+    matches = (name.fullmatch(path.name) for path in checkpoints.parent.glob(f"{checkpoints.stem}*"))
+    return sorted(int(match.group(1) or 0) for match in matches if match)
 
 
 @asynccontextmanager
@@ -235,46 +256,71 @@ def _exit_with_parent() -> None:
 
 
 def _worker_main(
-    job: GraphJob, checkpoints: Path, concurrency: int, rpm: float | None, tasks: Any, results: Any
+    job: GraphJob,
+    shard: int,
+    checkpoints: Path,
+    concurrency: int,
+    rpm: float | None,
+    resume: list[Sample],
+    tasks: Any,
+    results: Any,
 ) -> None:
-    """A worker process: run samples from `tasks` and send each outcome to the driver."""
+    """Worker process `shard`: continue the samples its shard holds (`resume`), then run samples
+    from `tasks`; send each outcome to the driver."""
     _exit_with_parent()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
 
         async def next_sample() -> Sample | None:
+            if resume:
+                return resume.pop()
             sample: Sample | None = await loop.run_in_executor(None, tasks.get)
             return sample
 
-        async with open_graph(job, checkpoints, rpm) as graph:
+        async with open_graph(job, checkpoint_shard(checkpoints, shard), rpm) as graph:
             async for outcome in _pool(partial(run_sample, job, graph), next_sample, concurrency):
-                results.put(outcome)
+                results.put(replace(outcome, shard=shard))
 
     run_async(main())
     results.put(_WorkerDone())  # not after a crash: the driver then sees the exit code instead
 
 
 async def run_in_processes(
-    job: GraphJob, samples: Iterator[Sample], checkpoints: Path, concurrency: int, rpm: float | None, workers: int
+    job: GraphJob,
+    samples: Iterator[Sample],
+    checkpoints: Path,
+    concurrency: int,
+    rpm: float | None,
+    workers: int,
+    resume: dict[int, list[Sample]],
 ) -> AsyncIterator[Outcome]:
     """Share the batch among `workers` processes; the calling process stays the only file writer.
 
     One process is CPU-bound at high concurrency (client work per model call); processes use
-    every core. Concurrency and the rate limit are split evenly among the workers.
+    every core. Concurrency and the rate limit are split evenly among the workers. Worker `k`
+    checkpoints into shard `k` and first continues `resume[k]`, the samples that shard holds.
     """
     mp = multiprocessing.get_context("spawn")
-    workers = min(workers, concurrency)
     per_worker = math.ceil(concurrency / workers)
     tasks: Any = mp.Queue(maxsize=max(2 * concurrency, 16))  # bounded: input keeps streaming
     results: Any = mp.Queue()
     processes = [
         mp.Process(
             target=_worker_main,
-            args=(job, checkpoints, per_worker, rpm / workers if rpm else None, tasks, results),
+            args=(
+                job,
+                shard,
+                checkpoints,
+                per_worker,
+                rpm / workers if rpm else None,
+                resume.get(shard, []),
+                tasks,
+                results,
+            ),
             daemon=True,
         )
-        for _ in range(workers)
+        for shard in range(workers)
     ]
     for process in processes:
         process.start()

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from langgraph.checkpoint.sqlite import SqliteSaver
 
 from batch.driver import BatchOptions, run_batch
 from batch.generate import generate_job
@@ -148,8 +150,19 @@ def run_until_killed(command: list[str], out: Path, at_least: int) -> None:
         wait_until_gone(workers)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_resume_after_kill_loses_nothing_duplicates_nothing_recomputes_nothing(tmp_path, workers):
+def checkpointed_ids(checkpoints: Path) -> set[str]:
+    """Ids of the samples with a checkpoint thread in this shard file."""
+    if not checkpoints.exists():
+        return set()
+    with contextlib.closing(sqlite3.connect(checkpoints)) as db:
+        values = [c.checkpoint["channel_values"] for c in SqliteSaver(db).list(None)]
+    return {v["id"] if "id" in v else v["__start__"]["id"] for v in values}  # the first holds only the input
+
+
+@pytest.mark.parametrize(("workers", "rerun_workers"), [(1, 1), (2, 2), (2, 1)])
+def test_resume_after_kill_loses_nothing_duplicates_nothing_recomputes_nothing(
+    tmp_path, capsys, workers, rerun_workers
+):
     rows = prompts(40)
     inputs = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
@@ -162,9 +175,13 @@ def test_resume_after_kill_loses_nothing_duplicates_nothing_recomputes_nothing(t
         done_before = {r["id"] for r in read_jsonl(out)}
         calls_before = len(server.requests)
         assert 5 <= len(done_before) < len(rows)
-        assert (tmp_path / "out.checkpoints.sqlite").exists()
+        shards = [tmp_path / "out.checkpoints.sqlite", tmp_path / "out.checkpoints.1.sqlite"][:workers]
+        in_flight = [len(checkpointed_ids(shard) - done_before) for shard in shards]
+        assert sum(in_flight) >= 1  # each worker process checkpoints into its own shard
+        orphaned = sum(in_flight[rerun_workers:])  # shards no worker of the re-run owns
 
-        assert generate(server, str(inputs), "-o", str(out), "--concurrency", "4") == 0
+        rerun = ["--concurrency", "4", "--workers", str(rerun_workers)]
+        assert generate(server, str(inputs), "-o", str(out), *rerun) == 0
         rerun_requests = server.requests[calls_before:]
 
     ids = [r["id"] for r in read_jsonl(out)]
@@ -173,11 +190,18 @@ def test_resume_after_kill_loses_nothing_duplicates_nothing_recomputes_nothing(t
         GenerateRecord.model_validate(record)
     summary = json.loads((tmp_path / "out.summary.json").read_text())
     assert summary["skipped"] == len(done_before) and summary["done"] == len(rows) - len(done_before)
-    assert summary["resumed"] >= 1  # samples in flight at the kill continued from their checkpoints
+    # samples in flight at the kill continued from their checkpoints, or started over when their
+    # shard's worker is gone
+    assert summary["resumed"] == sum(in_flight) - orphaned
+    if orphaned:
+        assert f"note: {orphaned} half-finished samples were checkpointed by a run with more workers" in (
+            capsys.readouterr().err
+        )
     prompts_by_id = {r["id"]: r["prompt"] for r in rows}
     rerun_text = json.dumps(rerun_requests)
     assert not [i for i in done_before if prompts_by_id[i] in rerun_text]  # finished samples not recomputed
     assert len(rerun_requests) <= 5 * (len(rows) - len(done_before)) <= summary["llm_calls"]
+    assert not list(tmp_path.glob("out.checkpoints*"))  # every shard removed once empty
 
 
 def test_a_sample_that_crashed_mid_graph_continues_from_its_last_finished_node(tmp_path):
