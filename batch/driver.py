@@ -59,6 +59,9 @@ class BatchOptions:
 class Summary:
     output: str
     errors: str
+    concurrency: int = 1
+    workers: int = 1
+    """Worker processes (1: the batch ran in the main process)."""
     done: int = 0
     """Records written by this run."""
     failed: int = 0
@@ -130,10 +133,12 @@ async def _unfinished_threads(savers: dict[int, AsyncSqliteSaver]) -> dict[str, 
 
 async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
     started = time.monotonic()
-    summary = Summary(output=str(options.output), errors=str(options.errors))
+    workers = min(options.workers, options.concurrency)
+    summary = Summary(
+        output=str(options.output), errors=str(options.errors), concurrency=options.concurrency, workers=workers
+    )
     options.output.parent.mkdir(parents=True, exist_ok=True)
     done_ids = finished_ids(options.output)
-    workers = min(options.workers, options.concurrency)
     shards = sorted({*range(workers), *existing_shards(options.checkpoints)})
     async with AsyncExitStack() as stack:
         savers = {

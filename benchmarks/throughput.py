@@ -1,7 +1,7 @@
 """Throughput and memory of `aidsafe generate` (a script, not a test: it prints figures).
 
     python benchmarks/throughput.py                      # concurrency 1, 8, 64 at 200 ms per call
-    python benchmarks/throughput.py --workers 2          # the same with two worker processes
+    python benchmarks/throughput.py --workers 3          # the same with three worker processes
     python benchmarks/throughput.py --rss 10000          # peak RSS over a 10,000-prompt input
     python benchmarks/throughput.py --embedded 5         # samples/min on the embedded model
 
@@ -148,12 +148,17 @@ def generate(inputs: Path, output: Path, *extra: str) -> Run:
     return Run(summary, cpu, after.ru_maxrss / 1024, _steady_rate(marks))
 
 
+def workers_flag(args: argparse.Namespace) -> list[str]:
+    return ["--workers", str(args.workers)] if args.workers else []
+
+
 def throughput(args: argparse.Namespace, workdir: Path) -> None:
     calls_per_sample = 5  # the stub's answers reach consensus in round 1: 2 initializer + 2 deliberators + refiner
-    print(f"latency {args.latency * 1000:.0f} ms per call, {calls_per_sample} calls per sample, workers {args.workers}")
+    workers = args.workers or "aidsafe's default"
+    print(f"latency {args.latency * 1000:.0f} ms per call, {calls_per_sample} calls per sample, workers: {workers}")
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    header = f"{'concurrency':>11} {'samples':>8} {'ideal/s':>8} {'samples/s':>10} {'of ideal':>9} {'steady/s':>9}"
-    print(f"{header} {'of ideal':>9} {'CPU ms/call':>12} {'server ms/call':>15}")
+    header = f"{'concurrency':>11} {'workers':>7} {'samples':>8} {'ideal/s':>8} {'samples/s':>10} {'of ideal':>9}"
+    print(f"{header} {'steady/s':>9} {'of ideal':>9} {'CPU ms/call':>12} {'server ms/call':>15}")
     with LatencyServer(args.latency) as server:
         for concurrency in args.concurrency:
             samples = max(10, int(concurrency * args.seconds / (calls_per_sample * args.latency)))
@@ -164,7 +169,7 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
                 inputs,
                 output,
                 "--base-url", server.base_url, "--model", "bench",
-                "--concurrency", str(concurrency), "--workers", str(args.workers),
+                "--concurrency", str(concurrency), *workers_flag(args),
             )  # fmt: skip
             ideal = concurrency / (calls_per_sample * args.latency)
             rate = run.summary["samples_per_second"]
@@ -173,8 +178,9 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
             server_per_call = 1000 * (server.cpu_seconds() - server_cpu) / calls
             steady = run.steady_rate or float("nan")
             print(
-                f"{concurrency:>11} {run.summary['done']:>8} {ideal:>8.2f} {rate:>10.2f} {rate / ideal:>9.2f} "
-                f"{steady:>9.2f} {steady / ideal:>9.2f} {cpu_per_call:>12.1f} {server_per_call:>15.1f}"
+                f"{concurrency:>11} {run.summary['workers']:>7} {run.summary['done']:>8} {ideal:>8.2f} {rate:>10.2f} "
+                f"{rate / ideal:>9.2f} {steady:>9.2f} {steady / ideal:>9.2f} {cpu_per_call:>12.1f} "
+                f"{server_per_call:>15.1f}"
             )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
@@ -185,7 +191,7 @@ def rss(args: argparse.Namespace, workdir: Path) -> None:
     with LatencyServer(0.0) as server:
         run = generate(
             inputs, output, "--base-url", server.base_url, "--model", "bench",
-            "--concurrency", "64", "--workers", str(args.workers),
+            "--concurrency", "64", *workers_flag(args),
         )  # fmt: skip
     print(
         f"{args.rss} prompts: done {run.summary['done']}, failed {run.summary['failed']}, "
@@ -211,7 +217,7 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, default=30.0, help="Ideal duration of each run (sets the sample count)."
     )
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="Default: what aidsafe picks for the concurrency.")
     parser.add_argument("--rss", type=int, default=0, help="Prompts for the peak-RSS run (0: skip).")
     parser.add_argument("--embedded", type=int, default=0, help="Prompts for the embedded-model run (0: skip).")
     args = parser.parse_args()

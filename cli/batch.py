@@ -4,6 +4,8 @@ batch engine, the summary and the exit code. A subcommand differs only in its jo
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -18,6 +20,9 @@ from nodes.context import EMBEDDED, Context
 from policies import PolicyFileError, load_policies
 
 REMOTE_CONCURRENCY = 16
+SAMPLES_PER_WORKER = 32
+"""Samples in flight per worker process when `--workers` is not given. One process's client work
+(~5 ms of CPU per model call) falls behind beyond about this many; see benchmarks/throughput.py."""
 """Default for a remote server; the embedded llama.cpp server answers one request at a time."""
 
 JobFactory = Callable[[dict[str, Any], argparse.Namespace], GraphJob]
@@ -49,7 +54,11 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rpm", type=float, default=None, help="At most this many model requests per minute.")
     parser.add_argument(
-        "--workers", type=int, default=1, help="Worker processes sharing the batch (use the cores at high concurrency)."
+        "--workers",
+        type=int,
+        default=None,
+        help=f"Worker processes sharing the batch (default: one per {SAMPLES_PER_WORKER} samples in flight, "
+        "at most one per core; 1 on the embedded model).",
     )
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
@@ -59,12 +68,10 @@ def default_output(inputs: list[str], kind: str) -> Path:
 
 
 def batch_options(args: argparse.Namespace, output: Path, embedded: bool) -> BatchOptions:
+    concurrency = args.concurrency or (1 if embedded else REMOTE_CONCURRENCY)
+    workers = args.workers or (1 if embedded else min(os.cpu_count() or 1, math.ceil(concurrency / SAMPLES_PER_WORKER)))
     return BatchOptions(
-        output=output,
-        concurrency=args.concurrency or (1 if embedded else REMOTE_CONCURRENCY),
-        rpm=args.rpm,
-        workers=max(1, args.workers),
-        progress=not args.no_progress,
+        output=output, concurrency=concurrency, rpm=args.rpm, workers=max(1, workers), progress=not args.no_progress
     )
 
 

@@ -67,6 +67,17 @@ def test_generate_writes_one_complete_record_per_prompt(tmp_path, stub_server, c
     assert "done 4, failed 0" in printed and str(out) in printed
 
 
+def test_high_concurrency_spreads_over_worker_processes_unless_told(tmp_path, stub_server):
+    """One worker per 32 samples in flight, at most one per core; `--workers` overrides it."""
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(6))
+    for run, (flags, workers) in enumerate([([], min(os.cpu_count() or 1, 2)), (["--workers", "1"], 1)]):
+        out = tmp_path / f"out{run}.jsonl"
+        assert generate(stub_server, str(inputs), "-o", str(out), "--concurrency", "64", *flags) == 0
+        summary = json.loads(out.with_suffix(".summary.json").read_text())
+        assert (summary["workers"], summary["concurrency"], summary["done"]) == (workers, 64, 6)
+        assert not list(tmp_path.glob(f"out{run}.checkpoints*"))
+
+
 def test_baseline_flag_writes_the_same_record_shape_from_one_call(tmp_path, stub_server):
     inputs = write_jsonl(tmp_path / "in.jsonl", prompts(2))
     out = tmp_path / "base.jsonl"
