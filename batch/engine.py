@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import itertools
 import json
@@ -53,16 +54,28 @@ T = TypeVar("T")
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Run a batch's event loop on uvloop where it exists (not on Windows).
+    """Run a batch's event loop on uvloop where it exists (not on Windows), with a lighter GC.
 
-    Client work per model call decides throughput at high concurrency, and uvloop makes the
-    loop's own share of it (callbacks, sockets, aiosqlite's thread wake-ups) several times cheaper.
+    Client work per model call decides throughput at high concurrency. uvloop makes the loop's
+    own share of it (callbacks, sockets, aiosqlite's thread wake-ups) several times cheaper.
+    Python's cyclic GC took ~5% of a worker's time, most of it re-scanning the libraries' objects
+    that live as long as the process: they are frozen out of collection, and young objects (nearly
+    all freed by reference counting anyway) are collected every 20,000 net allocations, not 700.
     """
+    run: Callable[[Coroutine[Any, Any, T]], T]
     try:
-        import uvloop
+        from uvloop import run
     except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+        run = asyncio.run
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000)
+    try:
+        return run(main)
+    finally:  # the caller may be a notebook that lives on
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 @dataclass(frozen=True)
