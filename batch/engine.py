@@ -179,7 +179,9 @@ def checkpoint_shard(checkpoints: Path, shard: int) -> Path:
 def existing_shards(checkpoints: Path) -> list[int]:
     """The shards with a file on disk, whatever the worker count of the run that wrote them."""
     name = re.compile(rf"{re.escape(checkpoints.stem)}(?:\.(\d+))?{re.escape(checkpoints.suffix)}")
-    matches = (name.fullmatch(path.name) for path in checkpoints.parent.glob(f"{checkpoints.stem}*"))
+    if not checkpoints.parent.is_dir():
+        return []
+    matches = (name.fullmatch(path.name) for path in checkpoints.parent.iterdir())
     return sorted(int(match.group(1) or 0) for match in matches if match)
 
 
