@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -131,6 +131,60 @@ async def _unfinished_threads(savers: dict[int, AsyncSqliteSaver]) -> dict[str, 
     }
 
 
+@dataclass
+class _Plan:
+    pending: int = 0
+    """Samples to run (for the ETA)."""
+    resume: dict[int, list[Sample]] = field(default_factory=dict)
+    """Samples a worker's shard holds from an interrupted run: that worker continues them first."""
+
+
+async def _plan(
+    job: GraphJob,
+    read: ReadSamples,
+    done_ids: set[str],
+    savers: dict[int, AsyncSqliteSaver],
+    workers: int,
+    summary: Summary,
+    errors: IO[str],
+) -> _Plan:
+    """One pass over the input: report bad lines, count what is left, route checkpointed samples.
+
+    A thread whose sample is already in the output (killed between the write and the prune) is
+    pruned. A thread in a shard no worker of this run owns (an earlier run had more workers) is
+    dropped, and its sample starts over.
+    """
+    plan, restarted = _Plan(), 0
+    unfinished = await _unfinished_threads(savers)
+    for item in read():
+        if isinstance(item, InputProblem):
+            summary.input_errors += 1
+            print(f"input error: {item}", file=sys.stderr)
+            problem = ErrorRecord(id=item.id, error={"node": "input", "message": str(item)}, prompt=item.prompt)
+            _write_line(errors, problem.model_dump(mode="json"))
+            continue
+        thread_id = job.thread_id(item)
+        shard = unfinished.get(thread_id)
+        if item.id in done_ids:
+            summary.skipped += 1
+            if shard is not None:
+                await savers[shard].adelete_thread(thread_id)
+            continue
+        plan.pending += 1
+        if shard is not None and shard >= workers:
+            await savers[shard].adelete_thread(thread_id)
+            restarted += 1
+        elif shard is not None and workers > 1:
+            plan.resume.setdefault(shard, []).append(item)
+    if restarted:
+        print(
+            f"note: {restarted} half-finished samples were checkpointed by a run with more workers; "
+            "they start over (re-run with the same --workers to continue them instead)",
+            file=sys.stderr,
+        )
+    return plan
+
+
 async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
     started = time.monotonic()
     workers = min(options.workers, options.concurrency)
@@ -145,38 +199,9 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
             shard: await stack.enter_async_context(open_checkpointer(checkpoint_shard(options.checkpoints, shard)))
             for shard in shards
         }
-        unfinished = await _unfinished_threads(savers)
-        resume: dict[int, list[Sample]] = {}
-        restarted = 0
         with options.errors.open("w", encoding="utf-8") as errors:
-            pending = 0
-            for item in read():
-                if isinstance(item, InputProblem):
-                    summary.input_errors += 1
-                    print(f"input error: {item}", file=sys.stderr)
-                    problem = ErrorRecord(id=item.id, error={"node": "input", "message": str(item)}, prompt=item.prompt)
-                    _write_line(errors, problem.model_dump(mode="json"))
-                    continue
-                thread_id = job.thread_id(item)
-                shard = unfinished.get(thread_id)
-                if item.id in done_ids:
-                    summary.skipped += 1
-                    if shard is not None:  # its record was written, then the run was killed
-                        await savers[shard].adelete_thread(thread_id)
-                    continue
-                pending += 1
-                if shard is not None and shard >= workers:  # no worker of this run owns that shard
-                    await savers[shard].adelete_thread(thread_id)
-                    restarted += 1
-                elif shard is not None and workers > 1:
-                    resume.setdefault(shard, []).append(item)
-            if restarted:
-                print(
-                    f"note: {restarted} half-finished samples were checkpointed by a run with more workers; "
-                    "they start over (re-run with the same --workers to continue them instead)",
-                    file=sys.stderr,
-                )
-            routed = {sample.id for samples in resume.values() for sample in samples}
+            plan = await _plan(job, read, done_ids, savers, workers, summary, errors)
+            routed = {sample.id for samples in plan.resume.values() for sample in samples}
 
             def todo() -> Iterator[Sample]:
                 return (s for s in read() if isinstance(s, Sample) and s.id not in done_ids and s.id not in routed)
@@ -184,11 +209,13 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
             outcomes: AsyncIterator[Outcome]
             if workers > 1:
                 outcomes = run_in_processes(
-                    job, todo(), options.checkpoints, options.concurrency, options.rpm, workers, resume
+                    job, todo(), options.checkpoints, options.concurrency, options.rpm, workers, plan.resume
                 )
             else:
                 outcomes = run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm)
-            bar = tqdm(total=pending, unit="sample", disable=not options.progress or pending == 0, file=sys.stderr)
+            bar = tqdm(
+                total=plan.pending, unit="sample", disable=not options.progress or not plan.pending, file=sys.stderr
+            )
             with options.output.open("a", encoding="utf-8") as output, bar:
                 async for outcome in outcomes:
                     if outcome.record is not None:
