@@ -26,8 +26,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--allow-client-base-url",
         action="store_true",
-        help="Let requests set base_url/judge_base_url in their configurable. Off by default: a client "
-        "could make the server call any host with its API key.",
+        help="Let requests set base_url/judge_base_url/scorer_url in their configurable. Off by default: "
+        "a client could make the server call any host, with its API key.",
     )
     add_model_arguments(parser)
     parser.set_defaults(run=run)

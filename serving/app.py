@@ -1,10 +1,12 @@
 """The FastAPI app behind `aidsafe serve`: every graph in `GRAPHS` mounted with `langserve.add_routes`.
 
 Configuration is the server's: its context (the CLI's model flags) is the base of every run, and a
-client may only set the fields in `CLIENT_FIELDS` through `config.configurable`. `base_url` and
-`judge_base_url` stay server-side unless `allow_client_base_url` is set, because a client that
-picks the URL can make the server send requests (and its API key) to any host; `policy_file` stays
-server-side because it names a file on the server. Unknown or server-only fields get a 422.
+client may only set the fields in `CLIENT_FIELDS` through `config.configurable`, within
+`CLIENT_LIMITS`. `base_url`, `judge_base_url` and `scorer_url` stay server-side unless
+`allow_client_base_url` is set, because a client that picks a URL can make the server send
+requests (prompts, and the model server's API key) to any host; `policy_file` stays server-side
+because it names a file on the server. Unknown or server-only fields and values out of bounds get
+a 422.
 """
 
 from __future__ import annotations
@@ -34,9 +36,23 @@ from nodes.context import Context
 
 log = logging.getLogger(__name__)
 
-SERVER_ONLY_FIELDS = frozenset({"base_url", "judge_base_url", "policy_file"})
+URL_FIELDS = frozenset({"base_url", "judge_base_url", "scorer_url"})
+"""Hosts the server sends requests to: server-side unless `allow_client_base_url`."""
+SERVER_ONLY_FIELDS = URL_FIELDS | {"policy_file"}
 CLIENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Context)) - SERVER_ONLY_FIELDS
 """Context fields a client may set per request (model names, rounds, temperature, retries...)."""
+CLIENT_LIMITS: dict[str, dict[str, Any]] = {
+    "max_rounds": {"ge": 1, "le": 10},
+    "max_tokens": {"ge": 1, "le": 8192},
+    "parse_retries": {"ge": 0, "le": 5},
+    "http_retries": {"ge": 0, "le": 10},
+    "request_timeout": {"gt": 0, "le": 600},
+    "whisper_iterations": {"ge": 1, "le": 10},
+    "temperature": {"ge": 0, "le": 2},
+    "violation_threshold": {"ge": 0, "le": 1},
+}
+"""Bounds on what one request may ask for: the budget fields multiply the model calls a request
+costs, so a client must not be able to buy an unbounded number of them."""
 
 OPEN_PATHS = frozenset({"/health"})
 """Routes that need no API key: load balancers and `aidsafe serve` users check liveness there."""
@@ -51,7 +67,7 @@ class ServeSettings:
     """When set, every route but /health needs it as a bearer token or an `X-API-Key` header."""
     max_body_bytes: int = 1_000_000
     allow_client_base_url: bool = False
-    """Let clients set `base_url`/`judge_base_url`: only on trusted networks (see module docstring)."""
+    """Let clients set `base_url`/`judge_base_url`/`scorer_url`: only on trusted networks (see module docstring)."""
 
 
 GraphFactory = Callable[[ServeSettings], Runnable]
@@ -74,7 +90,10 @@ def client_config_model(fields: frozenset[str]) -> type[BaseModel]:
         "AidsafeConfigurable",
         __config__=ConfigDict(extra="forbid"),
         **{
-            f.name: (hints[f.name] | None, Field(None, description=f.metadata.get("description")))
+            f.name: (
+                hints[f.name] | None,
+                Field(None, description=f.metadata.get("description"), **CLIENT_LIMITS.get(f.name, {})),
+            )
             for f in dataclasses.fields(Context)
             if f.name in fields
         },
@@ -214,7 +233,7 @@ def create_app(settings: ServeSettings | None = None, graphs: Sequence[tuple[str
     async def health() -> dict[str, Any]:
         return {"status": "ok", "graphs": [path for path, _ in graphs]}
 
-    fields = CLIENT_FIELDS | ({"base_url", "judge_base_url"} if settings.allow_client_base_url else set())
+    fields = CLIENT_FIELDS | (URL_FIELDS if settings.allow_client_base_url else set())
     config_model = client_config_model(frozenset(fields))
     for path, factory in graphs:
         add_routes(

@@ -98,11 +98,25 @@ def test_client_may_set_safe_fields_but_not_the_server_url(client, stub):
     assert reply.status_code == 200
     assert {r["model"] for r in stub.requests[-5:]} == {"client-model"}
     assert stub.requests[-1]["temperature"] == 0.1
-    for field in ("base_url", "judge_base_url", "policy_file", "not_a_field"):
+    for field in ("base_url", "judge_base_url", "scorer_url", "policy_file", "not_a_field"):
         sent = {"configurable": {field: "http://attacker.example/v1"}}
         reply = client.post("/deliberation/invoke", json={"input": {"prompt": "p"}, "config": sent})
         assert reply.status_code == 422, field
         assert field in json.dumps(reply.json()["detail"])
+
+
+def test_client_settings_are_bounded_so_one_request_cannot_cost_without_limit(client, stub):
+    calls = len(stub.requests)
+    for setting in ({"max_rounds": 1000}, {"max_tokens": 10**6}, {"whisper_iterations": 100}, {"temperature": -1}):
+        for path in ("/deliberation/invoke", "/preference/invoke"):
+            reply = client.post(path, json={"input": {"prompt": "p"}, "config": {"configurable": setting}})
+            assert reply.status_code == 422, (path, setting)
+            assert next(iter(setting)) in json.dumps(reply.json()["detail"])
+    assert len(stub.requests) == calls  # rejected before any model call
+    reply = client.post(
+        "/deliberation/invoke", json={"input": {"prompt": "p"}, "config": {"configurable": {"max_rounds": 10}}}
+    )
+    assert reply.status_code == 200 and reply.json()["output"]["error"] is None
 
 
 def test_batch(client):
