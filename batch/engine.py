@@ -42,7 +42,7 @@ from langchain_core.rate_limiters import BaseRateLimiter
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from pydantic import BaseModel, ValidationError
 
-from batch.inputs import Sample, content_id
+from batch.inputs import Sample
 from nodes.llm import openai_compatible_model
 from state.deliberation import Usage, add_usage
 from state.records import ErrorRecord
@@ -98,7 +98,7 @@ class GraphJob:
     """A chat model that replaces the HTTP client for every role (tests, custom providers)."""
 
     def thread_id(self, sample: Sample) -> str:
-        key = json.dumps([self.name, self.fingerprint, sample.id, content_id(sample.prompt)], sort_keys=True)
+        key = json.dumps([self.name, self.fingerprint, sample.id, sample.checkpoint_key()], sort_keys=True)
         return f"{self.name}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
 

@@ -28,6 +28,11 @@ class Sample:
     where: str = ""
     """`file:line` (or `folder:row`), for messages."""
 
+    def checkpoint_key(self) -> str:
+        """What the sample's result depends on besides the run's settings: part of its checkpoint
+        thread id, so a changed input never resumes a thread made from another."""
+        return content_id(self.prompt)
+
 
 @dataclass(frozen=True)
 class InputProblem:

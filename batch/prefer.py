@@ -9,6 +9,7 @@ for the chosen side first.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -18,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from batch.engine import GraphJob
 from batch.generate import run_fingerprint
-from batch.inputs import InputProblem, Sample, read_samples
+from batch.inputs import InputProblem, Sample, content_id, read_samples
 from graphs.preference import build_graph
 from nodes.context import Context, Role
 from state.preference import Sample as ChosenSample
@@ -33,6 +34,10 @@ class SampleWithChosen(Sample):
     """A prompt that arrives with its chosen sample (a row of `aidsafe generate` output)."""
 
     chosen: ChosenSample | None = None
+
+    def checkpoint_key(self) -> str:
+        """The chosen side too: a run from prompts deliberated its own, which must not be resumed."""
+        return content_id(json.dumps([self.prompt, self.chosen], sort_keys=True))
 
 
 def with_chosen(sample: Sample) -> Sample | InputProblem:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from functools import partial
 
+from batch.driver import BatchOptions, run_batch
+from batch.prefer import prefer_job, read_preference_samples
 from cli.main import main
 from state.records import ErrorRecord, PreferenceRecord
 from tests.fakes import STUB_BELIEF, StubServer, schema_of, whisper_stub_answer
 from tests.test_generate import generate, prompts, read_jsonl, write_jsonl
+from tests.test_preference import CHOSEN, preference_model
 
 WHISPER_TITLES = {"BeliefAnswer", "WhisperedAnswer", "ViolationAnswer"}
 """What one whisper loop asks; the deliberation asks IntentAnswer, SeedAnswer, DeliberatorAnswer, RefinerAnswer."""
@@ -115,3 +119,24 @@ def test_a_sample_whose_whisperer_fails_goes_to_errors_and_the_rest_completes(tm
     assert [r["id"] for r in read_jsonl(out)] == ["good"]
     (error,) = read_jsonl(tmp_path / "out.errors.jsonl")
     assert error["id"] == "bad" and error["error"]["node"] == "ear_whisperer" and error["prompt"] == "FAILME"
+
+
+def test_a_chosen_side_from_a_generate_file_never_resumes_a_checkpoint_made_without_it(tmp_path):
+    """A run from prompts deliberates its own chosen side and is interrupted; the re-run from a
+    generate file must use the file's chosen side, not continue the old thread."""
+    options = BatchOptions(output=tmp_path / "pairs.jsonl", progress=False)
+    context = {"base_url": "http://127.0.0.1:9/v1", "model": "scripted", "max_rounds": 1}
+    row = {"id": "s1", "prompt": "How do I open my own door?"}
+    from_prompts = partial(read_preference_samples, [write_jsonl(tmp_path / "in.jsonl", [row])])
+    crashing = preference_model(**{"ear whisper": [RuntimeError("connection dropped")]})
+    summary = run_batch(prefer_job(context, model=crashing), from_prompts, options)
+    assert summary.failed == 1 and options.checkpoints.exists()  # deliberated, then the crash kept its thread
+
+    from_generated = partial(
+        read_preference_samples, [write_jsonl(tmp_path / "in.generated.jsonl", [{**row, **CHOSEN}])]
+    )
+    healthy = preference_model()
+    summary = run_batch(prefer_job(context, model=healthy), from_generated, options)
+    assert (summary.done, summary.resumed) == (1, 0)
+    assert read_jsonl(options.output)[0]["chosen"] == CHOSEN
+    assert "intent decomposition" not in healthy.tasks()
