@@ -13,10 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Any, Self
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -166,7 +164,52 @@ def whisper_stub_answer(request: dict[str, Any]) -> str:
 
 
 @dataclass
-class StubServer:
+class LoopbackJsonServer:
+    """A threaded HTTP server on 127.0.0.1, started by `with`: every POSTed JSON body goes to
+    `handle`, whose (status, JSON text) is the answer. Stopped (and its port freed) on exit."""
+
+    _server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
+
+    def handle(self, body: dict[str, Any]) -> tuple[int, str]:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    def __enter__(self) -> Self:
+        handle = self.handle
+
+        class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                status, text = handle(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class StubServer(LoopbackJsonServer):
     """`/v1/chat/completions` on 127.0.0.1: answers with `respond(request)` after `latency` s.
 
     `fail_first` requests get `fail_status` (e.g. 500 or 429) to exercise client retries; the
@@ -179,79 +222,41 @@ class StubServer:
     fail_status: int = 500
     truncate_first: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
-    def __enter__(self) -> StubServer:
-        stub = self
-        lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            disable_nagle_algorithm = True
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    stub.requests.append(request)
-                    failing = len(stub.requests) <= stub.fail_first
-                    truncated = not failing and len(stub.requests) <= stub.fail_first + stub.truncate_first
-                if stub.latency:
-                    time.sleep(stub.latency)
-                if failing:
-                    self._send(stub.fail_status, {"error": {"message": "injected failure", "type": "server_error"}})
-                    return
-                content = stub.respond(request)
-                if truncated:
-                    content = content[: len(content) // 2]
-                message: dict[str, Any] = {"role": "assistant", "content": content}
-                if request.get("tools"):
-                    name = request["tools"][0]["function"]["name"]
-                    message = {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}
-                        ],
-                    }
-                self._send(
-                    200,
-                    {
-                        "id": "stub",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": request.get("model", "stub"),
-                        "choices": [
-                            {"index": 0, "message": message, "finish_reason": "length" if truncated else "stop"}
-                        ],
-                        "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55},
-                    },
-                )
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+    def handle(self, body: dict[str, Any]) -> tuple[int, str]:
+        with self._lock:
+            self.requests.append(body)
+            failing = len(self.requests) <= self.fail_first
+            truncated = not failing and len(self.requests) <= self.fail_first + self.truncate_first
+        if self.latency:
+            time.sleep(self.latency)
+        if failing:
+            return self.fail_status, json.dumps({"error": {"message": "injected failure", "type": "server_error"}})
+        content = self.respond(body)
+        if truncated:
+            content = content[: len(content) // 2]
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if body.get("tools"):
+            name = body["tools"][0]["function"]["name"]
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}],
+            }
+        completion = {
+            "id": "stub",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", "stub"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "length" if truncated else "stop"}],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55},
+        }
+        return 200, json.dumps(completion)
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,35 +287,16 @@ def judge_by_response(levels: dict[str, int], default: int = 0) -> Callable[[Seq
 
 
 @dataclass
-class ClassifierStub:
+class ClassifierStub(LoopbackJsonServer):
     """An HTTP safety classifier on 127.0.0.1: POST JSON in, `respond(body)` -> (status, text) out."""
 
     respond: Callable[[dict[str, Any]], tuple[int, str]] = lambda _body: (200, json.dumps({"score": 0.5}))
     requests: list[dict[str, Any]] = field(default_factory=list)
-    _server: WSGIServer | None = None
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_port}/score"
+        return f"http://127.0.0.1:{self.port}/score"
 
-    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        body = json.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+    def handle(self, body: dict[str, Any]) -> tuple[int, str]:
         self.requests.append(body)
-        status, text = self.respond(body)
-        start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "application/json")])
-        return [text.encode()]
-
-    def __enter__(self) -> ClassifierStub:
-        class QuietHandler(WSGIRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = make_server("127.0.0.1", 0, self._app, handler_class=QuietHandler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        return self.respond(body)
