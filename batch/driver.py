@@ -138,6 +138,11 @@ class _Plan:
     resume: dict[int, list[Sample]] = field(default_factory=dict)
     """Samples a worker's shard holds from an interrupted run: that worker continues them first."""
 
+    @property
+    def routed(self) -> set[str]:
+        """Ids handed to a worker by `resume`, kept out of the shared stream."""
+        return {sample.id for samples in self.resume.values() for sample in samples}
+
 
 async def _plan(
     job: GraphJob,
@@ -201,7 +206,7 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
         }
         with options.errors.open("w", encoding="utf-8") as errors:
             plan = await _plan(job, read, done_ids, savers, workers, summary, errors)
-            routed = {sample.id for samples in plan.resume.values() for sample in samples}
+            routed = plan.routed
 
             def todo() -> Iterator[Sample]:
                 return (s for s in read() if isinstance(s, Sample) and s.id not in done_ids and s.id not in routed)

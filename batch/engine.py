@@ -48,7 +48,7 @@ from state.deliberation import Usage, add_usage
 from state.records import ErrorRecord
 
 SQLITE_BUSY_TIMEOUT = 60.0
-"""Seconds a connection waits for another process's write: worker processes share one file."""
+"""Seconds a connection waits for another process's write: the driver prunes in the workers' shards."""
 
 T = TypeVar("T")
 
@@ -179,8 +179,6 @@ def checkpoint_shard(checkpoints: Path, shard: int) -> Path:
 def existing_shards(checkpoints: Path) -> list[int]:
     """The shards with a file on disk, whatever the worker count of the run that wrote them."""
     name = re.compile(rf"{re.escape(checkpoints.stem)}(?:\.(\d+))?{re.escape(checkpoints.suffix)}")
-    if not checkpoints.parent.is_dir():
-        return []
     matches = (name.fullmatch(path.name) for path in checkpoints.parent.iterdir())
     return sorted(int(match.group(1) or 0) for match in matches if match)
 
