@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -31,7 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -137,11 +138,16 @@ def generate(inputs: Path, output: Path, *extra: str) -> Run:
     command = [sys.executable, "-m", "cli.main", "generate", str(inputs), "-o", str(output), "--no-progress", *extra]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
     marks: list[tuple[float, int]] = []
-    while process.poll() is None:
-        time.sleep(0.05)
-        if output.exists():
-            with output.open("rb") as handle:
-                marks.append((time.monotonic(), sum(1 for _ in handle)))
+    with contextlib.ExitStack() as stack:
+        handle: IO[bytes] | None = None
+        lines = 0
+        while process.poll() is None:
+            time.sleep(0.05)
+            if handle is None and output.exists():
+                handle = stack.enter_context(output.open("rb"))
+            if handle is not None:  # only the bytes written since the last look: it shares the cores
+                lines += handle.read().count(b"\n")
+                marks.append((time.monotonic(), lines))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     summary = json.loads(output.with_suffix(".summary.json").read_text())
