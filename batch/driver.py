@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from tqdm import tqdm
 
 from batch.engine import (
     GraphJob,
+    InlineSqliteSaver,
     Outcome,
     checkpoint_shard,
     existing_shards,
@@ -122,12 +122,12 @@ ReadSamples = Callable[[], Iterator[Sample | InputProblem]]
 """Reads the input from the start each time: the driver counts first (for the ETA), then runs."""
 
 
-async def _unfinished_threads(savers: dict[int, AsyncSqliteSaver]) -> dict[str, int]:
+def _unfinished_threads(savers: dict[int, InlineSqliteSaver]) -> dict[str, int]:
     """Thread id -> shard, for every sample an interrupted run left checkpointed."""
     return {
         checkpoint.config["configurable"]["thread_id"]: shard
         for shard, saver in savers.items()
-        async for checkpoint in saver.alist(None)
+        for checkpoint in saver.list(None)
     }
 
 
@@ -144,11 +144,11 @@ class _Plan:
         return {sample.id for samples in self.resume.values() for sample in samples}
 
 
-async def _plan(
+def _plan(
     job: GraphJob,
     read: ReadSamples,
     done_ids: set[str],
-    savers: dict[int, AsyncSqliteSaver],
+    savers: dict[int, InlineSqliteSaver],
     workers: int,
     summary: Summary,
     errors: IO[str],
@@ -160,7 +160,7 @@ async def _plan(
     dropped, and its sample starts over.
     """
     plan, restarted = _Plan(), 0
-    unfinished = await _unfinished_threads(savers)
+    unfinished = _unfinished_threads(savers)
     for item in read():
         if isinstance(item, InputProblem):
             summary.input_errors += 1
@@ -173,11 +173,11 @@ async def _plan(
         if item.id in done_ids:
             summary.skipped += 1
             if shard is not None:
-                await savers[shard].adelete_thread(thread_id)
+                savers[shard].delete_thread(thread_id)
             continue
         plan.pending += 1
         if shard is not None and shard >= workers:
-            await savers[shard].adelete_thread(thread_id)
+            savers[shard].delete_thread(thread_id)
             restarted += 1
         elif shard is not None and workers > 1:
             plan.resume.setdefault(shard, []).append(item)
@@ -190,6 +190,17 @@ async def _plan(
     return plan
 
 
+def _remove_empty_shards(checkpoints: Path) -> None:
+    """Delete every shard file no thread is left in (the workers have stopped: nothing writes)."""
+    for shard in existing_shards(checkpoints):
+        path = checkpoint_shard(checkpoints, shard)
+        with open_checkpointer(path) as saver:
+            empty = next(saver.list(None, limit=1), None) is None
+        if empty:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
     started = time.monotonic()
     workers = min(options.workers, options.concurrency)
@@ -199,50 +210,44 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
     options.output.parent.mkdir(parents=True, exist_ok=True)
     done_ids = finished_ids(options.output)
     shards = sorted({*range(workers), *existing_shards(options.checkpoints)})
-    async with AsyncExitStack() as stack:
-        savers = {
-            shard: await stack.enter_async_context(open_checkpointer(checkpoint_shard(options.checkpoints, shard)))
-            for shard in shards
-        }
-        with options.errors.open("w", encoding="utf-8") as errors:
-            plan = await _plan(job, read, done_ids, savers, workers, summary, errors)
-            routed = plan.routed
+    with options.errors.open("w", encoding="utf-8") as errors:
+        with ExitStack() as stack:  # closed before the run: during it only workers touch their shards
+            savers = {
+                shard: stack.enter_context(open_checkpointer(checkpoint_shard(options.checkpoints, shard)))
+                for shard in shards
+            }
+            plan = _plan(job, read, done_ids, savers, workers, summary, errors)
+        routed = plan.routed
 
-            def todo() -> Iterator[Sample]:
-                return (s for s in read() if isinstance(s, Sample) and s.id not in done_ids and s.id not in routed)
+        def todo() -> Iterator[Sample]:
+            return (s for s in read() if isinstance(s, Sample) and s.id not in done_ids and s.id not in routed)
 
-            outcomes: AsyncIterator[Outcome]
+        bar = tqdm(total=plan.pending, unit="sample", disable=not options.progress or not plan.pending, file=sys.stderr)
+        with options.output.open("a", encoding="utf-8") as output, bar:
+
+            def record(outcome: Outcome) -> None:
+                if outcome.record is not None:
+                    _write_line(output, outcome.record)
+                    summary.done += 1
+                else:
+                    assert outcome.error is not None
+                    _write_line(errors, outcome.error)
+                    summary.failed += 1
+                    bar.write(f"failed {outcome.sample_id}: {outcome.error['error']['message']}", file=sys.stderr)
+                summary.resumed += outcome.resumed
+                summary.llm_calls += outcome.usage["llm_calls"]
+                summary.input_tokens += outcome.usage["input_tokens"]
+                summary.output_tokens += outcome.usage["output_tokens"]
+                bar.set_postfix(failed=summary.failed, refresh=False)
+                bar.update()
+
             if workers > 1:
-                outcomes = run_in_processes(
-                    job, todo(), options.checkpoints, options.concurrency, options.rpm, workers, plan.resume
+                await run_in_processes(
+                    job, todo(), options.checkpoints, options.concurrency, options.rpm, workers, plan.resume, record
                 )
             else:
-                outcomes = run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm)
-            bar = tqdm(
-                total=plan.pending, unit="sample", disable=not options.progress or not plan.pending, file=sys.stderr
-            )
-            with options.output.open("a", encoding="utf-8") as output, bar:
-                async for outcome in outcomes:
-                    if outcome.record is not None:
-                        _write_line(output, outcome.record)
-                        summary.done += 1
-                    else:
-                        assert outcome.error is not None
-                        _write_line(errors, outcome.error)
-                        summary.failed += 1
-                        bar.write(f"failed {outcome.sample_id}: {outcome.error['error']['message']}", file=sys.stderr)
-                    if outcome.prune:
-                        await savers[outcome.shard].adelete_thread(outcome.thread_id)
-                    summary.resumed += outcome.resumed
-                    summary.llm_calls += outcome.usage["llm_calls"]
-                    summary.input_tokens += outcome.usage["input_tokens"]
-                    summary.output_tokens += outcome.usage["output_tokens"]
-                    bar.set_postfix(failed=summary.failed, refresh=False)
-                    bar.update()
-        empty = [shard for shard, saver in savers.items() if not [c async for c in saver.alist(None, limit=1)]]
-    for shard in empty:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{checkpoint_shard(options.checkpoints, shard)}{suffix}").unlink(missing_ok=True)
+                await run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm, record)
+    _remove_empty_shards(options.checkpoints)
     summary.wall_seconds = time.monotonic() - started
     summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds
     options.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")

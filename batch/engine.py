@@ -4,9 +4,9 @@
 sample's own LangGraph checkpoint thread when an earlier run was interrupted. Because it needs
 nothing but the job and a checkpointer, the same function runs in this process or in worker
 processes (`workers > 1`), each with its own SQLite checkpoint file (a shard), that send outcomes
-back to the driver. The driver writes each record as it arrives (one line, flushed), then prunes
-its thread, so a run killed at any moment leaves a valid file and a re-run neither loses nor
-repeats a sample.
+back to the driver. The driver writes each record as it arrives (one line, flushed); only then is
+its thread pruned, by the process that owns the shard. So a run killed at any moment leaves a
+valid file, and a re-run neither loses nor repeats a sample.
 
 A job (`GraphJob`) is what a subcommand plugs in: a graph builder, the run context, how a sample
 becomes graph input, and how a finished state becomes a record. `generate`, `prefer` and
@@ -26,20 +26,22 @@ import multiprocessing
 import os
 import queue
 import re
+import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
 import openai
 from aiolimiter import AsyncLimiter
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import BaseRateLimiter
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel, ValidationError
 
 from batch.inputs import Sample
@@ -48,7 +50,8 @@ from state.deliberation import Usage, add_usage
 from state.records import ErrorRecord
 
 SQLITE_BUSY_TIMEOUT = 60.0
-"""Seconds a connection waits for another process's write: the driver prunes in the workers' shards."""
+"""Seconds a statement waits for another connection's write. A run never makes two processes write
+one file at once (see `InlineSqliteSaver`); this covers two runs pointed at one output by mistake."""
 
 T = TypeVar("T")
 
@@ -170,8 +173,7 @@ def checkpoint_shard(checkpoints: Path, shard: int) -> Path:
     """Shard `shard` of the checkpoint file: `out.checkpoints.sqlite`, `out.checkpoints.1.sqlite`, ...
 
     Worker process `k` writes only shard `k` (one process runs shard 0). Processes sharing one
-    SQLite file queue for its single write lock, which aiosqlite holds across event-loop turns
-    between a statement and its commit; at high concurrency that stalled every other worker.
+    SQLite file queued for its single write lock; at high concurrency that stalled every worker.
     """
     return checkpoints if shard == 0 else checkpoints.with_name(f"{checkpoints.stem}.{shard}{checkpoints.suffix}")
 
@@ -183,19 +185,61 @@ def existing_shards(checkpoints: Path) -> list[int]:
     return sorted(int(match.group(1) or 0) for match in matches if match)
 
 
-@asynccontextmanager
-async def open_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
-    """The SQLite checkpointer; the connection is closed on exit, or the process lingers after the run.
+class InlineSqliteSaver(SqliteSaver):
+    """LangGraph's SQLite checkpointer, its async methods run inline on the event loop.
 
-    The saver puts the file in WAL mode; `synchronous=NORMAL` then skips the fsync on every commit,
-    which held the write lock for milliseconds per checkpoint and stalled worker processes sharing
-    the file. A killed process loses nothing; a power cut may lose the last checkpoints, whose
-    nodes then run again (records are never lost or repeated: they are in the output file).
+    A checkpoint statement in a WAL file without fsync takes tens of microseconds. aiosqlite, which
+    `AsyncSqliteSaver` uses, hands each statement to its own thread and back: at high concurrency
+    that hop (thread wake-ups, GIL hand-offs) cost more CPU than the statements and slowed every
+    lane of the process. Blocking the loop this briefly is cheaper, and it never waits for a lock:
+    during a run each shard has one writer, the worker process that owns it (the driver plans
+    before the workers start and cleans up after they stop).
     """
-    async with aiosqlite.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT) as conn:
-        saver = AsyncSqliteSaver(conn)
-        await saver.setup()
-        await conn.execute("PRAGMA synchronous=NORMAL")
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self.get_tuple(config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        for checkpoint in self.list(config, filter=filter, before=before, limit=limit):
+            yield checkpoint
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self.put(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        self.put_writes(config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self.delete_thread(thread_id)
+
+
+@contextmanager
+def open_checkpointer(path: Path) -> Iterator[InlineSqliteSaver]:
+    """The SQLite checkpointer; the connection is closed on exit.
+
+    The saver puts the file in WAL mode; `synchronous=NORMAL` then skips the fsync on every commit.
+    A killed process loses nothing; a power cut may lose the last checkpoints, whose nodes then
+    run again (records are never lost or repeated: they are in the output file).
+    """
+    with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False)) as conn:
+        saver = InlineSqliteSaver(conn)
+        saver.setup()
+        conn.execute("PRAGMA synchronous=NORMAL")
         yield saver
 
 
@@ -206,7 +250,7 @@ async def open_graph(job: GraphJob, checkpoints: Path, rpm: float | None) -> Asy
     aiohttp costs less client CPU per call than httpx, which decides throughput at high concurrency.
     """
     async with AsyncExitStack() as stack:
-        saver = await stack.enter_async_context(open_checkpointer(checkpoints))
+        saver = stack.enter_context(open_checkpointer(checkpoints))
         model: Any = job.model
         if model is None:
             client = openai.DefaultAioHttpClient(timeout=job.context.get("request_timeout", 120.0))
@@ -240,15 +284,23 @@ async def _pool(
             task.cancel()
 
 
+Record = Callable[[Outcome], None]
+"""The driver's writer: puts an outcome's line in the output or the errors file, flushed."""
+
+
 async def run_inline(
-    job: GraphJob, samples: Iterator[Sample], checkpoints: Path, concurrency: int, rpm: float | None
-) -> AsyncIterator[Outcome]:
+    job: GraphJob, samples: Iterator[Sample], checkpoints: Path, concurrency: int, rpm: float | None, record: Record
+) -> None:
+    """Run the batch in this process: `record` each outcome, then prune its thread."""
+
     async def next_sample() -> Sample | None:
         return next(samples, None)
 
     async with open_graph(job, checkpoints, rpm) as graph:
         async for outcome in _pool(partial(run_sample, job, graph), next_sample, concurrency):
-            yield outcome
+            record(outcome)
+            if outcome.prune:
+                await graph.checkpointer.adelete_thread(outcome.thread_id)
 
 
 class _WorkerDone:
@@ -277,9 +329,15 @@ def _worker_main(
     resume: list[Sample],
     tasks: Any,
     results: Any,
+    written: Any,
 ) -> None:
     """Worker process `shard`: continue the samples its shard holds (`resume`), then run samples
-    from `tasks`; send each outcome to the driver."""
+    from `tasks`; send each outcome to the driver.
+
+    The driver answers on `written` with the thread id of each recorded outcome to prune. The
+    worker prunes it: it is the shard's only writer, so no statement waits for a lock. Before it
+    leaves, it waits for the last of these answers.
+    """
     _exit_with_parent()
 
     async def main() -> None:
@@ -292,8 +350,23 @@ def _worker_main(
             return sample
 
         async with open_graph(job, checkpoint_shard(checkpoints, shard), rpm) as graph:
+            unpruned = 0
+
+            async def prune(wait: bool) -> None:
+                nonlocal unpruned
+                while unpruned:
+                    try:
+                        thread_id = await loop.run_in_executor(None, written.get) if wait else written.get_nowait()
+                    except queue.Empty:
+                        return
+                    await graph.checkpointer.adelete_thread(thread_id)
+                    unpruned -= 1
+
             async for outcome in _pool(partial(run_sample, job, graph), next_sample, concurrency):
                 results.put(replace(outcome, shard=shard))
+                unpruned += outcome.prune
+                await prune(wait=False)
+            await prune(wait=True)
 
     run_async(main())
     results.put(_WorkerDone())  # not after a crash: the driver then sees the exit code instead
@@ -307,7 +380,8 @@ async def run_in_processes(
     rpm: float | None,
     workers: int,
     resume: dict[int, list[Sample]],
-) -> AsyncIterator[Outcome]:
+    record: Record,
+) -> None:
     """Share the batch among `workers` processes; the calling process stays the only file writer.
 
     One process is CPU-bound at high concurrency (client work per model call); processes use
@@ -318,6 +392,7 @@ async def run_in_processes(
     per_worker = math.ceil(concurrency / workers)
     tasks: Any = mp.Queue(maxsize=max(2 * concurrency, 16))  # bounded: input keeps streaming
     results: Any = mp.Queue()
+    written: list[Any] = [mp.Queue() for _ in range(workers)]
     processes = [
         mp.Process(
             target=_worker_main,
@@ -330,6 +405,7 @@ async def run_in_processes(
                 resume.get(shard, []),
                 tasks,
                 results,
+                written[shard],
             ),
             daemon=True,
         )
@@ -366,7 +442,9 @@ async def run_in_processes(
             if isinstance(item, _WorkerDone):
                 finished += 1
             else:
-                yield item
+                record(item)
+                if item.prune:
+                    written[item.shard].put(item.thread_id)
     finally:
         stop_feeding.set()
         for process in processes:
