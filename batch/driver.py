@@ -209,12 +209,11 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
     )
     options.output.parent.mkdir(parents=True, exist_ok=True)
     done_ids = finished_ids(options.output)
-    shards = sorted({*range(workers), *existing_shards(options.checkpoints)})
     with options.errors.open("w", encoding="utf-8") as errors:
         with ExitStack() as stack:  # closed before the run: during it only workers touch their shards
             savers = {
                 shard: stack.enter_context(open_checkpointer(checkpoint_shard(options.checkpoints, shard)))
-                for shard in shards
+                for shard in existing_shards(options.checkpoints)
             }
             plan = _plan(job, read, done_ids, savers, workers, summary, errors)
         routed = plan.routed
