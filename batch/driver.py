@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from batch.engine import (
+from aidsafe.batch.engine import (
     GraphJob,
     InlineSqliteSaver,
     Outcome,
@@ -30,8 +30,8 @@ from batch.engine import (
     run_in_processes,
     run_inline,
 )
-from batch.inputs import InputProblem, Sample
-from state.records import ErrorRecord
+from aidsafe.batch.inputs import InputProblem, Sample
+from aidsafe.state.records import ErrorRecord
 
 
 @dataclass

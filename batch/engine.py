@@ -44,10 +44,10 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel, ValidationError
 
-from batch.inputs import Sample
-from nodes.llm import openai_compatible_model
-from state.deliberation import Usage, add_usage
-from state.records import ErrorRecord
+from aidsafe.batch.inputs import Sample
+from aidsafe.nodes.llm import openai_compatible_model
+from aidsafe.state.deliberation import Usage, add_usage
+from aidsafe.state.records import ErrorRecord
 
 SQLITE_BUSY_TIMEOUT = 60.0
 """Seconds a statement waits for another connection's write. A run never makes two processes write

@@ -9,12 +9,12 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from batch.engine import GraphJob
-from batch.inputs import Sample
-from graphs import baseline, deliberation
-from nodes.context import Context, Role
-from policies import load_policies
-from state.records import GenerateRecord
+from aidsafe.batch.engine import GraphJob
+from aidsafe.batch.inputs import Sample
+from aidsafe.graphs import baseline, deliberation
+from aidsafe.nodes.context import Context, Role
+from aidsafe.policies import load_policies
+from aidsafe.state.records import GenerateRecord
 
 DELIBERATION_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner")
 

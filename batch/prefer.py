@@ -17,13 +17,13 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from pydantic import TypeAdapter, ValidationError
 
-from batch.engine import GraphJob
-from batch.generate import run_fingerprint
-from batch.inputs import InputProblem, Sample, content_id, read_samples
-from graphs.preference import build_graph
-from nodes.context import Context, Role
-from state.preference import Sample as ChosenSample
-from state.records import GenerateRecord, PreferenceRecord
+from aidsafe.batch.engine import GraphJob
+from aidsafe.batch.generate import run_fingerprint
+from aidsafe.batch.inputs import InputProblem, Sample, content_id, read_samples
+from aidsafe.graphs.preference import build_graph
+from aidsafe.nodes.context import Context, Role
+from aidsafe.state.preference import Sample as ChosenSample
+from aidsafe.state.records import GenerateRecord, PreferenceRecord
 
 PREFERENCE_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner", "whisperer", "generator", "judge")
 _CHOSEN = TypeAdapter(ChosenSample)

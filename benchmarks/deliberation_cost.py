@@ -19,12 +19,12 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from cli.options import model_server
-from graphs.deliberation import build_graph
-from nodes.agent import system_message
-from nodes.context import Context
-from nodes.llm import openai_compatible_model
-from policies import load_policies
+from aidsafe.cli.options import model_server
+from aidsafe.graphs.deliberation import build_graph
+from aidsafe.nodes.agent import system_message
+from aidsafe.nodes.context import Context
+from aidsafe.nodes.llm import openai_compatible_model
+from aidsafe.policies import load_policies
 
 
 class PromptTokens(BaseCallbackHandler):

@@ -141,7 +141,17 @@ def _steady_rate(marks: list[tuple[float, int]]) -> float | None:
 def generate(inputs: Path, output: Path, *extra: str) -> Run:
     """Run `aidsafe generate` in a subprocess, as a user would, counting output lines as they come."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    command = [sys.executable, "-m", "cli.main", "generate", str(inputs), "-o", str(output), "--no-progress", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "aidsafe.cli.main",
+        "generate",
+        str(inputs),
+        "-o",
+        str(output),
+        "--no-progress",
+        *extra,
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
     marks: list[tuple[float, int]] = []
     with contextlib.ExitStack() as stack:

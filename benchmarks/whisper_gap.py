@@ -24,15 +24,15 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from cli.options import model_server
-from embedded import MODEL_ALIAS
-from graphs import preference
-from graphs.deliberation import unless_error
-from nodes import whispered_generator
-from nodes.agent import agent_node
-from nodes.context import EMBEDDED
-from nodes.scorer import ScorerFromContext
-from state.preference import PreferenceState
+from aidsafe.cli.options import model_server
+from aidsafe.embedded import MODEL_ALIAS
+from aidsafe.graphs import preference
+from aidsafe.graphs.deliberation import unless_error
+from aidsafe.nodes import whispered_generator
+from aidsafe.nodes.agent import agent_node
+from aidsafe.nodes.context import EMBEDDED
+from aidsafe.nodes.scorer import ScorerFromContext
+from aidsafe.state.preference import PreferenceState
 
 
 def plain_sampler() -> Any:

@@ -12,12 +12,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from batch.driver import BatchOptions, run_batch
-from batch.engine import GraphJob
-from batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, Sample, read_samples
-from cli.options import add_model_arguments, context_from_args, model_server
-from nodes.context import EMBEDDED, Context
-from policies import PolicyFileError, load_policies
+from aidsafe.batch.driver import BatchOptions, run_batch
+from aidsafe.batch.engine import GraphJob
+from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, Sample, read_samples
+from aidsafe.cli.options import add_model_arguments, context_from_args, model_server
+from aidsafe.nodes.context import EMBEDDED, Context
+from aidsafe.policies import PolicyFileError, load_policies
 
 REMOTE_CONCURRENCY = 16
 """Default for a remote server; the embedded llama.cpp server answers one request at a time."""

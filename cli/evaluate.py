@@ -13,12 +13,12 @@ import sys
 import time
 from typing import Any
 
-from cli.options import add_model_arguments, context_from_args, model_server
-from metrics.judged import SampleResult, deterministic_result, grade_samples
-from metrics.records import RecordsFileError, pair_samples, read_records
-from nodes.context import EMBEDDED, Context
-from policies import PolicyFileError, load_policies
-from report import summarize, write_report
+from aidsafe.cli.options import add_model_arguments, context_from_args, model_server
+from aidsafe.metrics.judged import SampleResult, deterministic_result, grade_samples
+from aidsafe.metrics.records import RecordsFileError, pair_samples, read_records
+from aidsafe.nodes.context import EMBEDDED, Context
+from aidsafe.policies import PolicyFileError, load_policies
+from aidsafe.report import summarize, write_report
 
 
 def register(subparsers: Any) -> None:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency = args.concurrency or (1 if embedded else 8)
         parallel_calls = args.parallel_calls or (1 if embedded else None)
         with model_server(context) as served:
-            from graphs.evaluation import graph
+            from aidsafe.graphs.evaluation import graph
 
             results = asyncio.run(grade_samples(samples, policy_ids, graph, served, concurrency, parallel_calls))
     summary = summarize(

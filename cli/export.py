@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.training import EXPORTERS, export
+from aidsafe.export.training import EXPORTERS, export
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from batch.engine import GraphJob
-from batch.generate import generate_job
-from cli.batch import register_batch_command
+from aidsafe.batch.engine import GraphJob
+from aidsafe.batch.generate import generate_job
+from aidsafe.cli.batch import register_batch_command
 
 
 def make_job(context: dict[str, Any], args: argparse.Namespace) -> GraphJob:

@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aidsafe", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
-        importlib.import_module(f"cli.{module}").register(subparsers)
+        importlib.import_module(f"aidsafe.cli.{module}").register(subparsers)
     return parser
 
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, get_args
 
-from embedded import EmbeddedServer
-from nodes.context import EMBEDDED, Context
+from aidsafe.embedded import EmbeddedServer
+from aidsafe.nodes.context import EMBEDDED, Context
 
 
 def _flag(name: str) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from batch.engine import GraphJob
-from batch.prefer import prefer_job, read_preference_samples
-from cli.batch import register_batch_command
+from aidsafe.batch.engine import GraphJob
+from aidsafe.batch.prefer import prefer_job, read_preference_samples
+from aidsafe.cli.batch import register_batch_command
 
 
 def make_job(context: dict[str, Any], args: argparse.Namespace) -> GraphJob:

@@ -8,7 +8,7 @@ import ipaddress
 import sys
 from typing import Any
 
-from cli.options import add_model_arguments, context_from_args
+from aidsafe.cli.options import add_model_arguments, context_from_args
 
 
 def register(subparsers: Any) -> None:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from serving import ServeSettings, create_app
+        from aidsafe.serving import ServeSettings, create_app
     except ImportError as exc:
         print(f"aidsafe serve needs the 'serve' extra: pip install 'aidsafe[serve]' ({exc})", file=sys.stderr)
         return 2

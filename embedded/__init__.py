@@ -1,5 +1,5 @@
 """The embedded default model: llama.cpp's OpenAI-compatible server with SmolLM2-135M-Instruct."""
 
-from embedded.llama_server import MODEL_ALIAS, EmbeddedServer, shared_server
+from aidsafe.embedded.llama_server import MODEL_ALIAS, EmbeddedServer, shared_server
 
 __all__ = ["MODEL_ALIAS", "EmbeddedServer", "shared_server"]

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from state.deliberation import Thought
-from state.records import ChatMessage, DpoRecord, GenerateRecord, PreferenceRecord, SftRecord
+from aidsafe.state.deliberation import Thought
+from aidsafe.state.records import ChatMessage, DpoRecord, GenerateRecord, PreferenceRecord, SftRecord
 
 
 def assistant_turn(thoughts: list[Thought], response: str) -> ChatMessage:

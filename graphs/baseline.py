@@ -15,12 +15,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from graphs.deliberation import as_provider
-from nodes import baseline
-from nodes.agent import agent_node
-from nodes.context import Context
-from nodes.llm import ModelProvider
-from state.deliberation import DeliberationInput, DeliberationOutput, DeliberationState
+from aidsafe.graphs.deliberation import as_provider
+from aidsafe.nodes import baseline
+from aidsafe.nodes.agent import agent_node
+from aidsafe.nodes.context import Context
+from aidsafe.nodes.llm import ModelProvider
+from aidsafe.state.deliberation import DeliberationInput, DeliberationOutput, DeliberationState
 
 GRAPH_NAME = "aidsafe_baseline"
 

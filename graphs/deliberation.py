@@ -18,12 +18,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from nodes import initializer, refiner, termination
-from nodes.agent import agent_node
-from nodes.context import Context, Role
-from nodes.deliberator import deliberator, node_name
-from nodes.llm import ModelProvider
-from state.deliberation import DeliberationInput, DeliberationOutput, DeliberationState
+from aidsafe.nodes import initializer, refiner, termination
+from aidsafe.nodes.agent import agent_node
+from aidsafe.nodes.context import Context, Role
+from aidsafe.nodes.deliberator import deliberator, node_name
+from aidsafe.nodes.llm import ModelProvider
+from aidsafe.state.deliberation import DeliberationInput, DeliberationOutput, DeliberationState
 
 GRAPH_NAME = "aidsafe_deliberation"
 

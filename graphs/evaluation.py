@@ -17,12 +17,12 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.deliberation import as_provider
-from nodes import grader, pairwise_judge
-from nodes.agent import agent_node
-from nodes.context import Context
-from nodes.llm import ModelProvider
-from state.evaluation import RUBRICS, EvaluationInput, EvaluationOutput, EvaluationState
+from aidsafe.graphs.deliberation import as_provider
+from aidsafe.nodes import grader, pairwise_judge
+from aidsafe.nodes.agent import agent_node
+from aidsafe.nodes.context import Context
+from aidsafe.nodes.llm import ModelProvider
+from aidsafe.state.evaluation import RUBRICS, EvaluationInput, EvaluationOutput, EvaluationState
 
 GRAPH_NAME = "aidsafe_evaluation"
 RUBRIC_NODES = [grader.node_name(rubric) for rubric in RUBRICS]

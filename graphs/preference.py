@@ -20,14 +20,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from graphs import deliberation
-from graphs.deliberation import as_provider, unless_error
-from nodes import ear_whisperer, keep_best, whispered_generator
-from nodes.agent import agent_node
-from nodes.context import Context
-from nodes.llm import ModelProvider
-from nodes.scorer import ScorerFromContext, ViolationScorer
-from state.preference import PreferenceInput, PreferenceOutput, PreferenceState
+from aidsafe.graphs import deliberation
+from aidsafe.graphs.deliberation import as_provider, unless_error
+from aidsafe.nodes import ear_whisperer, keep_best, whispered_generator
+from aidsafe.nodes.agent import agent_node
+from aidsafe.nodes.context import Context
+from aidsafe.nodes.llm import ModelProvider
+from aidsafe.nodes.scorer import ScorerFromContext, ViolationScorer
+from aidsafe.state.preference import PreferenceInput, PreferenceOutput, PreferenceState
 
 GRAPH_NAME = "aidsafe_preference"
 DELIBERATION = "deliberation"

@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from state.evaluation import EvaluatedRecord, OutputView
+from aidsafe.state.evaluation import EvaluatedRecord, OutputView
 
 REDUNDANCY_N = 3
 REFUSAL_WINDOW = 160

@@ -16,10 +16,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from tqdm.asyncio import tqdm_asyncio
 
-from metrics.deterministic import record_metrics
-from metrics.records import Sample
-from state.deliberation import add_usage
-from state.evaluation import RUBRICS, EvaluatedRecord
+from aidsafe.metrics.deterministic import record_metrics
+from aidsafe.metrics.records import Sample
+from aidsafe.state.deliberation import add_usage
+from aidsafe.state.evaluation import RUBRICS, EvaluatedRecord
 
 SampleResult = dict[str, Any]
 """{id, run, baseline, pairwise, failures, usage}; `run`/`baseline` are {metrics, grades} or None."""

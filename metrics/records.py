@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from state.evaluation import EvaluatedRecord
+from aidsafe.state.evaluation import EvaluatedRecord
 
 
 class RecordsFileError(OSError):

@@ -28,10 +28,10 @@ from langchain_core.runnables.config import ensure_config
 from langgraph.runtime import get_runtime
 from pydantic import BaseModel
 
-from nodes.context import Context, Role, resolve_context
-from nodes.llm import AgentFailure, ModelProvider, StructuredCall, openai_compatible_model
-from policies import PolicyFileError, PolicySet, load_policies
-from state.deliberation import Thought, add_usage
+from aidsafe.nodes.context import Context, Role, resolve_context
+from aidsafe.nodes.llm import AgentFailure, ModelProvider, StructuredCall, openai_compatible_model
+from aidsafe.policies import PolicyFileError, PolicySet, load_policies
+from aidsafe.state.deliberation import Thought, add_usage
 
 PROMPTS_DIR = Path(__file__).parent
 

@@ -11,11 +11,11 @@ import re
 from collections.abc import Generator
 from typing import Any
 
-from nodes.agent import AgentLogic, Ask, messages, render_thoughts
-from nodes.context import Context
-from policies import PolicySet
-from state.answers import DeliberatorAnswer
-from state.deliberation import Thought, Turn
+from aidsafe.nodes.agent import AgentLogic, Ask, messages, render_thoughts
+from aidsafe.nodes.context import Context
+from aidsafe.policies import PolicySet
+from aidsafe.state.answers import DeliberatorAnswer
+from aidsafe.state.deliberation import Thought, Turn
 
 
 def node_name(index: int) -> str:

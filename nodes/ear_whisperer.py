@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from nodes.agent import Ask, messages
-from nodes.context import Context
-from policies import PolicySet
-from state.answers import BeliefAnswer
-from state.preference import Attempt
+from aidsafe.nodes.agent import Ask, messages
+from aidsafe.nodes.context import Context
+from aidsafe.policies import PolicySet
+from aidsafe.state.answers import BeliefAnswer
+from aidsafe.state.preference import Attempt
 
 NAME = "ear_whisperer"
 

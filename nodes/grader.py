@@ -14,12 +14,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from nodes.agent import AgentLogic, Ask, messages, template
-from nodes.context import Context
-from nodes.llm import AgentFailure
-from policies import PolicySet
-from state.answers import RubricAnswer
-from state.evaluation import EvaluatedRecord, GradingFailure, OutputView, RubricGrade, Target
+from aidsafe.nodes.agent import AgentLogic, Ask, messages, template
+from aidsafe.nodes.context import Context
+from aidsafe.nodes.llm import AgentFailure
+from aidsafe.policies import PolicySet
+from aidsafe.state.answers import RubricAnswer
+from aidsafe.state.evaluation import EvaluatedRecord, GradingFailure, OutputView, RubricGrade, Target
 
 GRADES_KEY: dict[Target, str] = {"record": "grades", "other": "other_grades"}
 

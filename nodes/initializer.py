@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from nodes.agent import Ask, messages
-from nodes.context import Context
-from policies import PolicySet
-from state.answers import IntentAnswer, SeedAnswer
-from state.deliberation import Thought
+from aidsafe.nodes.agent import Ask, messages
+from aidsafe.nodes.context import Context
+from aidsafe.policies import PolicySet
+from aidsafe.state.answers import IntentAnswer, SeedAnswer
+from aidsafe.state.deliberation import Thought
 
 NAME = "initializer"
 

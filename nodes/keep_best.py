@@ -12,9 +12,9 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
 
-from nodes.context import resolve_context
-from nodes.ear_whisperer import best_first
-from state.preference import PreferenceState, WhisperStop
+from aidsafe.nodes.context import resolve_context
+from aidsafe.nodes.ear_whisperer import best_first
+from aidsafe.state.preference import PreferenceState, WhisperStop
 
 NAME = "keep_best"
 

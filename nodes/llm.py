@@ -23,8 +23,8 @@ from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ValidationError
 
-from nodes.context import EMBEDDED, Context, Role, StructuredOutput
-from state.deliberation import Usage
+from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput
+from aidsafe.state.deliberation import Usage
 
 Answer = TypeVar("Answer", bound=BaseModel)
 ModelProvider = Callable[[Role, Context], BaseChatModel]
@@ -39,7 +39,7 @@ class AgentFailure(RuntimeError):
 
 def resolve_base_url(base_url: str) -> str:
     if base_url == EMBEDDED:
-        from embedded import shared_server
+        from aidsafe.embedded import shared_server
 
         return shared_server().base_url
     return base_url

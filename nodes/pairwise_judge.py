@@ -12,13 +12,13 @@ import random
 from collections.abc import Generator
 from typing import Any, Literal
 
-from nodes.agent import Ask
-from nodes.context import Context
-from nodes.grader import judge_ask, shown
-from nodes.llm import AgentFailure
-from policies import PolicySet
-from state.answers import PairwiseAnswer
-from state.evaluation import EvaluatedRecord, PairwiseVerdict, Verdict
+from aidsafe.nodes.agent import Ask
+from aidsafe.nodes.context import Context
+from aidsafe.nodes.grader import judge_ask, shown
+from aidsafe.nodes.llm import AgentFailure
+from aidsafe.policies import PolicySet
+from aidsafe.state.answers import PairwiseAnswer
+from aidsafe.state.evaluation import EvaluatedRecord, PairwiseVerdict, Verdict
 
 NAME = "pairwise_judge"
 

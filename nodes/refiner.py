@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from nodes.agent import Ask, messages, render_thoughts
-from nodes.context import Context
-from policies import PolicySet
-from state.answers import RefinerAnswer
-from state.deliberation import RemovedThought, Thought
+from aidsafe.nodes.agent import Ask, messages, render_thoughts
+from aidsafe.nodes.context import Context
+from aidsafe.policies import PolicySet
+from aidsafe.state.answers import RefinerAnswer
+from aidsafe.state.deliberation import RemovedThought, Thought
 
 NAME = "refiner"
 

@@ -17,10 +17,10 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.runtime import get_runtime
 from pydantic import ValidationError
 
-from nodes.context import Context, resolve_context
-from policies import PolicyFileError, load_policies
-from state.answers import ClassifierVerdict
-from state.preference import Side, sample_to_score, scored
+from aidsafe.nodes.context import Context, resolve_context
+from aidsafe.policies import PolicyFileError, load_policies
+from aidsafe.state.answers import ClassifierVerdict
+from aidsafe.state.preference import Side, sample_to_score, scored
 
 
 class ClassifierFailure(RuntimeError):

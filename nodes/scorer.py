@@ -13,11 +13,11 @@ from typing import Any, Protocol
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.runtime import get_runtime
 
-from nodes.context import resolve_context
-from nodes.llm import ModelProvider
-from nodes.safety_classifier import HttpSafetyClassifier
-from nodes.violation_judge import LlmJudge
-from state.preference import Side
+from aidsafe.nodes.context import resolve_context
+from aidsafe.nodes.llm import ModelProvider
+from aidsafe.nodes.safety_classifier import HttpSafetyClassifier
+from aidsafe.nodes.violation_judge import LlmJudge
+from aidsafe.state.preference import Side
 
 Node = Runnable[Any, dict[str, Any]]
 

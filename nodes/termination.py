@@ -10,8 +10,8 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
 
-from nodes.context import resolve_context
-from state.deliberation import DeliberationState
+from aidsafe.nodes.context import resolve_context
+from aidsafe.state.deliberation import DeliberationState
 
 NAME = "termination_check"
 

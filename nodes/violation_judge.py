@@ -12,13 +12,13 @@ from typing import Any
 
 from langchain_core.runnables import RunnableLambda
 
-from nodes.agent import AgentLogic, Ask, agent_node, messages
-from nodes.context import Context
-from nodes.llm import ModelProvider
-from policies import PolicySet
-from state.answers import ViolationAnswer
-from state.deliberation import Thought
-from state.preference import Side, sample_to_score, scored
+from aidsafe.nodes.agent import AgentLogic, Ask, agent_node, messages
+from aidsafe.nodes.context import Context
+from aidsafe.nodes.llm import ModelProvider
+from aidsafe.policies import PolicySet
+from aidsafe.state.answers import ViolationAnswer
+from aidsafe.state.deliberation import Thought
+from aidsafe.state.preference import Side, sample_to_score, scored
 
 NAME = "violation_judge"
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from nodes.agent import Ask, messages
-from nodes.context import Context
-from policies import PolicySet
-from state.answers import WhisperedAnswer
-from state.deliberation import Thought
+from aidsafe.nodes.agent import Ask, messages
+from aidsafe.nodes.context import Context
+from aidsafe.policies import PolicySet
+from aidsafe.state.answers import WhisperedAnswer
+from aidsafe.state.deliberation import Thought
 
 NAME = "whispered_generator"
 

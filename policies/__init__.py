@@ -1,6 +1,6 @@
 """Safety policies as data: the AIDSAFE default set and a validating loader for user files."""
 
-from policies.loader import (
+from aidsafe.policies.loader import (
     DEFAULT_POLICY_FILE,
     Policy,
     PolicyFileError,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from state.evaluation import RUBRICS
+from aidsafe.state.evaluation import RUBRICS
 
 FILE_LABELS = {"run": "AIDSAFE", "baseline": "baseline"}
 

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
 
-from metrics.deterministic import DETERMINISTIC_METRICS
-from metrics.judged import SampleResult
-from metrics.records import BadLine
-from state.deliberation import add_usage
-from state.evaluation import RUBRICS
+from aidsafe.metrics.deterministic import DETERMINISTIC_METRICS
+from aidsafe.metrics.judged import SampleResult
+from aidsafe.metrics.records import BadLine
+from aidsafe.state.deliberation import add_usage
+from aidsafe.state.evaluation import RUBRICS
 
 FILES = ("run", "baseline")
 LABELS = {

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metrics.judged import SampleResult
-from report.charts import write_charts
-from report.markdown import render
+from aidsafe.metrics.judged import SampleResult
+from aidsafe.report.charts import write_charts
+from aidsafe.report.markdown import render
 
 
 def write_report(directory: str | Path, summary: dict[str, Any], results: Sequence[SampleResult]) -> dict[str, Path]:

@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cli.options import model_server
-from graphs import preference
-from graphs.deliberation import build_graph
-from nodes.context import Context
+from aidsafe.cli.options import model_server
+from aidsafe.graphs import preference
+from aidsafe.graphs.deliberation import build_graph
+from aidsafe.nodes.context import Context
 
 log = logging.getLogger(__name__)
 

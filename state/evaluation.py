@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
-from state.deliberation import AgentError, Usage, add_usage, append
+from aidsafe.state.deliberation import AgentError, Usage, add_usage, append
 
 RUBRICS = (
     "relevance",

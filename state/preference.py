@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
-from state.deliberation import AgentError, Thought, Usage, add_usage, append
+from aidsafe.state.deliberation import AgentError, Thought, Usage, add_usage, append
 
 Side = Literal["chosen", "rejected"]
 WhisperStop = Literal["threshold", "budget"]

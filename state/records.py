@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from state.deliberation import AgentError, Intents, RemovedThought, StopReason, Thought, Turn, Usage
-from state.preference import Sample
+from aidsafe.state.deliberation import AgentError, Intents, RemovedThought, StopReason, Thought, Turn, Usage
+from aidsafe.state.preference import Sample
 
 
 class GenerateRecord(BaseModel):

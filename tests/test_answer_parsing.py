@@ -6,8 +6,8 @@ import pytest
 from langchain_core.messages import AIMessage
 from pydantic import ValidationError
 
-from nodes.llm import parse_answer
-from state.answers import RefinerAnswer
+from aidsafe.nodes.llm import parse_answer
+from aidsafe.state.answers import RefinerAnswer
 
 
 def test_raw_newline_inside_a_string_is_accepted():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
-from state.evaluation import RUBRICS
+from aidsafe.cli.main import main
+from aidsafe.state.evaluation import RUBRICS
 from tests.fakes import StubServer, schema_answer
 
 
@@ -178,8 +178,8 @@ def test_unreadable_file_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.embedded
 def test_baseline_then_evaluate_on_the_embedded_model(tmp_path):
     """Structure only: a 135M model's grades mean nothing. One baseline call, then six grades."""
-    from embedded import EmbeddedServer
-    from graphs.baseline import graph as baseline_graph
+    from aidsafe.embedded import EmbeddedServer
+    from aidsafe.graphs.baseline import graph as baseline_graph
 
     with EmbeddedServer(n_threads=2) as server:
         context = {"base_url": server.base_url, "max_tokens": 160}

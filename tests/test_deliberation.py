@@ -7,8 +7,8 @@ import re
 import pytest
 from langchain_core.messages import HumanMessage
 
-from graphs.deliberation import build_graph, graph
-from nodes.context import Context
+from aidsafe.graphs.deliberation import build_graph, graph
+from aidsafe.nodes.context import Context
 from tests.fakes import AGREE, refined, scripted, turn
 
 

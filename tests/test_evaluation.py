@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import HumanMessage
 
-from graphs.baseline import build_graph as build_baseline
-from graphs.deliberation import build_graph as build_deliberation
-from graphs.evaluation import build_graph as build_evaluation
-from metrics.deterministic import REFUSAL_WINDOW, record_metrics
-from nodes.pairwise_judge import record_shown_first
-from policies import load_policies
-from report import summarize
-from report.markdown import render
-from state.evaluation import RUBRICS, EvaluatedRecord
+from aidsafe.graphs.baseline import build_graph as build_baseline
+from aidsafe.graphs.deliberation import build_graph as build_deliberation
+from aidsafe.graphs.evaluation import build_graph as build_evaluation
+from aidsafe.metrics.deterministic import REFUSAL_WINDOW, record_metrics
+from aidsafe.nodes.pairwise_judge import record_shown_first
+from aidsafe.policies import load_policies
+from aidsafe.report import summarize
+from aidsafe.report.markdown import render
+from aidsafe.state.evaluation import RUBRICS, EvaluatedRecord
 from tests.fakes import ScriptedChatModel, scripted
 
 POLICY_IDS = load_policies().ids

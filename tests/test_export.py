@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cli.main import main
+from aidsafe.cli.main import main
 from tests.fakes import STUB_BELIEF, StubServer, whisper_stub_answer
 
 

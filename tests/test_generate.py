@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from batch.driver import BatchOptions, run_batch
-from batch.generate import generate_job
-from batch.inputs import read_samples
-from cli.main import main
-from state.records import ErrorRecord, GenerateRecord
+from aidsafe.batch.driver import BatchOptions, run_batch
+from aidsafe.batch.generate import generate_job
+from aidsafe.batch.inputs import read_samples
+from aidsafe.cli.main import main
+from aidsafe.state.records import ErrorRecord, GenerateRecord
 from tests.fakes import StubServer, schema_answer, schema_of, scripted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def test_resume_after_kill_loses_nothing_duplicates_nothing_recomputes_nothing(
     out = tmp_path / "out.jsonl"
     with StubServer(latency=0.05) as server:
         command = [
-            sys.executable, "-m", "cli.main", "generate", str(inputs), "-o", str(out), "--no-progress",
+            sys.executable, "-m", "aidsafe.cli.main", "generate", str(inputs), "-o", str(out), "--no-progress",
             "--base-url", server.base_url, "--model", "stub-model", "--concurrency", "4", "--workers", str(workers),
         ]  # fmt: skip
         run_until_killed(command, out, at_least=5)

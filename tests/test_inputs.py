@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from batch.inputs import InputProblem, Sample, content_id, read_samples
-from cli.main import main
+from aidsafe.batch.inputs import InputProblem, Sample, content_id, read_samples
+from aidsafe.cli.main import main
 
 GOOD = [{"id": "a", "prompt": "first prompt"}, {"id": "b", "prompt": "second prompt"}]
 

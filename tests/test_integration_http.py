@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphs.deliberation import build_graph, graph
+from aidsafe.graphs.deliberation import build_graph, graph
 from tests.fakes import StubServer, schema_of
 
 

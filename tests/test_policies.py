@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from policies import DEFAULT_POLICY_FILE, PolicyFileError, load_policies
+from aidsafe.policies import DEFAULT_POLICY_FILE, PolicyFileError, load_policies
 
 
 def test_default_set_has_the_five_aidsafe_policies():

@@ -7,10 +7,10 @@ import json
 from collections import Counter
 from functools import partial
 
-from batch.driver import BatchOptions, run_batch
-from batch.prefer import prefer_job, read_preference_samples
-from cli.main import main
-from state.records import ErrorRecord, PreferenceRecord
+from aidsafe.batch.driver import BatchOptions, run_batch
+from aidsafe.batch.prefer import prefer_job, read_preference_samples
+from aidsafe.cli.main import main
+from aidsafe.state.records import ErrorRecord, PreferenceRecord
 from tests.fakes import STUB_BELIEF, StubServer, schema_of, whisper_stub_answer
 from tests.test_generate import generate, prompts, read_jsonl, write_jsonl
 from tests.test_preference import CHOSEN, preference_model

@@ -7,9 +7,9 @@ import json
 
 from langchain_core.messages import HumanMessage
 
-from cli.options import add_model_arguments, context_from_args
-from graphs.preference import build_graph, graph
-from nodes.context import Context
+from aidsafe.cli.options import add_model_arguments, context_from_args
+from aidsafe.graphs.preference import build_graph, graph
+from aidsafe.nodes.context import Context
 from tests.fakes import belief, judge_by_response, rating, sample, scripted
 
 BELIEFS = [

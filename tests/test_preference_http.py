@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from embedded import EmbeddedServer
-from graphs.preference import build_graph, graph
-from nodes.safety_classifier import HttpSafetyClassifier
+from aidsafe.embedded import EmbeddedServer
+from aidsafe.graphs.preference import build_graph, graph
+from aidsafe.nodes.safety_classifier import HttpSafetyClassifier
 from tests.fakes import (
     STUB_BELIEF,
     ClassifierStub,

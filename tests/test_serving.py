@@ -18,8 +18,8 @@ import uvicorn
 from langchain_core.runnables import RunnableLambda
 from langserve import RemoteRunnable
 
-from embedded.llama_server import stop_process
-from serving import GRAPHS, ServeSettings, create_app
+from aidsafe.embedded.llama_server import stop_process
+from aidsafe.serving import GRAPHS, ServeSettings, create_app
 from tests.fakes import STUB_BELIEF, StubServer, schema_answer, schema_of, whisper_stub_answer
 
 KEY = "test-api-key"
@@ -243,7 +243,7 @@ def test_a_model_failure_ends_that_run_only():
 def test_aidsafe_serve_command(stub, unused_tcp_port):
     """The CLI in its own process: model flags, API key from the environment, stopped by PID."""
     env = {**os.environ, "AIDSAFE_API_KEY": KEY}
-    command = [sys.executable, "-m", "cli.main", "serve", "--port", str(unused_tcp_port)]
+    command = [sys.executable, "-m", "aidsafe.cli.main", "serve", "--port", str(unused_tcp_port)]
     command += ["--base-url", stub.base_url, "--model", "cli-model", "--max-rounds", "1", "--n-deliberators", "1"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{unused_tcp_port}"

@@ -32,7 +32,7 @@ def alive(pid: int) -> bool:
 def test_sigterm_stops_the_run_and_the_embedded_server(tmp_path):
     inputs = tmp_path / "in.jsonl"
     inputs.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"question {i}"}) + "\n" for i in range(20)))
-    command = [sys.executable, "-c", "import sys; from cli.main import console_main; sys.exit(console_main())"]
+    command = [sys.executable, "-c", "import sys; from aidsafe.cli.main import console_main; sys.exit(console_main())"]
     run = subprocess.Popen(
         [*command, "generate", str(inputs), "-o", str(tmp_path / "out.jsonl"), "--no-progress"],
         cwd=tmp_path,

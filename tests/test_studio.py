@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_sync_client
 
-from embedded.llama_server import stop_process
+from aidsafe.embedded.llama_server import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 API_LINE = re.compile(r"API:\S*\s+\S*http://127\.0\.0\.1:(\d+)")

@@ -12,8 +12,8 @@ import pytest
 import requests
 from langchain_core.tracers.langchain import wait_for_all_tracers
 
-from graphs.deliberation import build_graph
-from policies import load_policies
+from aidsafe.graphs.deliberation import build_graph
+from aidsafe.policies import load_policies
 
 SECRET = "sk-sentinel-3f9c2a7e-never-in-traces"
 
@@ -109,7 +109,7 @@ def test_langserve_runs_keep_the_graphs_name(stub_server):
     """LangServe names root runs after the route ('/deliberation'); served graphs keep their own."""
     from langchain_core.tracers.base import BaseTracer
 
-    from serving.app import CLIENT_FIELDS, client_config_model, served
+    from aidsafe.serving.app import CLIENT_FIELDS, client_config_model, served
 
     class Recorder(BaseTracer):
         def __init__(self) -> None:

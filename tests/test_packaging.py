@@ -1,0 +1,31 @@
+"""The distribution installs one top-level package, `aidsafe`, with its data files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_holds_one_top_level_package_with_templates_and_policies(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("aidsafe-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"aidsafe"}
+    for expected in (
+        "aidsafe/graphs/deliberation.py",
+        "aidsafe/nodes/deliberator.md",
+        "aidsafe/policies/aidsafe.yaml",
+        "aidsafe/cli/main.py",
+    ):
+        assert expected in names
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "aidsafe = aidsafe.cli.main:console_main" in zipfile.ZipFile(wheel).read(entry_points).decode()
