@@ -1,9 +1,10 @@
 """What every agent node shares: its prompt templates, the shared system prefix, and the driver.
 
 An agent's logic is a generator: it yields `Ask`s (a role, an answer schema and the messages) and
-receives validated answers, then returns its state update. The driver does the model calls, sync
-or async, adds up token usage, and turns an agent that gives up into a clear `error` in the state
-so one bad sample ends cleanly instead of crashing a batch. A failed call is first thrown into the
+receives validated answers, then returns its state update. `agent_node` turns the logic and the
+re-asks of each answer into one `Conversation` of model requests, which `drive` (sync) or `adrive`
+(async) sends. It adds up token usage, and turns an agent that gives up into a clear `error` in
+the state so one bad sample ends cleanly instead of crashing a batch. A failed call is first thrown into the
 logic, so an agent that makes independent calls (a grader scoring several rubrics) can note the
 failure and carry on; logic that does not catch it ends the node with `error` as before.
 
@@ -29,7 +30,15 @@ from langgraph.runtime import get_runtime
 from pydantic import BaseModel
 
 from aidsafe.nodes.context import Context, Role, resolve_context
-from aidsafe.nodes.llm import AgentFailure, ModelProvider, StructuredCall, openai_compatible_model
+from aidsafe.nodes.llm import (
+    AgentFailure,
+    Conversation,
+    ModelProvider,
+    StructuredCall,
+    adrive,
+    drive,
+    openai_compatible_model,
+)
 from aidsafe.policies import PolicyFileError, PolicySet, load_policies
 from aidsafe.state.deliberation import Thought, add_usage
 
@@ -142,54 +151,35 @@ def agent_node(name: str, logic: AgentLogic, provider: ModelProvider | None = No
     """Wrap an agent's logic as a graph node that runs under both `invoke` and `ainvoke`."""
     model_provider = provider or openai_compatible_model
 
-    def start(state: dict[str, Any], config: RunnableConfig) -> tuple[Context, Generator[Ask, BaseModel, dict]]:
-        ctx = resolve_context(get_runtime().context, config)
-        return ctx, logic(state, ctx, load_policies(ctx.policy_file))
-
-    def finish(update: dict[str, Any], calls: list[StructuredCall]) -> dict[str, Any]:
+    def turn(state: dict[str, Any], config: RunnableConfig) -> Conversation[dict[str, Any]]:
+        """Both levels in one generator: the logic's asks, and each ask's re-asks, as model requests."""
+        calls: list[StructuredCall] = []
+        try:
+            ctx = resolve_context(get_runtime().context, config)
+            steps = logic(state, ctx, load_policies(ctx.policy_file))
+            ask = next(steps)
+            while True:
+                calls.append(_structured_call(ask, ctx, model_provider))
+                try:
+                    answer = yield from calls[-1].conversation(ask.messages)
+                except AgentFailure as exc:
+                    ask = steps.throw(exc)
+                    continue
+                ask = steps.send(answer)
+        except StopIteration as done:
+            update = done.value
+        except (AgentFailure, PolicyFileError) as exc:
+            update = {"error": {"node": name, "message": str(exc)}, "stop_reason": "error"}
         usage = add_usage(None, None)
         for call in calls:
             for attempt in call.usage:
                 usage = add_usage(usage, attempt)
         return {**update, "usage": usage}
 
-    def failed(exc: Exception, calls: list[StructuredCall]) -> dict[str, Any]:
-        return finish({"error": {"node": name, "message": str(exc)}, "stop_reason": "error"}, calls)
-
     def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        calls: list[StructuredCall] = []
-        try:
-            ctx, steps = start(state, config)
-            ask = next(steps)
-            while True:
-                calls.append(_structured_call(ask, ctx, model_provider))
-                try:
-                    answer = calls[-1].invoke(ask.messages)
-                except AgentFailure as exc:
-                    ask = steps.throw(exc)
-                    continue
-                ask = steps.send(answer)
-        except StopIteration as done:
-            return finish(done.value, calls)
-        except (AgentFailure, PolicyFileError) as exc:
-            return failed(exc, calls)
+        return drive(turn(state, config))
 
     async def arun(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        calls: list[StructuredCall] = []
-        try:
-            ctx, steps = start(state, config)
-            ask = next(steps)
-            while True:
-                calls.append(_structured_call(ask, ctx, model_provider))
-                try:
-                    answer = await calls[-1].ainvoke(ask.messages)
-                except AgentFailure as exc:
-                    ask = steps.throw(exc)
-                    continue
-                ask = steps.send(answer)
-        except StopIteration as done:
-            return finish(done.value, calls)
-        except (AgentFailure, PolicyFileError) as exc:
-            return failed(exc, calls)
+        return await adrive(turn(state, config))
 
     return _AgentRunnable(run, afunc=arun, name=name)

@@ -4,6 +4,9 @@ Every agent answers in a pydantic schema. The request format depends on the serv
 vLLM take `json_schema`; llama.cpp rejects it but grammar-constrains `json_object` with a schema;
 anything with tools takes `function_calling`. Parsing is ours in every mode, so a malformed
 answer is re-asked with the parse error shown to the model, a bounded number of times.
+
+Model-call logic is written once, as a `Conversation` generator that yields `Request`s and gets
+the replies back; `drive` and `adrive` are the only sync and async code that talks to a model.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlparse
 
 import openai
@@ -27,6 +31,7 @@ from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput
 from aidsafe.state.deliberation import Usage
 
 Answer = TypeVar("Answer", bound=BaseModel)
+Result = TypeVar("Result")
 ModelProvider = Callable[[Role, Context], BaseChatModel]
 """Returns the chat model for a role: lets tests and users plug in any LangChain chat model."""
 
@@ -154,11 +159,66 @@ def usage_of(message: AIMessage) -> Usage:
     }
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a conversation asks its driver to send: `messages` to `runnable`, the reply sent back."""
+
+    runnable: Runnable
+    messages: list[BaseMessage]
+
+
+Reply = AIMessage | openai.OpenAIError
+"""What the driver sends back: the model's message, or the client's error after its own retries."""
+Conversation = Generator[Request, Reply, Result]
+"""Model-call logic written once: it yields requests and returns its result; a driver does the I/O."""
+
+
+def _send(request: Request) -> Reply:
+    try:
+        return request.runnable.invoke(request.messages)
+    except openai.OpenAIError as exc:
+        return exc
+
+
+async def _asend(request: Request) -> Reply:
+    try:
+        return await request.runnable.ainvoke(request.messages)
+    except openai.OpenAIError as exc:
+        return exc
+
+
+@dataclass(frozen=True)
+class _Done(Generic[Result]):
+    value: Result
+
+
+def _advance(conversation: Conversation[Result], reply: Reply | None) -> Request | _Done[Result]:
+    try:
+        return conversation.send(reply)  # type: ignore[arg-type]  # None starts the generator
+    except StopIteration as done:
+        return _Done(done.value)
+
+
+def drive(conversation: Conversation[Result]) -> Result:
+    """Run a conversation with blocking calls; `adrive` is the same with `ainvoke`."""
+    step = _advance(conversation, None)
+    while isinstance(step, Request):
+        step = _advance(conversation, _send(step))
+    return step.value
+
+
+async def adrive(conversation: Conversation[Result]) -> Result:
+    step = _advance(conversation, None)
+    while isinstance(step, Request):
+        step = _advance(conversation, await _asend(step))
+    return step.value
+
+
 class StructuredCall:
     """One structured model call with bounded re-asks; keeps the usage of every attempt.
 
-    The re-ask loop is written once, as a generator that yields the messages to send and receives
-    the model's reply; `invoke` and `ainvoke` only drive it.
+    `conversation` is the re-ask loop as a `Conversation`: it yields the messages to send and
+    receives the model's reply, so the same code runs under `drive` and `adrive`.
     """
 
     def __init__(
@@ -179,10 +239,11 @@ class StructuredCall:
         self.validation_context = validation_context
         self.usage: list[Usage] = []
 
-    def _conversation(self, messages: Sequence[BaseMessage]) -> Generator[list[BaseMessage], AIMessage, BaseModel]:
+    def conversation(self, messages: Sequence[BaseMessage]) -> Conversation[BaseModel]:
         history, error = list(messages), ""
         for _ in range(self.attempts):
-            reply = yield history
+            sent = yield Request(self.runnable, history)
+            reply = cut_off_reply(sent) if isinstance(sent, openai.OpenAIError) else sent
             self.usage.append(usage_of(reply))
             if reply.response_metadata.get("finish_reason") == "length":
                 error = f"the answer was cut off at {self.max_tokens} tokens; answer much more briefly"
@@ -200,32 +261,6 @@ class StructuredCall:
                 ),
             ]
         raise AgentFailure(f"no valid {self.schema_cls.__name__} after {self.attempts} attempts: {error}")
-
-    def invoke(self, messages: Sequence[BaseMessage]) -> BaseModel:
-        conversation = self._conversation(messages)
-        history = next(conversation)
-        while True:
-            try:
-                reply = self.runnable.invoke(history)
-            except openai.OpenAIError as exc:
-                reply = cut_off_reply(exc)
-            try:
-                history = conversation.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-
-    async def ainvoke(self, messages: Sequence[BaseMessage]) -> BaseModel:
-        conversation = self._conversation(messages)
-        history = next(conversation)
-        while True:
-            try:
-                reply = await self.runnable.ainvoke(history)
-            except openai.OpenAIError as exc:
-                reply = cut_off_reply(exc)
-            try:
-                history = conversation.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
 
 
 def cut_off_reply(exc: openai.OpenAIError) -> AIMessage:

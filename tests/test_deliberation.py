@@ -209,6 +209,9 @@ def test_per_role_model_overrides_reach_the_provider():
 
 
 async def test_async_invoke_matches_sync():
-    out = await build_graph(2, model=scripted()).ainvoke({"prompt": "p", "id": "s1"}, context={"max_rounds": 2})
-    assert out["stop_reason"] == "consensus" and out["id"] == "s1"
-    assert out["usage"] == {"llm_calls": 5, "input_tokens": 500, "output_tokens": 50}
+    inputs, context = {"prompt": "p", "id": "s1"}, {"max_rounds": 2}
+    sync_out = build_graph(2, model=scripted()).invoke(inputs, context=context)
+    async_out = await build_graph(2, model=scripted()).ainvoke(inputs, context=context)
+    assert async_out == sync_out
+    assert async_out["stop_reason"] == "consensus" and async_out["id"] == "s1"
+    assert async_out["usage"] == {"llm_calls": 5, "input_tokens": 500, "output_tokens": 50}

@@ -50,11 +50,14 @@ def test_rate_limit_is_retried():
     with StubServer(fail_first=1, fail_status=429) as server:
         out = graph.invoke({"prompt": "p"}, context=context(server, http_retries=2))
     assert out["error"] is None
+    assert len(server.requests) == 5 + 1
 
 
-def test_answer_cut_at_max_tokens_is_reasked():
+@pytest.mark.parametrize("call", ["invoke", "ainvoke"])
+async def test_answer_cut_at_max_tokens_is_reasked(call):
     with StubServer(truncate_first=1) as server:
-        out = graph.invoke({"prompt": "p"}, context=context(server))
+        run = getattr(graph, call)({"prompt": "p"}, context=context(server))
+        out = await run if call == "ainvoke" else run
     assert out["error"] is None
     reask = server.requests[1]["messages"][-1]["content"]
     assert "cut off at 512 tokens" in reask
