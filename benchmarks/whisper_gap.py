@@ -38,7 +38,7 @@ from aidsafe.state.preference import PreferenceState
 def plain_sampler() -> Any:
     """The generator without a whisper, then the same scorer as the rejected side."""
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(PreferenceState)
-    builder.add_node("plain_generator", agent_node("plain_generator", whispered_generator.generate))
+    builder.add_node("plain_generator", agent_node("plain_generator", "generator", whispered_generator.generate))
     builder.add_node("score_plain", ScorerFromContext().node("score_plain", "rejected"))
     builder.add_edge(START, "plain_generator")
     builder.add_conditional_edges("plain_generator", unless_error("score_plain"), ["score_plain", END])

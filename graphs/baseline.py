@@ -15,7 +15,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from aidsafe.graphs.deliberation import as_provider
+from aidsafe.graphs.wiring import add_agent, as_provider
 from aidsafe.nodes import baseline
 from aidsafe.nodes.agent import agent_node
 from aidsafe.nodes.context import Context
@@ -35,8 +35,7 @@ def build_graph(
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(
         DeliberationState, context_schema=Context, input_schema=DeliberationInput, output_schema=DeliberationOutput
     )
-    node = agent_node(baseline.NAME, baseline.generate, as_provider(model))
-    builder.add_node(baseline.NAME, node, metadata={"agent_role": "generator"})
+    add_agent(builder, agent_node(baseline.NAME, "generator", baseline.generate, as_provider(model)))
     builder.add_edge(START, baseline.NAME)
     builder.add_edge(baseline.NAME, END)
     return builder.compile(checkpointer=checkpointer, name=name)

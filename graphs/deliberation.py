@@ -10,7 +10,6 @@ gives up writes `error` and the sample ends there instead of raising.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -18,9 +17,10 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
+from aidsafe.graphs.wiring import add_agent, as_provider, unless_error
 from aidsafe.nodes import initializer, refiner, termination
 from aidsafe.nodes.agent import agent_node
-from aidsafe.nodes.context import Context, Role
+from aidsafe.nodes.context import Context
 from aidsafe.nodes.deliberator import deliberator, node_name
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.state.deliberation import DeliberationInput, DeliberationOutput, DeliberationState
@@ -28,21 +28,7 @@ from aidsafe.state.deliberation import DeliberationInput, DeliberationOutput, De
 GRAPH_NAME = "aidsafe_deliberation"
 
 
-def as_provider(model: BaseChatModel | ModelProvider | None) -> ModelProvider | None:
-    """Accept one chat model for every role, or a `(role, context) -> model` function."""
-    if isinstance(model, BaseChatModel):
-        return lambda _role, _ctx: model
-    return model
-
-
-def unless_error(next_node: str) -> Callable[[dict[str, Any]], str]:
-    def route(state: dict[str, Any]) -> str:
-        return END if state.get("error") else next_node
-
-    return route
-
-
-def _after_termination_check(state: dict[str, Any]) -> str:
+def _after_termination_check(state: DeliberationState) -> str:
     return refiner.NAME if state.get("stop_reason") else node_name(1)
 
 
@@ -65,14 +51,12 @@ def build_graph(
         DeliberationState, context_schema=Context, input_schema=DeliberationInput, output_schema=DeliberationOutput
     )
 
-    def add_agent(node: str, logic: Any, role: Role, **metadata: Any) -> None:
-        builder.add_node(node, agent_node(node, logic, provider), metadata={"agent_role": role, **metadata})
-
-    add_agent(initializer.NAME, initializer.initialize, "initializer")
+    add_agent(builder, agent_node(initializer.NAME, "initializer", initializer.initialize, provider))
     for index in range(1, n_deliberators + 1):
-        add_agent(node_name(index), deliberator(index, n_deliberators), "deliberator", agent_index=index)
+        logic = deliberator(index, n_deliberators)
+        add_agent(builder, agent_node(node_name(index), "deliberator", logic, provider), agent_index=index)
     builder.add_node(termination.NAME, termination.termination_check, metadata={"agent_role": "termination"})
-    add_agent(refiner.NAME, refiner.refine, "refiner")
+    add_agent(builder, agent_node(refiner.NAME, "refiner", refiner.refine, provider))
 
     builder.add_edge(START, initializer.NAME)
     builder.add_conditional_edges(initializer.NAME, unless_error(node_name(1)), [node_name(1), END])

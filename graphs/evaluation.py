@@ -17,7 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from aidsafe.graphs.deliberation import as_provider
+from aidsafe.graphs.wiring import add_agent, as_provider
 from aidsafe.nodes import grader, pairwise_judge
 from aidsafe.nodes.agent import agent_node
 from aidsafe.nodes.context import Context
@@ -28,7 +28,7 @@ GRAPH_NAME = "aidsafe_evaluation"
 RUBRIC_NODES = [grader.node_name(rubric) for rubric in RUBRICS]
 
 
-def _checks(state: dict[str, Any]) -> list[str]:
+def _checks(state: EvaluationState) -> list[str]:
     return [*RUBRIC_NODES, pairwise_judge.NAME] if state.get("other") else list(RUBRIC_NODES)
 
 
@@ -41,12 +41,8 @@ def build_graph(
         EvaluationState, context_schema=Context, input_schema=EvaluationInput, output_schema=EvaluationOutput
     )
     for rubric, node in zip(RUBRICS, RUBRIC_NODES, strict=True):
-        builder.add_node(node, agent_node(node, grader.grader(rubric), provider), metadata={"agent_role": "judge"})
-    builder.add_node(
-        pairwise_judge.NAME,
-        agent_node(pairwise_judge.NAME, pairwise_judge.compare, provider),
-        metadata={"agent_role": "judge"},
-    )
+        add_agent(builder, agent_node(node, "judge", grader.grader(rubric), provider))
+    add_agent(builder, agent_node(pairwise_judge.NAME, "judge", pairwise_judge.compare, provider))
     builder.add_conditional_edges(START, _checks, [*RUBRIC_NODES, pairwise_judge.NAME])
     for node in [*RUBRIC_NODES, pairwise_judge.NAME]:
         builder.add_edge(node, END)

@@ -21,7 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from aidsafe.graphs import deliberation
-from aidsafe.graphs.deliberation import as_provider, unless_error
+from aidsafe.graphs.wiring import add_agent, as_provider, unless_error
 from aidsafe.nodes import ear_whisperer, keep_best, whispered_generator
 from aidsafe.nodes.agent import agent_node
 from aidsafe.nodes.context import Context
@@ -35,11 +35,11 @@ SCORE_CHOSEN = "score_chosen"
 SCORE_REJECTED = "score_rejected"
 
 
-def _chosen_source(state: dict[str, Any]) -> Literal["deliberation", "score_chosen"]:
+def _chosen_source(state: PreferenceState) -> Literal["deliberation", "score_chosen"]:
     return "score_chosen" if state.get("chosen") else "deliberation"
 
 
-def _after_keep_best(state: dict[str, Any]) -> str:
+def _after_keep_best(state: PreferenceState) -> str:
     return END if state.get("whisper_stop") else ear_whisperer.NAME
 
 
@@ -70,16 +70,8 @@ def build_graph(
     builder.add_node(
         SCORE_CHOSEN, violation_scorer.node(SCORE_CHOSEN, "chosen"), metadata={"agent_role": "judge", "side": "chosen"}
     )
-    builder.add_node(
-        ear_whisperer.NAME,
-        agent_node(ear_whisperer.NAME, ear_whisperer.whisper, provider),
-        metadata={"agent_role": "whisperer"},
-    )
-    builder.add_node(
-        whispered_generator.NAME,
-        agent_node(whispered_generator.NAME, whispered_generator.generate, provider),
-        metadata={"agent_role": "generator"},
-    )
+    add_agent(builder, agent_node(ear_whisperer.NAME, "whisperer", ear_whisperer.whisper, provider))
+    add_agent(builder, agent_node(whispered_generator.NAME, "generator", whispered_generator.generate, provider))
     builder.add_node(
         SCORE_REJECTED,
         violation_scorer.node(SCORE_REJECTED, "rejected"),

@@ -10,7 +10,8 @@ failure and carry on; logic that does not catch it ends the node with `error` as
 
 Each agent turn is labelled for tracing before its run starts: a `role:<role>` tag and metadata
 with the sample id, round, model and policy-set hash (the graph's node metadata adds the role and
-agent index), so a LangSmith project can be filtered by any of them.
+agent index), so a LangSmith project can be filtered by any of them. The role is the node's:
+`agent_node(name, role, logic)` declares it once.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.runnables.config import ensure_config
-from langgraph.runtime import get_runtime
 from pydantic import BaseModel
 
-from aidsafe.nodes.context import Context, Role, resolve_context
+from aidsafe.nodes.context import Context, Role, node_context
 from aidsafe.nodes.llm import (
     AgentFailure,
     Conversation,
@@ -95,38 +95,40 @@ def policy_enum_schema(schema_cls: type[BaseModel], policy_ids: tuple[str, ...])
 
 @dataclass
 class Ask:
-    role: Role
+    """One question of an agent's logic; the node adds its role, model and policy set."""
+
     schema: type[BaseModel]
     messages: list[BaseMessage]
-    policies: PolicySet
     extra_validation: Mapping[str, Any] = field(default_factory=dict)
+    """Validation context besides the policy ids, which the node adds."""
 
 
-AgentLogic = Callable[[dict[str, Any], Context, PolicySet], Generator[Ask, BaseModel, dict[str, Any]]]
+State = TypeVar("State", contravariant=True)
+AgentLogic = Callable[[State, Context, PolicySet], Generator[Ask, Any, dict[str, Any]]]
+"""An agent's logic over its graph's state: yields `Ask`s, receives their answers, returns its update."""
 
 
-def _structured_call(ask: Ask, ctx: Context, provider: ModelProvider) -> StructuredCall:
+def _structured_call(
+    ask: Ask, role: Role, ctx: Context, policies: PolicySet, provider: ModelProvider
+) -> StructuredCall:
     return StructuredCall(
-        provider(ask.role, ctx),
+        provider(role, ctx),
         ask.schema,
         ctx,
-        base_url=ctx.base_url_for(ask.role),
-        json_schema=policy_enum_schema(ask.schema, tuple(ask.policies.ids)),
-        validation_context={"policy_ids": set(ask.policies.ids), **ask.extra_validation},
+        base_url=ctx.base_url_for(role),
+        json_schema=policy_enum_schema(ask.schema, tuple(policies.ids)),
+        validation_context={"policy_ids": set(policies.ids), **ask.extra_validation},
     )
 
 
-def turn_labels(state: Mapping[str, Any], config: RunnableConfig) -> RunnableConfig:
-    """The config with this turn's trace tag and metadata, for nodes added with `agent_role` metadata.
+def turn_labels(role: Role, state: Mapping[str, Any], config: RunnableConfig) -> RunnableConfig:
+    """The config with this turn's trace tag and metadata.
 
     `round` is the deliberation round the turn belongs to: the one in progress for a deliberator,
     the last finished one for agents after the deliberation; absent before it starts.
     """
     metadata = dict(config.get("metadata") or {})
-    role = metadata.get("agent_role")
-    if role is None:
-        return config
-    ctx = resolve_context(get_runtime().context, config)
+    ctx = node_context(config)
     metadata["model"] = ctx.model_for(role)
     if "id" in state:
         metadata["sample_id"] = state["id"]
@@ -137,29 +139,37 @@ def turn_labels(state: Mapping[str, Any], config: RunnableConfig) -> RunnableCon
     return {**config, "metadata": metadata, "tags": [*(config.get("tags") or []), f"role:{role}"]}
 
 
-class _AgentRunnable(RunnableLambda):
-    """A node whose run carries `turn_labels`: they depend on the state, so they are set per call."""
+class AgentNode(RunnableLambda):
+    """An agent as a graph node, declaring its `role`; each run carries `turn_labels`, set per call
+    because they depend on the state."""
+
+    name: str
+
+    def __init__(self, role: Role, func: Callable[..., Any], afunc: Callable[..., Any], name: str) -> None:
+        super().__init__(func, afunc=afunc, name=name)
+        self.role = role
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return super().invoke(input, turn_labels(input, ensure_config(config)), **kwargs)
+        return super().invoke(input, turn_labels(self.role, input, ensure_config(config)), **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await super().ainvoke(input, turn_labels(input, ensure_config(config)), **kwargs)
+        return await super().ainvoke(input, turn_labels(self.role, input, ensure_config(config)), **kwargs)
 
 
-def agent_node(name: str, logic: AgentLogic, provider: ModelProvider | None = None) -> RunnableLambda:
+def agent_node(name: str, role: Role, logic: AgentLogic[Any], provider: ModelProvider | None = None) -> AgentNode:
     """Wrap an agent's logic as a graph node that runs under both `invoke` and `ainvoke`."""
     model_provider = provider or openai_compatible_model
 
-    def turn(state: dict[str, Any], config: RunnableConfig) -> Conversation[dict[str, Any]]:
+    def turn(state: Mapping[str, Any], config: RunnableConfig) -> Conversation[dict[str, Any]]:
         """Both levels in one generator: the logic's asks, and each ask's re-asks, as model requests."""
         calls: list[StructuredCall] = []
         try:
-            ctx = resolve_context(get_runtime().context, config)
-            steps = logic(state, ctx, load_policies(ctx.policy_file))
+            ctx = node_context(config)
+            policies = load_policies(ctx.policy_file)
+            steps = logic(state, ctx, policies)
             ask = next(steps)
             while True:
-                calls.append(_structured_call(ask, ctx, model_provider))
+                calls.append(_structured_call(ask, role, ctx, policies, model_provider))
                 try:
                     answer = yield from calls[-1].conversation(ask.messages)
                 except AgentFailure as exc:
@@ -176,10 +186,10 @@ def agent_node(name: str, logic: AgentLogic, provider: ModelProvider | None = No
                 usage = add_usage(usage, attempt)
         return {**update, "usage": usage}
 
-    def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return drive(turn(state, config))
 
-    async def arun(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return await adrive(turn(state, config))
 
-    return _AgentRunnable(run, afunc=arun, name=name)
+    return AgentNode(role, run, arun, name)

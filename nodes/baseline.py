@@ -14,14 +14,13 @@ from aidsafe.nodes.agent import Ask, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import SeedAnswer
-from aidsafe.state.deliberation import Thought
+from aidsafe.state.deliberation import DeliberationState, Thought
 
 NAME = "baseline"
 
 
-def generate(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
-    ask = Ask("generator", SeedAnswer, messages(policies, "baseline", prompt=state["prompt"]), policies)
-    answer: SeedAnswer = yield ask
+def generate(state: DeliberationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+    answer: SeedAnswer = yield Ask(SeedAnswer, messages(policies, "baseline", prompt=state["prompt"]))
     thoughts: list[Thought] = [
         {"id": i, "text": d.text, "agent": NAME, "round": 0, "policy_ids": d.policy_ids, "corrects": None}
         for i, d in enumerate(answer.thoughts)

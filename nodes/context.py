@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import get_runtime
 
 EMBEDDED = "embedded"
 """`base_url` value meaning: start (once per process) the bundled llama.cpp server and use it."""
@@ -107,3 +108,8 @@ def resolve_context(context: Context | dict[str, Any] | None, config: RunnableCo
     values = {k: v for k, v in ((config or {}).get("configurable") or {}).items() if k in CONTEXT_FIELDS}
     values.update({k: v for k, v in (context or {}).items() if k in CONTEXT_FIELDS and v is not None})
     return Context(**values)
+
+
+def node_context(config: RunnableConfig) -> Context:
+    """The running node's settings: its run's context, else what `config` carries (LangServe, Studio)."""
+    return resolve_context(get_runtime().context, config)

@@ -15,7 +15,7 @@ from aidsafe.nodes.agent import AgentLogic, Ask, messages, render_thoughts
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import DeliberatorAnswer
-from aidsafe.state.deliberation import Thought, Turn
+from aidsafe.state.deliberation import DeliberationState, Thought, Turn
 
 
 def node_name(index: int) -> str:
@@ -26,15 +26,14 @@ def _normalized(text: str) -> str:
     return re.sub(r"\W+", " ", text).strip().lower()
 
 
-def deliberator(index: int, count: int) -> AgentLogic:
+def deliberator(index: int, count: int) -> AgentLogic[DeliberationState]:
     """The logic of deliberator `index` (1-based) of `count`."""
     name = node_name(index)
 
-    def deliberate(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+    def deliberate(state: DeliberationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
         thoughts: list[Thought] = state["thoughts"]
         round_number = state["rounds"] + 1
         answer: DeliberatorAnswer = yield Ask(
-            "deliberator",
             DeliberatorAnswer,
             messages(
                 policies,
@@ -48,7 +47,6 @@ def deliberator(index: int, count: int) -> AgentLogic:
                 thoughts=render_thoughts(thoughts),
                 response=state["response"],
             ),
-            policies,
             {"thought_count": len(thoughts)},
         )
         seen = {_normalized(t["text"]) for t in thoughts}

@@ -14,7 +14,7 @@ from aidsafe.nodes.agent import Ask, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import BeliefAnswer
-from aidsafe.state.preference import Attempt
+from aidsafe.state.preference import Attempt, PreferenceState
 
 NAME = "ear_whisperer"
 
@@ -30,11 +30,9 @@ def render_tried(attempts: list[Attempt]) -> str:
     return "\n".join(f"- score {a['score']:.2f}: {a['belief']}" for a in best_first(attempts))
 
 
-def whisper(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+def whisper(state: PreferenceState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
     answer: BeliefAnswer = yield Ask(
-        "whisperer",
         BeliefAnswer,
         messages(policies, NAME, prompt=state["prompt"], tried=render_tried(state.get("attempts") or [])),
-        policies,
     )
     return {"candidate_belief": answer.belief.strip(), "policy_set": policies.hash, "error": None}

@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from pydantic import BaseModel
-
 from aidsafe.nodes.agent import AgentLogic, Ask, messages, template
 from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import AgentFailure
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import RubricAnswer
-from aidsafe.state.evaluation import EvaluatedRecord, GradingFailure, OutputView, RubricGrade, Target
+from aidsafe.state.evaluation import EvaluatedRecord, EvaluationState, GradingFailure, OutputView, RubricGrade, Target
 
 GRADES_KEY: dict[Target, str] = {"record": "grades", "other": "other_grades"}
 
@@ -34,30 +32,27 @@ def shown(output: OutputView, suffix: str = "") -> dict[str, str]:
     return {f"thoughts{suffix}": "\n".join(steps) or "(no thoughts)", f"response{suffix}": output.response}
 
 
-def judge_ask(schema: type[BaseModel], policies: PolicySet, task: str, **values: Any) -> Ask:
-    """A judge's question: the shared system prefix with the policies, then `nodes/<task>.md`."""
-    return Ask("judge", schema, messages(policies, task, **values), policies)
-
-
-def grader(rubric: str) -> AgentLogic:
+def grader(rubric: str) -> AgentLogic[EvaluationState]:
     """The logic of the node that grades on `rubric`."""
     rubric_text = template(f"rubric_{rubric}").template.strip()
 
-    def grade(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+    def grade(state: EvaluationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
         update: dict[str, Any] = {"grades": {}, "other_grades": {}}
         failures: list[GradingFailure] = []
         for target in ("record", "other"):
             if not state.get(target):
                 continue
             record = EvaluatedRecord.model_validate(state[target])
-            ask = judge_ask(
+            ask = Ask(
                 RubricAnswer,
-                policies,
-                "grader",
-                rubric=rubric,
-                rubric_text=rubric_text,
-                prompt=record.prompt,
-                **shown(record.output),
+                messages(
+                    policies,
+                    "grader",
+                    rubric=rubric,
+                    rubric_text=rubric_text,
+                    prompt=record.prompt,
+                    **shown(record.output),
+                ),
             )
             try:
                 answer: RubricAnswer = yield ask

@@ -13,18 +13,15 @@ from aidsafe.nodes.agent import Ask, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import IntentAnswer, SeedAnswer
-from aidsafe.state.deliberation import Thought
+from aidsafe.state.deliberation import DeliberationState, Thought
 
 NAME = "initializer"
 
 
-def initialize(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+def initialize(state: DeliberationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
     prompt = state["prompt"]
-    intents: IntentAnswer = yield Ask(
-        "initializer", IntentAnswer, messages(policies, "initializer_intents", prompt=prompt), policies
-    )
+    intents: IntentAnswer = yield Ask(IntentAnswer, messages(policies, "initializer_intents", prompt=prompt))
     seed: SeedAnswer = yield Ask(
-        "initializer",
         SeedAnswer,
         messages(
             policies,
@@ -33,7 +30,6 @@ def initialize(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Gene
             explicit="; ".join(intents.explicit_intents),
             implicit="; ".join(intents.implicit_intents) or "(none)",
         ),
-        policies,
     )
     thoughts: list[Thought] = [
         {"id": i, "text": d.text, "agent": NAME, "round": 0, "policy_ids": d.policy_ids, "corrects": None}

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.runtime import get_runtime
 
-from aidsafe.nodes.context import resolve_context
+from aidsafe.nodes.context import node_context
 from aidsafe.nodes.ear_whisperer import best_first
 from aidsafe.state.preference import PreferenceState, WhisperStop
 
@@ -20,7 +19,7 @@ NAME = "keep_best"
 
 
 def keep_best(state: PreferenceState, config: RunnableConfig) -> dict[str, Any]:
-    ctx = resolve_context(get_runtime().context, config)
+    ctx = node_context(config)
     attempts = state["attempts"]
     best = best_first(attempts)[0]
     stop: WhisperStop | None = None

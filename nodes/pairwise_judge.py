@@ -12,13 +12,13 @@ import random
 from collections.abc import Generator
 from typing import Any, Literal
 
-from aidsafe.nodes.agent import Ask
+from aidsafe.nodes.agent import Ask, messages
 from aidsafe.nodes.context import Context
-from aidsafe.nodes.grader import judge_ask, shown
+from aidsafe.nodes.grader import shown
 from aidsafe.nodes.llm import AgentFailure
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import PairwiseAnswer
-from aidsafe.state.evaluation import EvaluatedRecord, PairwiseVerdict, Verdict
+from aidsafe.state.evaluation import EvaluatedRecord, EvaluationState, PairwiseVerdict, Verdict
 
 NAME = "pairwise_judge"
 
@@ -35,18 +35,14 @@ def verdict_for_record(better: Literal["A", "B", "tie"], record_first: bool) -> 
     return "win" if better == record_label else "loss"
 
 
-def compare(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+def compare(state: EvaluationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
     record = EvaluatedRecord.model_validate(state["record"])
     other = EvaluatedRecord.model_validate(state["other"])
     record_first = record_shown_first(record.id)
     a, b = (record.output, other.output) if record_first else (other.output, record.output)
-    ask = judge_ask(
+    ask = Ask(
         PairwiseAnswer,
-        policies,
-        "pairwise_judge",
-        prompt=record.prompt,
-        **shown(a, "_a"),
-        **shown(b, "_b"),
+        messages(policies, "pairwise_judge", prompt=record.prompt, **shown(a, "_a"), **shown(b, "_b")),
     )
     try:
         answer: PairwiseAnswer = yield ask

@@ -14,15 +14,14 @@ from aidsafe.nodes.agent import Ask, messages, render_thoughts
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import RefinerAnswer
-from aidsafe.state.deliberation import RemovedThought, Thought
+from aidsafe.state.deliberation import DeliberationState, RemovedThought, Thought
 
 NAME = "refiner"
 
 
-def refine(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+def refine(state: DeliberationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
     thoughts: list[Thought] = state["thoughts"]
     answer: RefinerAnswer = yield Ask(
-        "refiner",
         RefinerAnswer,
         messages(
             policies,
@@ -31,7 +30,6 @@ def refine(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generato
             thoughts=render_thoughts(thoughts),
             response=state["response"],
         ),
-        policies,
         {"thought_count": len(thoughts)},
     )
     by_id = {t["id"]: t for t in thoughts}

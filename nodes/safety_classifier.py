@@ -14,13 +14,12 @@ from typing import Any
 
 import httpx
 from langchain_core.runnables import RunnableConfig, RunnableLambda
-from langgraph.runtime import get_runtime
 from pydantic import ValidationError
 
-from aidsafe.nodes.context import Context, resolve_context
+from aidsafe.nodes.context import Context, node_context
 from aidsafe.policies import PolicyFileError, load_policies
 from aidsafe.state.answers import ClassifierVerdict
-from aidsafe.state.preference import Side, sample_to_score, scored
+from aidsafe.state.preference import PreferenceState, Side, sample_to_score, scored
 
 
 class ClassifierFailure(RuntimeError):
@@ -48,9 +47,9 @@ class HttpSafetyClassifier:
         self.url = url
 
     def _request(
-        self, state: dict[str, Any], side: Side, config: RunnableConfig
+        self, state: PreferenceState, side: Side, config: RunnableConfig
     ) -> tuple[Context, str, dict[str, Any]]:
-        ctx = resolve_context(get_runtime().context, config)
+        ctx = node_context(config)
         url = self.url or ctx.scorer_url
         if not url:
             raise ClassifierFailure("no safety classifier configured: set scorer_url")
@@ -67,7 +66,7 @@ class HttpSafetyClassifier:
         def failed(exc: Exception) -> dict[str, Any]:
             return {"error": {"node": name, "message": str(exc)}}
 
-        def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        def run(state: PreferenceState, config: RunnableConfig) -> dict[str, Any]:
             try:
                 ctx, url, body = self._request(state, side, config)
                 transport = httpx.HTTPTransport(retries=ctx.http_retries)
@@ -76,7 +75,7 @@ class HttpSafetyClassifier:
             except (ClassifierFailure, PolicyFileError) as exc:
                 return failed(exc)
 
-        async def arun(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        async def arun(state: PreferenceState, config: RunnableConfig) -> dict[str, Any]:
             try:
                 ctx, url, body = self._request(state, side, config)
                 transport = httpx.AsyncHTTPTransport(retries=ctx.http_retries)

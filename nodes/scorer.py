@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
-from langgraph.runtime import get_runtime
 
-from aidsafe.nodes.context import resolve_context
+from aidsafe.nodes.context import node_context
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.nodes.safety_classifier import HttpSafetyClassifier
 from aidsafe.nodes.violation_judge import LlmJudge
@@ -42,7 +41,7 @@ class ScorerFromContext:
         judge, classifier = self.judge.node(name, side), self.classifier.node(name, side)
 
         def pick(config: RunnableConfig) -> Node:
-            return classifier if resolve_context(get_runtime().context, config).scorer_url else judge
+            return classifier if node_context(config).scorer_url else judge
 
         def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
             return pick(config).invoke(state, config)

@@ -8,16 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.runtime import get_runtime
 
-from aidsafe.nodes.context import resolve_context
+from aidsafe.nodes.context import node_context
 from aidsafe.state.deliberation import DeliberationState
 
 NAME = "termination_check"
 
 
 def termination_check(state: DeliberationState, config: RunnableConfig) -> dict[str, Any]:
-    ctx = resolve_context(get_runtime().context, config)
+    ctx = node_context(config)
     round_number = state["rounds"] + 1
     this_round = [turn for turn in state["deliberation_log"] if turn["round"] == round_number]
     if this_round and all(turn["agreed"] for turn in this_round):

@@ -18,7 +18,7 @@ from aidsafe.nodes.llm import ModelProvider
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import ViolationAnswer
 from aidsafe.state.deliberation import Thought
-from aidsafe.state.preference import Side, sample_to_score, scored
+from aidsafe.state.preference import PreferenceState, Side, sample_to_score, scored
 
 NAME = "violation_judge"
 
@@ -27,11 +27,10 @@ def numbered(thoughts: list[Thought]) -> str:
     return "\n".join(f"{i}. {t['text']}" for i, t in enumerate(thoughts, 1)) or "(no reasoning given)"
 
 
-def violation_judge(side: Side) -> AgentLogic:
-    def judge(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+def violation_judge(side: Side) -> AgentLogic[PreferenceState]:
+    def judge(state: PreferenceState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
         sample = sample_to_score(state, side)
         answer: ViolationAnswer = yield Ask(
-            "judge",
             ViolationAnswer,
             messages(
                 policies,
@@ -40,7 +39,6 @@ def violation_judge(side: Side) -> AgentLogic:
                 thoughts=numbered(sample["thoughts"]),
                 response=sample["response"],
             ),
-            policies,
         )
         return scored(state, side, answer.score)
 
@@ -54,4 +52,4 @@ class LlmJudge:
         self.provider = provider
 
     def node(self, name: str, side: Side) -> RunnableLambda:
-        return agent_node(name, violation_judge(side), self.provider)
+        return agent_node(name, "judge", violation_judge(side), self.provider)

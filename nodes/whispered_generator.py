@@ -15,6 +15,7 @@ from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import WhisperedAnswer
 from aidsafe.state.deliberation import Thought
+from aidsafe.state.preference import PreferenceState
 
 NAME = "whispered_generator"
 
@@ -25,13 +26,11 @@ def belief_block(belief: str | None) -> str:
     return f'\nWhat you know about this request (take it for granted):\n"""\n{belief}\n"""\n'
 
 
-def generate(state: dict[str, Any], ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
+def generate(state: PreferenceState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
     belief = state.get("candidate_belief")
     answer: WhisperedAnswer = yield Ask(
-        "generator",
         WhisperedAnswer,
         messages(policies, NAME, prompt=state["prompt"], belief=belief_block(belief)),
-        policies,
         {"belief": belief},
     )
     iteration = len(state.get("attempts") or []) + 1

@@ -82,7 +82,7 @@ class PreferenceState(TypedDict):
     error: NotRequired[AgentError | None]
 
 
-def sample_to_score(state: dict[str, Any], side: Side) -> Sample:
+def sample_to_score(state: PreferenceState, side: Side) -> Sample:
     """The sample a scorer rates: the given or deliberated chosen one, or the latest whispered one."""
     if side == "rejected":
         candidate: Sample = state["candidate"]
@@ -91,7 +91,7 @@ def sample_to_score(state: dict[str, Any], side: Side) -> Sample:
     return given or Sample(thoughts=state["thoughts"], response=state["response"])
 
 
-def scored(state: dict[str, Any], side: Side, score: float) -> dict[str, Any]:
+def scored(state: PreferenceState, side: Side, score: float) -> dict[str, Any]:
     """The state update of a scorer, whichever scorer it is."""
     if side == "chosen":
         return {"chosen": sample_to_score(state, side), "chosen_score": score}
