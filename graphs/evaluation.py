@@ -3,10 +3,10 @@
     START -+-> grade_relevance ----------------+-> END
            +-> grade_coherence ----------------+
            +-> ... (one node per rubric) ------+
-           +-> pairwise_judge (if `other`) ----+
+           +-> pairwise_judge (if both) -------+
 
-Every rubric node grades `record` (and `other` when given) in parallel with the others; the
-pairwise judge runs only when there is a second output to compare with.
+Every rubric node grades each side given (`run`, `baseline`) in parallel with the others; the
+pairwise judge runs only when both sides are there to compare.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ RUBRIC_NODES = [grader.node_name(rubric) for rubric in RUBRICS]
 
 
 def _checks(state: EvaluationState) -> list[str]:
-    return [*RUBRIC_NODES, pairwise_judge.NAME] if state.get("other") else list(RUBRIC_NODES)
+    both = state.get("run") and state.get("baseline")
+    return [*RUBRIC_NODES, pairwise_judge.NAME] if both else list(RUBRIC_NODES)
 
 
 def build_graph(

@@ -53,36 +53,32 @@ async def grade_sample(
     server that answers one request at a time needs 1, or queued requests run into the timeout.
     """
     result = deterministic_result(sample, policy_ids)
-    records = {name: record for name, record in (("run", sample.run), ("baseline", sample.baseline)) if record}
-    file_of = dict(zip(("record", "other"), records, strict=False))  # the graph's targets -> our files
-    payload = {target: records[file].model_dump(mode="json") for target, file in file_of.items()}
+    records = {side: record for side, record in (("run", sample.run), ("baseline", sample.baseline)) if record}
+    payload = {side: record.model_dump(mode="json") for side, record in records.items()}
     try:
         config: RunnableConfig = {"metadata": {"sample_id": sample.id}, "max_concurrency": parallel_calls}
         out = await graph.ainvoke(payload, config=config, context=context)
     except Exception as exc:  # a crash must not lose the batch: the sample is listed as failed
         out = {"error": {"node": "evaluation", "message": f"{type(exc).__name__}: {exc}"}}
-    for failure in out.get("failures", []):
-        target = failure.pop("target")
-        result["failures"].append({"file": file_of.get(target, target), **failure})
+    result["failures"].extend(out.get("failures", []))
     if out.get("error"):
-        result["failures"].append({"file": "sample", "check": out["error"]["node"], "message": out["error"]["message"]})
-    for target, grades_key in (("record", "grades"), ("other", "other_grades")):
-        if target in file_of:
-            result[file_of[target]]["grades"] = out.get(grades_key) or {}
+        result["failures"].append({"side": "sample", "check": out["error"]["node"], "message": out["error"]["message"]})
+    for side in records:
+        result[side]["grades"] = out.get(f"{side}_grades") or {}
     result["pairwise"] = out.get("pairwise")
     result["usage"] = out.get("usage") or result["usage"]
-    _list_missing_grades(result, list(records), expect_pairwise="other" in payload)
+    _list_missing_grades(result, list(records), expect_pairwise=len(records) == 2)
     return result
 
 
 def _list_missing_grades(result: SampleResult, present: list[str], expect_pairwise: bool) -> None:
-    failed = {(f["file"], f["check"]) for f in result["failures"]}
-    for file in present:
+    failed = {(f["side"], f["check"]) for f in result["failures"]}
+    for side in present:
         for rubric in RUBRICS:
-            if rubric not in result[file]["grades"] and (file, rubric) not in failed:
-                result["failures"].append({"file": file, "check": rubric, "message": "no grade came back"})
+            if rubric not in result[side]["grades"] and (side, rubric) not in failed:
+                result["failures"].append({"side": side, "check": rubric, "message": "no grade came back"})
     if expect_pairwise and result["pairwise"] is None and ("pair", "pairwise") not in failed:
-        result["failures"].append({"file": "pair", "check": "pairwise", "message": "no verdict came back"})
+        result["failures"].append({"side": "pair", "check": "pairwise", "message": "no verdict came back"})
 
 
 async def grade_samples(

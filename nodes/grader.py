@@ -3,7 +3,7 @@
 One node per rubric, as in the paper (relevance, coherence, completeness of the CoT; faithfulness
 CoT->policies, response->policies, response->CoT). Each rubric is a Markdown file beside this
 module (`rubric_<name>.md`) injected into `grader.md`, so reviewers read the rubric as the judge
-does. A node grades `record` and, when given, `other`; a grade that fails after its re-asks is
+does. A node grades each side given, `run` and `baseline`; a grade that fails after its re-asks is
 listed in `failures` and the other grades still count.
 """
 
@@ -17,9 +17,10 @@ from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import AgentFailure
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import RubricAnswer
-from aidsafe.state.evaluation import EvaluatedRecord, EvaluationState, GradingFailure, OutputView, RubricGrade, Target
+from aidsafe.state.evaluation import EvaluatedRecord, EvaluationState, GradingFailure, OutputView, RubricGrade, Side
 
-GRADES_KEY: dict[Target, str] = {"record": "grades", "other": "other_grades"}
+GRADES_KEY: dict[Side, str] = {"run": "run_grades", "baseline": "baseline_grades"}
+SIDES: tuple[Side, ...] = ("run", "baseline")
 
 
 def node_name(rubric: str) -> str:
@@ -37,12 +38,12 @@ def grader(rubric: str) -> AgentLogic[EvaluationState]:
     rubric_text = template(f"rubric_{rubric}").template.strip()
 
     def grade(state: EvaluationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
-        update: dict[str, Any] = {"grades": {}, "other_grades": {}}
+        update: dict[str, Any] = {"run_grades": {}, "baseline_grades": {}}
         failures: list[GradingFailure] = []
-        for target in ("record", "other"):
-            if not state.get(target):
+        for side in SIDES:
+            if not state.get(side):
                 continue
-            record = EvaluatedRecord.model_validate(state[target])
+            record = EvaluatedRecord.model_validate(state.get(side))
             ask = Ask(
                 RubricAnswer,
                 messages(
@@ -57,10 +58,10 @@ def grader(rubric: str) -> AgentLogic[EvaluationState]:
             try:
                 answer: RubricAnswer = yield ask
             except AgentFailure as exc:
-                failures.append({"target": target, "check": rubric, "message": str(exc)})
+                failures.append({"side": side, "check": rubric, "message": str(exc)})
                 continue
             grade: RubricGrade = {"score": answer.score, "justification": answer.justification}
-            update[GRADES_KEY[target]][rubric] = grade
+            update[GRADES_KEY[side]][rubric] = grade
         return {**update, "failures": failures}
 
     return grade

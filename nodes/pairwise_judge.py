@@ -1,9 +1,9 @@
 """Pairwise judge: which of two outputs for the same prompt is better (win / tie / loss).
 
 Judges favour a position, so the two outputs are shown in an order drawn from a generator seeded
-with the sample id: across a file about half the samples show `record` first, which cancels the
-bias in the rates, and a re-run shows every sample exactly as before. The verdict is mapped back
-to `record`'s side whatever the order.
+with the sample id: across a file about half the samples show the run's output first, which
+cancels the bias in the rates, and a re-run shows every sample exactly as before. The verdict is
+mapped back to the run's side whatever the order.
 """
 
 from __future__ import annotations
@@ -23,34 +23,34 @@ from aidsafe.state.evaluation import EvaluatedRecord, EvaluationState, PairwiseV
 NAME = "pairwise_judge"
 
 
-def record_shown_first(sample_id: str) -> bool:
+def run_shown_first(sample_id: str) -> bool:
     """Reproducible coin flip per sample (`random.Random` seeds from a str the same in every process)."""
     return random.Random(f"aidsafe-pairwise:{sample_id}").random() < 0.5
 
 
-def verdict_for_record(better: Literal["A", "B", "tie"], record_first: bool) -> Verdict:
+def verdict_for_run(better: Literal["A", "B", "tie"], run_first: bool) -> Verdict:
     if better == "tie":
         return "tie"
-    record_label = "A" if record_first else "B"
-    return "win" if better == record_label else "loss"
+    run_label = "A" if run_first else "B"
+    return "win" if better == run_label else "loss"
 
 
 def compare(state: EvaluationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
-    record = EvaluatedRecord.model_validate(state["record"])
-    other = EvaluatedRecord.model_validate(state["other"])
-    record_first = record_shown_first(record.id)
-    a, b = (record.output, other.output) if record_first else (other.output, record.output)
+    run = EvaluatedRecord.model_validate(state.get("run"))
+    baseline = EvaluatedRecord.model_validate(state.get("baseline"))
+    run_first = run_shown_first(run.id)
+    a, b = (run.output, baseline.output) if run_first else (baseline.output, run.output)
     ask = Ask(
         PairwiseAnswer,
-        messages(policies, "pairwise_judge", prompt=record.prompt, **shown(a, "_a"), **shown(b, "_b")),
+        messages(policies, "pairwise_judge", prompt=run.prompt, **shown(a, "_a"), **shown(b, "_b")),
     )
     try:
         answer: PairwiseAnswer = yield ask
     except AgentFailure as exc:
-        return {"pairwise": None, "failures": [{"target": "pair", "check": "pairwise", "message": str(exc)}]}
+        return {"pairwise": None, "failures": [{"side": "pair", "check": "pairwise", "message": str(exc)}]}
     verdict: PairwiseVerdict = {
-        "verdict": verdict_for_record(answer.better, record_first),
-        "record_shown_as": "A" if record_first else "B",
+        "verdict": verdict_for_run(answer.better, run_first),
+        "run_shown_as": "A" if run_first else "B",
         "justification": answer.justification,
     }
     return {"pairwise": verdict}

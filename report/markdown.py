@@ -63,7 +63,7 @@ def render(summary: dict[str, Any], charts: Sequence[str] = ()) -> str:
         ]
     lines += [f"![{name}](charts/{name})" for name in charts]
     lines += ["", f"## Failed grades ({len(summary['failures'])})", ""]
-    lines += [f"- `{f['id']}` {f['file']} / {f['check']}: {f['message']}" for f in summary["failures"]] or ["none"]
+    lines += [f"- `{f['id']}` {f['side']} / {f['check']}: {f['message']}" for f in summary["failures"]] or ["none"]
     lines += ["", f"## Unusable input lines ({len(summary['bad_lines'])})", ""]
     lines += [f"- `{b['file']}:{b['line']}`: {b['message']}" for b in summary["bad_lines"]] or ["none"]
     return "\n".join(lines) + "\n"

@@ -25,7 +25,8 @@ RUBRICS = (
 """The paper's auto-grader rubrics; each has its text in `nodes/rubric_<name>.md`."""
 
 Verdict = Literal["win", "tie", "loss"]
-Target = Literal["record", "other"]
+Side = Literal["run", "baseline"]
+"""The two sides of a comparison: the file under evaluation and the one it is compared with."""
 
 
 class ThoughtView(BaseModel):
@@ -93,13 +94,14 @@ class RubricGrade(TypedDict):
 
 class PairwiseVerdict(TypedDict):
     verdict: Verdict
-    """From `record`'s side: win means the judge preferred `record` over `other`."""
-    record_shown_as: Literal["A", "B"]
+    """From the run's side: win means the judge preferred the run's output over the baseline's."""
+    run_shown_as: Literal["A", "B"]
+    """The judge sees two anonymous outputs, A and B, in an order drawn per sample."""
     justification: str
 
 
 class GradingFailure(TypedDict):
-    target: Target | Literal["pair"]
+    side: Side | Literal["pair"]
     check: str
     """A rubric name, or `pairwise`."""
     message: str
@@ -114,15 +116,17 @@ def first_error(left: AgentError | None, right: AgentError | None) -> AgentError
 
 
 class EvaluationInput(TypedDict):
-    record: dict[str, Any]
-    """A generate or preference record (one JSONL line)."""
-    other: NotRequired[dict[str, Any] | None]
-    """Optional second output for the same prompt: graded too, and compared with `record`."""
+    """One prompt's records, a generate or preference line each: `run`, `baseline`, or both.
+
+    Each given side is graded; with both, the pairwise judge compares them."""
+
+    run: NotRequired[dict[str, Any] | None]
+    baseline: NotRequired[dict[str, Any] | None]
 
 
 class EvaluationOutput(TypedDict):
-    grades: dict[str, RubricGrade]
-    other_grades: dict[str, RubricGrade]
+    run_grades: dict[str, RubricGrade]
+    baseline_grades: dict[str, RubricGrade]
     pairwise: PairwiseVerdict | None
     failures: list[GradingFailure]
     usage: Usage
@@ -130,10 +134,10 @@ class EvaluationOutput(TypedDict):
 
 
 class EvaluationState(TypedDict):
-    record: dict[str, Any]
-    other: NotRequired[dict[str, Any] | None]
-    grades: Annotated[dict[str, RubricGrade], merge]
-    other_grades: Annotated[dict[str, RubricGrade], merge]
+    run: NotRequired[dict[str, Any] | None]
+    baseline: NotRequired[dict[str, Any] | None]
+    run_grades: Annotated[dict[str, RubricGrade], merge]
+    baseline_grades: Annotated[dict[str, RubricGrade], merge]
     pairwise: NotRequired[PairwiseVerdict | None]
     failures: Annotated[list[GradingFailure], append]
     usage: Annotated[Usage, add_usage]

@@ -121,7 +121,7 @@ def test_failed_grades_are_listed_never_dropped(tmp_path):
         )
     assert code == 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert [(f["id"], f["file"], f["check"]) for f in summary["failures"]] == [
+    assert [(f["id"], f["side"], f["check"]) for f in summary["failures"]] == [
         ("a", "run", "coherence"),
         ("b", "run", "coherence"),
     ]
@@ -192,7 +192,7 @@ def test_baseline_then_evaluate_on_the_embedded_model(tmp_path):
                      "--max-tokens", "160", "--parallel-calls", "1", "--parse-retries", "1"])  # fmt: skip
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     (sample,) = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
-    failed = {(f["file"], f["check"]) for f in summary["failures"]}
+    failed = {(f["side"], f["check"]) for f in summary["failures"]}
     for rubric in RUBRICS:  # every grade is there or listed as failed (a 135M judge can loop)
         grade = sample["run"]["grades"].get(rubric)
         assert ("run", rubric) in failed or (grade["score"] in range(1, 6) and grade["justification"])

@@ -10,7 +10,7 @@ from aidsafe.graphs.baseline import build_graph as build_baseline
 from aidsafe.graphs.deliberation import build_graph as build_deliberation
 from aidsafe.graphs.evaluation import build_graph as build_evaluation
 from aidsafe.metrics.deterministic import REFUSAL_WINDOW, record_metrics
-from aidsafe.nodes.pairwise_judge import record_shown_first
+from aidsafe.nodes.pairwise_judge import run_shown_first
 from aidsafe.policies import load_policies
 from aidsafe.report import summarize
 from aidsafe.report.markdown import render
@@ -110,9 +110,9 @@ def test_preference_record_gives_score_gap_and_metrics_of_the_chosen_side():
 
 def test_every_rubric_is_graded_for_both_outputs_and_compared():
     model = judge(score=4)
-    out = build_evaluation(model=model).invoke({"record": record("s1"), "other": record("s1", response="Other.")})
-    assert set(out["grades"]) == set(RUBRICS) == set(out["other_grades"])
-    assert out["grades"]["relevance"] == {"score": 4, "justification": "because"}
+    out = build_evaluation(model=model).invoke({"run": record("s1"), "baseline": record("s1", response="Other.")})
+    assert set(out["run_grades"]) == set(RUBRICS) == set(out["baseline_grades"])
+    assert out["run_grades"]["relevance"] == {"score": 4, "justification": "because"}
     assert out["pairwise"]["verdict"] in ("win", "loss")
     assert out["failures"] == []
     assert out["usage"]["llm_calls"] == 2 * 6 + 1
@@ -122,15 +122,15 @@ def test_every_rubric_is_graded_for_both_outputs_and_compared():
 
 def test_one_record_alone_is_graded_without_pairwise():
     model = judge()
-    out = build_evaluation(model=model).invoke({"record": record()})
-    assert set(out["grades"]) == set(RUBRICS) and out["other_grades"] == {}
+    out = build_evaluation(model=model).invoke({"run": record()})
+    assert set(out["run_grades"]) == set(RUBRICS) and out["baseline_grades"] == {}
     assert out.get("pairwise") is None and "pairwise comparison" not in model.tasks()
 
 
 def test_malformed_grade_is_reasked_with_the_error_then_parsed():
     model = judge(**{"grading relevance": ["no json here", grade(7), grade(2, "off topic")]})
-    out = build_evaluation(model=model).invoke({"record": record()}, context={"parse_retries": 2})
-    assert out["grades"]["relevance"] == {"score": 2, "justification": "off topic"}
+    out = build_evaluation(model=model).invoke({"run": record()}, context={"parse_retries": 2})
+    assert out["run_grades"]["relevance"] == {"score": 2, "justification": "off topic"}
     calls = [c for c in model.calls if c["task"] == "grading relevance"]
     assert len(calls) == 3
     reask = calls[2]["messages"][-1]
@@ -140,18 +140,18 @@ def test_malformed_grade_is_reasked_with_the_error_then_parsed():
 
 def test_a_grade_that_never_parses_is_a_listed_failure_and_the_rest_still_count():
     model = judge(**{"grading coherence": ["{broken"]})
-    out = build_evaluation(model=model).invoke({"record": record()}, context={"parse_retries": 1})
-    assert set(out["grades"]) == set(RUBRICS) - {"coherence"}
+    out = build_evaluation(model=model).invoke({"run": record()}, context={"parse_retries": 1})
+    assert set(out["run_grades"]) == set(RUBRICS) - {"coherence"}
     (failure,) = out["failures"]
-    assert failure["target"] == "record" and failure["check"] == "coherence"
+    assert failure["side"] == "run" and failure["check"] == "coherence"
     assert "no valid RubricAnswer after 2 attempts" in failure["message"]
 
 
 def test_position_is_randomised_per_sample_and_the_verdict_mapped_back():
     ids = [f"sample-{i}" for i in range(40)]
-    firsts = [record_shown_first(i) for i in ids]
+    firsts = [run_shown_first(i) for i in ids]
     assert any(firsts) and not all(firsts)
-    assert firsts == [record_shown_first(i) for i in ids]  # reproducible
+    assert firsts == [run_shown_first(i) for i in ids]  # reproducible
 
     def prefers_the_run_output(messages):  # a judge that always finds the run's output better
         text = str(messages[-1].content)
@@ -162,18 +162,18 @@ def test_position_is_randomised_per_sample_and_the_verdict_mapped_back():
     for sample_id in (ids[firsts.index(True)], ids[firsts.index(False)]):
         out = graph.invoke(
             {
-                "record": record(sample_id, response="RUN RESPONSE"),
-                "other": record(sample_id, response="BASELINE RESPONSE"),
+                "run": record(sample_id, response="RUN RESPONSE"),
+                "baseline": record(sample_id, response="BASELINE RESPONSE"),
             }
         )
         assert out["pairwise"]["verdict"] == "win"
-        assert out["pairwise"]["record_shown_as"] == ("A" if record_shown_first(sample_id) else "B")
+        assert out["pairwise"]["run_shown_as"] == ("A" if run_shown_first(sample_id) else "B")
 
 
 def test_tie_stays_a_tie_in_either_order():
     graph = build_evaluation(model=judge(better="tie"))
     for sample_id in ("a", "b", "c", "d"):
-        assert graph.invoke({"record": record(sample_id), "other": record(sample_id)})["pairwise"]["verdict"] == "tie"
+        assert graph.invoke({"run": record(sample_id), "baseline": record(sample_id)})["pairwise"]["verdict"] == "tie"
 
 
 # --- the baseline graph -------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def result(id, run_score, baseline_score, verdict, refusal=0.0):
         "id": id,
         "run": side(run_score),
         "baseline": side(baseline_score),
-        "pairwise": {"verdict": verdict, "record_shown_as": "A", "justification": "j"},
+        "pairwise": {"verdict": verdict, "run_shown_as": "A", "justification": "j"},
         "failures": [],
         "usage": {"llm_calls": 13, "input_tokens": 0, "output_tokens": 0},
     }
@@ -225,7 +225,7 @@ def result(id, run_score, baseline_score, verdict, refusal=0.0):
 
 def test_report_table_has_the_papers_shape_and_numbers():
     results = [result("a", 5, 4, "win"), result("b", 4, 4, "tie", refusal=1.0), result("c", 4, 3, "win")]
-    results[2]["failures"] = [{"file": "baseline", "check": "coherence", "message": "no valid RubricAnswer"}]
+    results[2]["failures"] = [{"side": "baseline", "check": "coherence", "message": "no valid RubricAnswer"}]
     summary = summarize(results, run_file="run.jsonl", baseline_file="base.jsonl", bad_lines=[], judge="j", seconds=3)
     text = render(summary)
     assert "| metric | baseline | AIDSAFE | relative change |" in text
