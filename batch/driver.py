@@ -224,7 +224,7 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
         bar = tqdm(total=plan.pending, unit="sample", disable=not options.progress or not plan.pending, file=sys.stderr)
         with options.output.open("a", encoding="utf-8") as output, bar:
 
-            def record(outcome: Outcome) -> None:
+            def write(outcome: Outcome) -> None:
                 if outcome.record is not None:
                     _write_line(output, outcome.record)
                     summary.done += 1
@@ -242,10 +242,10 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
 
             if workers > 1:
                 await run_in_processes(
-                    job, todo(), options.checkpoints, options.concurrency, options.rpm, workers, plan.resume, record
+                    job, todo(), options.checkpoints, options.concurrency, options.rpm, workers, plan.resume, write
                 )
             else:
-                await run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm, record)
+                await run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm, write)
     _remove_empty_shards(options.checkpoints)
     summary.wall_seconds = time.monotonic() - started
     summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds

@@ -284,21 +284,26 @@ async def _pool(
             task.cancel()
 
 
-Record = Callable[[Outcome], None]
+WriteOutcome = Callable[[Outcome], None]
 """The driver's writer: puts an outcome's line in the output or the errors file, flushed."""
 
 
 async def run_inline(
-    job: GraphJob, samples: Iterator[Sample], checkpoints: Path, concurrency: int, rpm: float | None, record: Record
+    job: GraphJob,
+    samples: Iterator[Sample],
+    checkpoints: Path,
+    concurrency: int,
+    rpm: float | None,
+    write: WriteOutcome,
 ) -> None:
-    """Run the batch in this process: `record` each outcome, then prune its thread."""
+    """Run the batch in this process: `write` each outcome, then prune its thread."""
 
     async def next_sample() -> Sample | None:
         return next(samples, None)
 
     async with open_graph(job, checkpoints, rpm) as graph:
         async for outcome in _pool(partial(run_sample, job, graph), next_sample, concurrency):
-            record(outcome)
+            write(outcome)
             if outcome.prune:
                 await graph.checkpointer.adelete_thread(outcome.thread_id)
 
@@ -380,7 +385,7 @@ async def run_in_processes(
     rpm: float | None,
     workers: int,
     resume: dict[int, list[Sample]],
-    record: Record,
+    write: WriteOutcome,
 ) -> None:
     """Share the batch among `workers` processes; the calling process stays the only file writer.
 
@@ -442,7 +447,7 @@ async def run_in_processes(
             if isinstance(item, _WorkerDone):
                 finished += 1
             else:
-                record(item)
+                write(item)
                 if item.prune:
                     written[item.shard].put(item.thread_id)
     finally:

@@ -22,18 +22,18 @@ from aidsafe.batch.generate import run_fingerprint
 from aidsafe.batch.inputs import InputProblem, Sample, content_id, read_samples
 from aidsafe.graphs.preference import build_graph
 from aidsafe.nodes.context import Context, Role
-from aidsafe.state.preference import Sample as ChosenSample
+from aidsafe.state.preference import Output
 from aidsafe.state.records import GenerateRecord, PreferenceRecord
 
 PREFERENCE_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner", "whisperer", "generator", "judge")
-_CHOSEN = TypeAdapter(ChosenSample)
+_CHOSEN = TypeAdapter(Output)
 
 
 @dataclasses.dataclass(frozen=True)
 class SampleWithChosen(Sample):
     """A prompt that arrives with its chosen sample (a row of `aidsafe generate` output)."""
 
-    chosen: ChosenSample | None = None
+    chosen: Output | None = None
 
     def checkpoint_key(self) -> str:
         """The chosen side too: a run from prompts deliberated its own, which must not be resumed."""

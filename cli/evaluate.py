@@ -15,7 +15,7 @@ from typing import Any
 
 from aidsafe.cli.options import add_model_arguments, context_from_args, model_server
 from aidsafe.metrics.judged import SampleResult, deterministic_result, grade_samples
-from aidsafe.metrics.records import RecordsFileError, pair_samples, read_records
+from aidsafe.metrics.records import RecordsFileError, pair_records, read_records
 from aidsafe.nodes.context import EMBEDDED, Context
 from aidsafe.policies import PolicyFileError, load_policies
 from aidsafe.report import summarize, write_report
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     bad_lines += baseline_bad
     for bad in bad_lines:
         print(f"aidsafe evaluate: skipped {bad}", file=sys.stderr)
-    samples = pair_samples(run_records, baseline_records)
+    samples = pair_records(run_records, baseline_records)
 
     started = time.monotonic()
     judge: str | None = None

@@ -17,7 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from tqdm.asyncio import tqdm_asyncio
 
 from aidsafe.metrics.deterministic import record_metrics
-from aidsafe.metrics.records import Sample
+from aidsafe.metrics.records import RecordPair
 from aidsafe.state.deliberation import add_usage
 from aidsafe.state.evaluation import RUBRICS, EvaluatedRecord
 
@@ -29,7 +29,7 @@ def _side(record: EvaluatedRecord | None, policy_ids: Sequence[str]) -> dict[str
     return None if record is None else {"metrics": record_metrics(record, policy_ids), "grades": {}}
 
 
-def deterministic_result(sample: Sample, policy_ids: Sequence[str]) -> SampleResult:
+def deterministic_result(sample: RecordPair, policy_ids: Sequence[str]) -> SampleResult:
     return {
         "id": sample.id,
         "run": _side(sample.run, policy_ids),
@@ -41,7 +41,7 @@ def deterministic_result(sample: Sample, policy_ids: Sequence[str]) -> SampleRes
 
 
 async def grade_sample(
-    sample: Sample,
+    sample: RecordPair,
     policy_ids: Sequence[str],
     graph: CompiledStateGraph[Any, Any, Any, Any],
     context: dict[str, Any],
@@ -82,7 +82,7 @@ def _list_missing_grades(result: SampleResult, present: list[str], expect_pairwi
 
 
 async def grade_samples(
-    samples: Sequence[Sample],
+    samples: Sequence[RecordPair],
     policy_ids: Sequence[str],
     graph: CompiledStateGraph[Any, Any, Any, Any],
     context: dict[str, Any],
@@ -92,7 +92,7 @@ async def grade_samples(
     """Results in the samples' order, at most `concurrency` samples in flight, with a progress bar."""
     semaphore = asyncio.Semaphore(concurrency)
 
-    async def bounded(sample: Sample) -> SampleResult:
+    async def bounded(sample: RecordPair) -> SampleResult:
         async with semaphore:
             return await grade_sample(sample, policy_ids, graph, context, parallel_calls)
 

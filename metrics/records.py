@@ -70,18 +70,18 @@ def read_records(path: str | Path, limit: int | None = None) -> tuple[list[Evalu
 
 
 @dataclass(frozen=True)
-class Sample:
-    """One prompt's outputs: from the run file, the baseline file, or both (compared pairwise)."""
+class RecordPair:
+    """One prompt's records: from the run file, the baseline file, or both (compared pairwise)."""
 
     id: str
     run: EvaluatedRecord | None
     baseline: EvaluatedRecord | None
 
 
-def pair_samples(run: list[EvaluatedRecord], baseline: list[EvaluatedRecord]) -> list[Sample]:
+def pair_records(run: list[EvaluatedRecord], baseline: list[EvaluatedRecord]) -> list[RecordPair]:
     """Pair by id, in the run file's order; baseline records without a run record come last."""
     baseline_by_id = {r.id: r for r in baseline}
     run_ids = {r.id for r in run}
-    return [Sample(r.id, r, baseline_by_id.get(r.id)) for r in run] + [
-        Sample(r.id, None, r) for r in baseline if r.id not in run_ids
+    return [RecordPair(r.id, r, baseline_by_id.get(r.id)) for r in run] + [
+        RecordPair(r.id, None, r) for r in baseline if r.id not in run_ids
     ]

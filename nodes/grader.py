@@ -17,10 +17,17 @@ from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import AgentFailure
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import RubricAnswer
-from aidsafe.state.evaluation import EvaluatedRecord, EvaluationState, GradingFailure, OutputView, RubricGrade, Side
+from aidsafe.state.evaluation import (
+    ComparisonSide,
+    EvaluatedRecord,
+    EvaluationState,
+    GradingFailure,
+    OutputView,
+    RubricGrade,
+)
 
-GRADES_KEY: dict[Side, str] = {"run": "run_grades", "baseline": "baseline_grades"}
-SIDES: tuple[Side, ...] = ("run", "baseline")
+GRADES_KEY: dict[ComparisonSide, str] = {"run": "run_grades", "baseline": "baseline_grades"}
+SIDES: tuple[ComparisonSide, ...] = ("run", "baseline")
 
 
 def node_name(rubric: str) -> str:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from aidsafe.nodes.context import Context, node_context
 from aidsafe.policies import PolicyFileError, load_policies
 from aidsafe.state.answers import ClassifierVerdict
-from aidsafe.state.preference import PreferenceState, Side, sample_to_score, scored
+from aidsafe.state.preference import PreferenceState, Side, output_to_score, scored
 
 
 class ClassifierFailure(RuntimeError):
@@ -53,7 +53,7 @@ class HttpSafetyClassifier:
         url = self.url or ctx.scorer_url
         if not url:
             raise ClassifierFailure("no safety classifier configured: set scorer_url")
-        sample = sample_to_score(state, side)
+        sample = output_to_score(state, side)
         body = {
             "prompt": state["prompt"],
             "thoughts": [t["text"] for t in sample["thoughts"]],

@@ -18,7 +18,7 @@ from aidsafe.nodes.llm import ModelProvider
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import ViolationAnswer
 from aidsafe.state.deliberation import Thought
-from aidsafe.state.preference import PreferenceState, Side, sample_to_score, scored
+from aidsafe.state.preference import PreferenceState, Side, output_to_score, scored
 
 NAME = "violation_judge"
 
@@ -29,7 +29,7 @@ def numbered(thoughts: list[Thought]) -> str:
 
 def violation_judge(side: Side) -> AgentLogic[PreferenceState]:
     def judge(state: PreferenceState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
-        sample = sample_to_score(state, side)
+        sample = output_to_score(state, side)
         answer: ViolationAnswer = yield Ask(
             ViolationAnswer,
             messages(

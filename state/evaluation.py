@@ -25,7 +25,7 @@ RUBRICS = (
 """The paper's auto-grader rubrics; each has its text in `nodes/rubric_<name>.md`."""
 
 Verdict = Literal["win", "tie", "loss"]
-Side = Literal["run", "baseline"]
+ComparisonSide = Literal["run", "baseline"]
 """The two sides of a comparison: the file under evaluation and the one it is compared with."""
 
 
@@ -101,7 +101,7 @@ class PairwiseVerdict(TypedDict):
 
 
 class GradingFailure(TypedDict):
-    side: Side | Literal["pair"]
+    side: ComparisonSide | Literal["pair"]
     check: str
     """A rubric name, or `pairwise`."""
     message: str

@@ -18,8 +18,10 @@ Side = Literal["chosen", "rejected"]
 WhisperStop = Literal["threshold", "budget"]
 
 
-class Sample(TypedDict):
-    """One side of a preference pair: a chain of thought and a response, as `aidsafe generate` writes them."""
+class Output(TypedDict):
+    """One output for a prompt: a chain of thought and a response, as `aidsafe generate` writes them.
+
+    Each side of a preference pair is one; `state.evaluation.OutputView` reads the same shape leniently."""
 
     thoughts: list[Thought]
     response: str
@@ -30,7 +32,7 @@ class Attempt(TypedDict):
 
     belief: str | None
     """None for a plain sample without a whisper (the baseline the benchmark compares against)."""
-    rejected: Sample
+    rejected: Output
     score: float
 
 
@@ -38,15 +40,15 @@ class PreferenceInput(TypedDict):
     prompt: str
     id: NotRequired[str]
     metadata: NotRequired[dict[str, Any]]
-    chosen: NotRequired[Sample]
+    chosen: NotRequired[Output]
     """An existing chosen sample (e.g. from an `aidsafe generate` record): skips the deliberation."""
 
 
 class PreferenceOutput(TypedDict):
     id: NotRequired[str]
     prompt: str
-    chosen: Sample
-    rejected: Sample
+    chosen: Output
+    rejected: Output
     belief: str
     chosen_score: float
     rejected_score: float
@@ -64,15 +66,15 @@ class PreferenceState(TypedDict):
     thoughts: NotRequired[list[Thought]]
     """Written by the deliberation subgraph; becomes the chosen sample."""
     response: NotRequired[str]
-    chosen: NotRequired[Sample]
+    chosen: NotRequired[Output]
     chosen_score: NotRequired[float]
     candidate_belief: NotRequired[str]
     """The whisperer's latest belief, injected into the generator's input (never saved in a sample)."""
-    candidate: NotRequired[Sample]
+    candidate: NotRequired[Output]
     """The whispered generator's latest sample, waiting for its score."""
     attempts: Annotated[list[Attempt], append]
     belief: NotRequired[str]
-    rejected: NotRequired[Sample]
+    rejected: NotRequired[Output]
     rejected_score: NotRequired[float]
     iterations: NotRequired[int]
     negative_example: NotRequired[bool]
@@ -82,18 +84,18 @@ class PreferenceState(TypedDict):
     error: NotRequired[AgentError | None]
 
 
-def sample_to_score(state: PreferenceState, side: Side) -> Sample:
-    """The sample a scorer rates: the given or deliberated chosen one, or the latest whispered one."""
+def output_to_score(state: PreferenceState, side: Side) -> Output:
+    """The output a scorer rates: the given or deliberated chosen one, or the latest whispered one."""
     if side == "rejected":
-        candidate: Sample = state["candidate"]
+        candidate: Output = state["candidate"]
         return candidate
-    given: Sample | None = state.get("chosen")
-    return given or Sample(thoughts=state["thoughts"], response=state["response"])
+    given: Output | None = state.get("chosen")
+    return given or Output(thoughts=state["thoughts"], response=state["response"])
 
 
 def scored(state: PreferenceState, side: Side, score: float) -> dict[str, Any]:
     """The state update of a scorer, whichever scorer it is."""
     if side == "chosen":
-        return {"chosen": sample_to_score(state, side), "chosen_score": score}
+        return {"chosen": output_to_score(state, side), "chosen_score": score}
     attempt: Attempt = {"belief": state.get("candidate_belief"), "rejected": state["candidate"], "score": score}
     return {"attempts": [attempt]}

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from aidsafe.state.deliberation import AgentError, Intents, RemovedThought, StopReason, Thought, Turn, Usage
-from aidsafe.state.preference import Sample
+from aidsafe.state.preference import Output
 
 
 class GenerateRecord(BaseModel):
@@ -38,8 +38,8 @@ class PreferenceRecord(BaseModel):
 
     id: str
     prompt: str
-    chosen: Sample
-    rejected: Sample
+    chosen: Output
+    rejected: Output
     belief: str
     chosen_score: float
     rejected_score: float
