@@ -1,12 +1,15 @@
 """State of the deliberation graph: plain JSON-like data, so checkpoints and traces stay readable.
 
 The input and output schemas are narrow on purpose: LangServe and Studio validate and render them.
+The output schema is the pydantic `DeliberationResult` the generate record extends (LangGraph still
+returns a plain dict of its keys), so the fields of a finished deliberation are written once.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired
 
+from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 StopReason = Literal["consensus", "budget", "error", "baseline"]
@@ -75,8 +78,11 @@ class DeliberationInput(TypedDict):
     metadata: NotRequired[dict[str, Any]]
 
 
-class DeliberationOutput(TypedDict):
-    id: NotRequired[str]
+class DeliberationResult(BaseModel):
+    """A finished deliberation (or zero-shot baseline) of one prompt: the released AIDSAFE columns
+    plus how it was made. `state.records.GenerateRecord` adds what the batch knows."""
+
+    id: str | None = None
     prompt: str
     intents: Intents
     thoughts: list[Thought]
@@ -87,7 +93,12 @@ class DeliberationOutput(TypedDict):
     stop_reason: StopReason
     policy_set: str
     usage: Usage
-    error: AgentError | None
+
+
+class DeliberationOutput(DeliberationResult):
+    """What the deliberation and baseline graphs return; `error` names the node that gave up."""
+
+    error: AgentError | None = None
 
 
 class DeliberationState(TypedDict):

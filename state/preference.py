@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired
 
+from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from aidsafe.state.deliberation import AgentError, Thought, Usage, add_usage, append
@@ -44,8 +45,12 @@ class PreferenceInput(TypedDict):
     """An existing chosen sample (e.g. from an `aidsafe generate` record): skips the deliberation."""
 
 
-class PreferenceOutput(TypedDict):
-    id: NotRequired[str]
+class PreferenceResult(BaseModel):
+    """A finished preference pair. `rejected` holds policy-violating text on purpose:
+    `negative_example` is always true so that no one mistakes it for training targets.
+    `state.records.PreferenceRecord` adds what the batch knows."""
+
+    id: str | None = None
     prompt: str
     chosen: Output
     rejected: Output
@@ -53,10 +58,15 @@ class PreferenceOutput(TypedDict):
     chosen_score: float
     rejected_score: float
     iterations: int
-    negative_example: bool
+    negative_example: Literal[True] = True
     policy_set: str
     usage: Usage
-    error: AgentError | None
+
+
+class PreferenceOutput(PreferenceResult):
+    """What the preference graph returns; `error` names the node that gave up."""
+
+    error: AgentError | None = None
 
 
 class PreferenceState(TypedDict):

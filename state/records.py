@@ -10,44 +10,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from aidsafe.state.deliberation import AgentError, Intents, RemovedThought, StopReason, Thought, Turn, Usage
-from aidsafe.state.preference import Output
+from aidsafe.state.deliberation import AgentError, DeliberationResult
+from aidsafe.state.preference import PreferenceResult
 
 
-class GenerateRecord(BaseModel):
-    """One line of `aidsafe generate` output: a finished deliberation."""
+class GenerateRecord(DeliberationResult):
+    """One line of `aidsafe generate` output: a finished deliberation, with its input's metadata."""
 
     id: str
-    prompt: str
-    intents: Intents
-    thoughts: list[Thought]
-    response: str
-    deliberation_log: list[Turn]
-    removed_thoughts: list[RemovedThought]
-    rounds: int
-    stop_reason: StopReason
     model: str
-    policy_set: str
-    usage: Usage
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class PreferenceRecord(BaseModel):
-    """One line of `aidsafe prefer` output. `rejected` holds policy-violating text on purpose:
-    `negative_example` is always true so that no one mistakes it for training targets."""
+class PreferenceRecord(PreferenceResult):
+    """One line of `aidsafe prefer` output (see `PreferenceResult` on `negative_example`)."""
 
     id: str
-    prompt: str
-    chosen: Output
-    rejected: Output
-    belief: str
-    chosen_score: float
-    rejected_score: float
-    iterations: int
-    negative_example: Literal[True] = True
     model: str
-    policy_set: str
-    usage: Usage
 
 
 class ErrorRecord(BaseModel):
