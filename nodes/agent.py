@@ -17,7 +17,7 @@ agent index), so a LangSmith project can be filtered by any of them. The role is
 from __future__ import annotations
 
 import string
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -40,6 +40,7 @@ from aidsafe.nodes.llm import (
     openai_compatible_model,
 )
 from aidsafe.policies import PolicyFileError, PolicySet, load_policies
+from aidsafe.state.answers import CorrectionDraft, ThoughtDraft
 from aidsafe.state.deliberation import Thought, add_usage
 
 PROMPTS_DIR = Path(__file__).parent
@@ -67,6 +68,21 @@ def render_thoughts(thoughts: list[Thought]) -> str:
         f"{t['id']}. [{t['agent']}, round {t['round']}; {', '.join(t['policy_ids']) or 'no policy'}] {t['text']}"
         for t in thoughts
     )
+
+
+def as_thoughts(drafts: Sequence[ThoughtDraft], agent: str, round_number: int, first_id: int = 0) -> list[Thought]:
+    """An answer's thought drafts as state thoughts, numbered on from `first_id`."""
+    return [
+        {
+            "id": first_id + offset,
+            "text": draft.text,
+            "agent": agent,
+            "round": round_number,
+            "policy_ids": draft.policy_ids,
+            "corrects": draft.corrects if isinstance(draft, CorrectionDraft) else None,
+        }
+        for offset, draft in enumerate(drafts)
+    ]
 
 
 @lru_cache(maxsize=256)

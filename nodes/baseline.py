@@ -10,24 +10,20 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from aidsafe.nodes.agent import Ask, messages
+from aidsafe.nodes.agent import Ask, as_thoughts, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import SeedAnswer
-from aidsafe.state.deliberation import DeliberationState, Thought
+from aidsafe.state.deliberation import DeliberationState
 
 NAME = "baseline"
 
 
 def generate(state: DeliberationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
     answer: SeedAnswer = yield Ask(SeedAnswer, messages(policies, "baseline", prompt=state["prompt"]))
-    thoughts: list[Thought] = [
-        {"id": i, "text": d.text, "agent": NAME, "round": 0, "policy_ids": d.policy_ids, "corrects": None}
-        for i, d in enumerate(answer.thoughts)
-    ]
     return {
         "intents": {"explicit": [], "implicit": []},
-        "thoughts": thoughts,
+        "thoughts": as_thoughts(answer.thoughts, NAME, 0),
         "response": answer.response,
         "deliberation_log": [],
         "removed_thoughts": [],

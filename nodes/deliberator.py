@@ -11,10 +11,10 @@ import re
 from collections.abc import Generator
 from typing import Any
 
-from aidsafe.nodes.agent import AgentLogic, Ask, messages, render_thoughts
+from aidsafe.nodes.agent import AgentLogic, Ask, as_thoughts, messages, render_thoughts
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
-from aidsafe.state.answers import DeliberatorAnswer
+from aidsafe.state.answers import CorrectionDraft, DeliberatorAnswer
 from aidsafe.state.deliberation import DeliberationState, Thought, Turn
 
 
@@ -50,21 +50,13 @@ def deliberator(index: int, count: int) -> AgentLogic[DeliberationState]:
             {"thought_count": len(thoughts)},
         )
         seen = {_normalized(t["text"]) for t in thoughts}
-        added: list[Thought] = []
+        new_drafts: list[CorrectionDraft] = []
         for draft in answer.new_thoughts:
             key = _normalized(draft.text)
             if key and key not in seen:
                 seen.add(key)
-                added.append(
-                    {
-                        "id": len(thoughts) + len(added),
-                        "text": draft.text,
-                        "agent": name,
-                        "round": round_number,
-                        "policy_ids": draft.policy_ids,
-                        "corrects": draft.corrects,
-                    }
-                )
+                new_drafts.append(draft)
+        added = as_thoughts(new_drafts, name, round_number, first_id=len(thoughts))
         new_response = (answer.updated_response or "").strip()
         updated = new_response if new_response and new_response != state["response"] else None
         turn: Turn = {

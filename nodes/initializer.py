@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from aidsafe.nodes.agent import Ask, messages
+from aidsafe.nodes.agent import Ask, as_thoughts, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import IntentAnswer, SeedAnswer
-from aidsafe.state.deliberation import DeliberationState, Thought
+from aidsafe.state.deliberation import DeliberationState
 
 NAME = "initializer"
 
@@ -31,13 +31,9 @@ def initialize(state: DeliberationState, ctx: Context, policies: PolicySet) -> G
             implicit="; ".join(intents.implicit_intents) or "(none)",
         ),
     )
-    thoughts: list[Thought] = [
-        {"id": i, "text": d.text, "agent": NAME, "round": 0, "policy_ids": d.policy_ids, "corrects": None}
-        for i, d in enumerate(seed.thoughts)
-    ]
     return {
         "intents": {"explicit": intents.explicit_intents, "implicit": intents.implicit_intents},
-        "thoughts": thoughts,
+        "thoughts": as_thoughts(seed.thoughts, NAME, 0),
         "response": seed.response,
         "rounds": 0,
         "policy_set": policies.hash,

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from aidsafe.nodes.agent import Ask, messages
+from aidsafe.nodes.agent import Ask, as_thoughts, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import WhisperedAnswer
-from aidsafe.state.deliberation import Thought
 from aidsafe.state.preference import PreferenceState
 
 NAME = "whispered_generator"
@@ -34,8 +33,4 @@ def generate(state: PreferenceState, ctx: Context, policies: PolicySet) -> Gener
         {"belief": belief},
     )
     iteration = len(state.get("attempts") or []) + 1
-    thoughts: list[Thought] = [
-        {"id": i, "text": d.text, "agent": NAME, "round": iteration, "policy_ids": d.policy_ids, "corrects": None}
-        for i, d in enumerate(answer.thoughts)
-    ]
-    return {"candidate": {"thoughts": thoughts, "response": answer.response}}
+    return {"candidate": {"thoughts": as_thoughts(answer.thoughts, NAME, iteration), "response": answer.response}}
