@@ -19,7 +19,7 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from aidsafe.cli.options import model_server
+from aidsafe.embedded.served import model_server
 from aidsafe.graphs.deliberation import build_graph
 from aidsafe.nodes.agent import system_message
 from aidsafe.nodes.context import Context

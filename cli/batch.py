@@ -15,7 +15,8 @@ from typing import Any
 from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, Sample, read_samples
-from aidsafe.cli.options import add_model_arguments, context_from_args, model_server
+from aidsafe.cli.options import add_model_arguments, context_from_args
+from aidsafe.embedded.served import model_server
 from aidsafe.nodes.context import EMBEDDED, Context
 from aidsafe.policies import PolicyFileError, load_policies
 

@@ -13,7 +13,8 @@ import sys
 import time
 from typing import Any
 
-from aidsafe.cli.options import add_model_arguments, context_from_args, model_server
+from aidsafe.cli.options import add_model_arguments, context_from_args
+from aidsafe.embedded.served import model_server
 from aidsafe.metrics.judged import SampleResult, deterministic_result, grade_samples
 from aidsafe.metrics.records import RecordsFileError, pair_records, read_records
 from aidsafe.nodes.context import EMBEDDED, Context

@@ -9,12 +9,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, get_args
 
-from aidsafe.embedded import EmbeddedServer
-from aidsafe.nodes.context import EMBEDDED, Context
+from aidsafe.nodes.context import Context
 
 
 def _flag(name: str) -> str:
@@ -47,16 +44,3 @@ def context_from_args(args: argparse.Namespace) -> dict[str, Any]:
         for field in dataclasses.fields(Context)
         if getattr(args, field.name, None) is not None
     }
-
-
-@contextmanager
-def model_server(context: dict[str, Any], threads: int | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the context with a concrete `base_url`, starting the embedded server if asked.
-
-    The embedded server is stopped by PID when the block ends, also on Ctrl-C and errors.
-    """
-    if Context(**context).base_url != EMBEDDED:
-        yield context
-        return
-    with EmbeddedServer(n_threads=threads) as server:
-        yield {**context, "base_url": server.base_url}

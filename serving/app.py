@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aidsafe.cli.options import model_server
+from aidsafe.embedded.served import model_server
 from aidsafe.graphs import preference
 from aidsafe.graphs.deliberation import build_graph
 from aidsafe.nodes.context import Context
