@@ -20,7 +20,8 @@ DELIBERATION_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner")
 
 
 def deliberation_input(sample: Sample) -> dict[str, Any]:
-    return {"prompt": sample.prompt, "id": sample.id, "metadata": sample.metadata}
+    """The sample's metadata stays out of the graph (and its checkpoints): the record takes it from the sample."""
+    return {"prompt": sample.prompt, "id": sample.id}
 
 
 def generate_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> GenerateRecord:

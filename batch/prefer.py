@@ -78,14 +78,19 @@ def preference_input(sample: Sample) -> dict[str, Any]:
     return {
         "prompt": sample.prompt,
         "id": sample.id,
-        "metadata": sample.metadata,
         **({"chosen": given} if given else {}),
     }
 
 
 def preference_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> PreferenceRecord:
     return PreferenceRecord.model_validate(
-        {**state, "id": sample.id, "prompt": sample.prompt, "model": job.fingerprint["model"]}
+        {
+            **state,
+            "id": sample.id,
+            "prompt": sample.prompt,
+            "metadata": sample.metadata,
+            "model": job.fingerprint["model"],
+        }
     )
 
 

@@ -23,10 +23,12 @@ class GenerateRecord(DeliberationResult):
 
 
 class PreferenceRecord(PreferenceResult):
-    """One line of `aidsafe prefer` output (see `PreferenceResult` on `negative_example`)."""
+    """One line of `aidsafe prefer` output (see `PreferenceResult` on `negative_example`), with its
+    input's metadata: a prompt row's other columns, or the generate record's `metadata` and columns."""
 
     id: str
     model: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class ErrorRecord(BaseModel):

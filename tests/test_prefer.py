@@ -40,7 +40,7 @@ def test_prefer_from_prompts_writes_records_and_sends_bad_lines_to_errors(tmp_pa
     assert sorted(r["id"] for r in lines) == ["s0", "s1"]
     assert set(lines[0]) == {
         "id", "prompt", "chosen", "rejected", "belief", "chosen_score", "rejected_score", "iterations",
-        "negative_example", "model", "policy_set", "usage",
+        "negative_example", "model", "policy_set", "usage", "metadata",
     }  # fmt: skip
     record = PreferenceRecord.model_validate(lines[0])
     assert record.negative_example is True and record.model == "stub-model" and record.belief == STUB_BELIEF
@@ -56,7 +56,7 @@ def test_prefer_from_prompts_writes_records_and_sends_bad_lines_to_errors(tmp_pa
 
 
 def test_chosen_is_reused_from_a_generate_file_without_generating_again(tmp_path, stub_server):
-    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(3))
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{**row, "category": "benign"} for row in prompts(3)])
     generated = tmp_path / "in.generated.jsonl"
     assert generate(stub_server, str(inputs), "-o", str(generated), "--max-rounds", "1") == 0
     out = tmp_path / "pairs.jsonl"
@@ -68,6 +68,7 @@ def test_chosen_is_reused_from_a_generate_file_without_generating_again(tmp_path
     for record in map(PreferenceRecord.model_validate, read_jsonl(out)):
         assert record.chosen == {"thoughts": source[record.id]["thoughts"], "response": source[record.id]["response"]}
         assert record.prompt == source[record.id]["prompt"] and record.usage["llm_calls"] == CALLS_WITH_CHOSEN
+        assert record.metadata == {"category": "benign"}  # the prompt file's column, kept through both runs
 
 
 def test_a_generate_row_without_a_usable_chosen_side_is_an_input_error(tmp_path):
