@@ -9,8 +9,8 @@ its thread pruned, by the process that owns the shard. So a run killed at any mo
 valid file, and a re-run neither loses nor repeats a sample.
 
 A job (`GraphJob`) is what a subcommand plugs in: a graph builder, the run context, how a sample
-becomes graph input, and how a finished state becomes a record. `generate`, `prefer` and
-`evaluate` differ only there.
+becomes graph input, and how a finished state becomes a record. `generate` and `prefer` differ
+only there.
 """
 
 from __future__ import annotations
@@ -61,9 +61,10 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
     Client work per model call decides throughput at high concurrency. uvloop makes the loop's
     own share of it (callbacks, sockets, aiosqlite's thread wake-ups) several times cheaper.
-    Python's cyclic GC took ~5% of a worker's time, most of it re-scanning the libraries' objects
-    that live as long as the process: they are frozen out of collection, and young objects (nearly
-    all freed by reference counting anyway) are collected every 20,000 net allocations, not 700.
+    Python's cyclic GC spent a visible share of a worker's time (README, "Throughput"), most of it
+    re-scanning the libraries' objects that live as long as the process: they are frozen out of
+    collection, and young objects (nearly all freed by reference counting anyway) are collected
+    every 20,000 net allocations, not 700.
     """
     run: Callable[[Coroutine[Any, Any, T]], T]
     try:

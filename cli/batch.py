@@ -23,8 +23,8 @@ from aidsafe.policies import PolicyFileError, load_policies
 REMOTE_CONCURRENCY = 16
 """Default for a remote server; the embedded llama.cpp server answers one request at a time."""
 SAMPLES_PER_WORKER = 32
-"""Samples in flight per worker process when `--workers` is not given. One process's client work
-(~5 ms of CPU per model call) falls behind beyond about this many; see benchmarks/throughput.py."""
+"""Samples in flight per worker process when `--workers` is not given: beyond about this many, one
+process's client CPU per model call falls behind (README, "Throughput"; benchmarks/throughput.py)."""
 
 JobFactory = Callable[[dict[str, Any], argparse.Namespace], GraphJob]
 """Builds the job from the served context (concrete `base_url`) and the parsed flags."""

@@ -7,6 +7,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
+DESCRIPTION = (
+    "Generate policy-embedded chain-of-thought safety data (AIDSAFE): agents deliberate over each "
+    "prompt against a policy set; export it for SFT/DPO, evaluate it, or serve the graphs."
+)
+"""What `aidsafe --help` tells users (this module's docstring is for maintainers)."""
+
 SUBCOMMANDS: list[str] = ["generate", "prefer", "export", "evaluate", "serve"]
 """Modules of `cli` that define `register(subparsers)`; each adds one subcommand."""
 
@@ -14,7 +20,7 @@ SUBCOMMANDS: list[str] = ["generate", "prefer", "export", "evaluate", "serve"]
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="aidsafe", description=__doc__)
+    parser = argparse.ArgumentParser(prog="aidsafe", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
         importlib.import_module(f"aidsafe.cli.{module}").register(subparsers)
