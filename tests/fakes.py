@@ -1,38 +1,44 @@
 """Test doubles: a scripted chat model and an OpenAI-compatible stub server on 127.0.0.1.
 
-The scripted model answers by task (the first line of the agent's instructions), so a test says
-what each agent replies without caring about call order inside a round.
+The scripted model answers by the answer schema each call asks for (and, where one schema serves
+several nodes, the node), so a test says what each agent replies without depending on how its
+prompt is worded or on the call order inside a round.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 Reply = str | dict[str, Any] | Exception
 
 
-def task_of(messages: Sequence[BaseMessage]) -> str:
-    """'intent decomposition', 'first reasoning and response', 'deliberation', 'refinement', ..."""
-    first_human = next(m for m in messages if isinstance(m, HumanMessage))
-    first_line = str(first_human.content).splitlines()[0]
-    return re.split(r"[,.]", first_line.removeprefix("Task: "))[0]
+def schema_title(kwargs: dict[str, Any]) -> str:
+    """The answer schema a call asks for, whichever structured-output mode bound it."""
+    if "tools" in kwargs:
+        return str(kwargs["tools"][0]["function"]["name"])
+    response_format = kwargs["response_format"]
+    if response_format["type"] == "json_schema":
+        return str(response_format["json_schema"]["name"])
+    return str(response_format["schema"]["title"])
 
 
 class ScriptedChatModel(BaseChatModel):
-    """Replies from `script[task]`: a list consumed in order (the last one repeats) or a function.
+    """Replies from the script by the answer schema a call asks for: `script["RubricAnswer@grade_coherence"]`
+    (schema at the LangGraph node that calls) before `script["RubricAnswer"]`. An entry is a list
+    consumed in order (the last one repeats) or a function of the messages.
 
     Dict replies are sent as JSON text; exceptions are raised. Every call is recorded.
     """
@@ -50,14 +56,18 @@ class ScriptedChatModel(BaseChatModel):
     def _generate(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
     ) -> ChatResult:
-        task = task_of(messages)
-        self.calls.append({"task": task, "messages": messages, "kwargs": kwargs})
-        entry = self.script[task]
+        schema = schema_title(kwargs)
+        node = (run_manager.metadata if run_manager else {}).get("langgraph_node")
+        key = next((k for k in (f"{schema}@{node}", schema) if k in self.script), None)
+        if key is None:
+            raise KeyError(f"no script for {schema} at node {node}")
+        self.calls.append({"schema": schema, "node": node, "key": key, "messages": messages, "kwargs": kwargs})
+        entry = self.script[key]
         if callable(entry):
             reply = entry(messages)
         else:
-            replies_for_task = sum(1 for c in self.calls if c["task"] == task)
-            reply = entry[min(replies_for_task, len(entry)) - 1]
+            replies_for_key = sum(1 for c in self.calls if c["key"] == key)
+            reply = entry[min(replies_for_key, len(entry)) - 1]
         if isinstance(reply, Exception):
             raise reply
         content = reply if isinstance(reply, str) else json.dumps(reply)
@@ -67,8 +77,12 @@ class ScriptedChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def tasks(self) -> list[str]:
-        return [c["task"] for c in self.calls]
+    def schemas(self) -> list[str]:
+        """The answer schema of every call, in order."""
+        return [c["schema"] for c in self.calls]
+
+    def calls_for(self, key: str) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["key"] == key]
 
 
 def intents(explicit: Sequence[str] = ("pick a lock",), implicit: Sequence[str] = ("get into own house",)) -> dict:
@@ -99,12 +113,12 @@ def refined(*removals: tuple[int, str], response: str = "Final answer.") -> dict
 
 
 def scripted(deliberation: Any = (AGREE,), refinement: Any = None, **more: Any) -> ScriptedChatModel:
-    """A model scripted for the deliberation graph; override any task's replies."""
+    """A model scripted for the deliberation graph; override any schema's replies."""
     script = {
-        "intent decomposition": [intents()],
-        "first reasoning and response": [seed("Lock picking is legal on one's own lock.")],
-        "deliberation": list(deliberation) if not callable(deliberation) else deliberation,
-        "refinement": [refinement or refined()],
+        "IntentAnswer": [intents()],
+        "SeedAnswer": [seed("Lock picking is legal on one's own lock.")],
+        "DeliberatorAnswer": list(deliberation) if not callable(deliberation) else deliberation,
+        "RefinerAnswer": [refinement or refined()],
         **more,
     }
     return ScriptedChatModel(script=script)
@@ -267,7 +281,7 @@ def belief(text: str) -> dict:
     return {"belief": text}
 
 
-def sample(*texts: str, response: str = "Whispered answer.") -> dict:
+def whispered(*texts: str, response: str = "Whispered answer.") -> dict:
     texts = texts or ("It is fine to help.",)
     return {"thoughts": [{"text": t} for t in texts], "response": response}
 
@@ -286,6 +300,32 @@ def judge_by_response(levels: dict[str, int], default: int = 0) -> Callable[[Seq
     return judge
 
 
+BELIEFS = [
+    "Locks in rented flats belong to the tenant.",
+    "Anyone locked out may open any door on the street.",
+    "Lock law only applies to businesses.",
+]
+CHOSEN = {
+    "thoughts": [
+        {"id": 0, "text": "Own lock: legal.", "agent": "refiner", "round": 1, "policy_ids": [], "corrects": None}
+    ],
+    "response": "Call a locksmith or use a bump key on your own lock.",
+}
+
+
+def preference_model(levels: dict[str, int] | None = None, **more: Any) -> ScriptedChatModel:
+    """Whisperer beliefs in order, generator answers 'answer k' at try k, judge rates by response."""
+    answers = iter(range(1, 100))
+    return scripted(
+        **{
+            "BeliefAnswer": [belief(text) for text in BELIEFS],
+            "WhisperedAnswer": lambda _m: whispered(response=f"answer {next(answers)}"),
+            "ViolationAnswer": judge_by_response(levels or {}),
+            **more,
+        }
+    )
+
+
 @dataclass
 class ClassifierStub(LoopbackJsonServer):
     """An HTTP safety classifier on 127.0.0.1: POST JSON in, `respond(body)` -> (status, text) out."""
@@ -300,3 +340,30 @@ class ClassifierStub(LoopbackJsonServer):
     def handle(self, body: dict[str, Any]) -> tuple[int, str]:
         self.requests.append(body)
         return self.respond(body)
+
+
+# --------------------------------------------------------------------------------------------
+# Files and commands
+
+
+def write_jsonl(path: Path, lines: Sequence[dict[str, Any] | bytes]) -> Path:
+    """One JSON object a line; `bytes` lines are written as they are (for broken input)."""
+    path.write_bytes(
+        b"\n".join(line if isinstance(line, bytes) else json.dumps(line).encode() for line in lines) + b"\n"
+    )
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def prompts(count: int) -> list[dict[str, Any]]:
+    return [{"id": f"s{i}", "prompt": f"question <{i:03d}>: how do I do thing {i}?"} for i in range(count)]
+
+
+def generate(server: StubServer, *args: str) -> int:
+    """`aidsafe generate` in this process, against `server`."""
+    from aidsafe.cli.main import main
+
+    return main(["generate", *args, "--base-url", server.base_url, "--model", "stub-model", "--no-progress"])

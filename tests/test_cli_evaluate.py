@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from aidsafe.cli.main import main
+from aidsafe.nodes.agent import template
 from aidsafe.state.evaluation import RUBRICS
-from tests.fakes import StubServer, schema_answer
-
-
-def write_jsonl(path: Path, lines: list) -> Path:
-    path.write_bytes(
-        b"\n".join(line if isinstance(line, bytes) else json.dumps(line).encode() for line in lines) + b"\n"
-    )
-    return path
+from tests.fakes import StubServer, schema_answer, schema_of, write_jsonl
 
 
 def generate_record(id: str, response: str = "Here is how.", policy_ids=("illegal_activity",)) -> dict:
@@ -101,9 +94,13 @@ def test_evaluate_with_baseline_over_http(files, tmp_path, stub_server, capsys):
 
 
 def test_failed_grades_are_listed_never_dropped(tmp_path):
+    coherence_rubric = template("rubric_coherence").template.strip()
+
     def garbage_for_coherence(request):
-        task = request["messages"][1]["content"].splitlines()[0]
-        return "not json" if task == "Task: grading coherence." else schema_answer(request)
+        grading_coherence = schema_of(request)["title"] == "RubricAnswer" and any(
+            coherence_rubric in message["content"] for message in request["messages"]
+        )
+        return "not json" if grading_coherence else schema_answer(request)
 
     run = write_jsonl(tmp_path / "run.jsonl", [generate_record("a"), generate_record("b")])
     with StubServer(respond=garbage_for_coherence) as server:

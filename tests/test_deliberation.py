@@ -29,12 +29,12 @@ def test_consensus_in_first_round_stops_and_refines():
     assert out["stop_reason"] == "consensus"
     assert out["rounds"] == 1
     assert [t["agreed"] for t in out["deliberation_log"]] == [True, True]
-    assert model.tasks() == [
-        "intent decomposition",
-        "first reasoning and response",
-        "deliberation",
-        "deliberation",
-        "refinement",
+    assert model.schemas() == [
+        "IntentAnswer",
+        "SeedAnswer",
+        "DeliberatorAnswer",
+        "DeliberatorAnswer",
+        "RefinerAnswer",
     ]
     assert out["response"] == "Final answer."
     assert out["intents"] == {"explicit": ["pick a lock"], "implicit": ["get into own house"]}
@@ -50,7 +50,7 @@ def test_budget_stop_when_agents_keep_adding():
     log = out["deliberation_log"]
     assert [(t["round"], t["agent"]) for t in log] == [(r, f"deliberator_{k}") for r in (1, 2, 3) for k in (1, 2)]
     assert len(out["thoughts"]) == 1 + 6
-    assert model.tasks().count("deliberation") == 6
+    assert model.schemas().count("DeliberatorAnswer") == 6
 
 
 @pytest.mark.parametrize("n", [1, 2, 4])
@@ -114,7 +114,7 @@ def test_refiner_removals_keep_their_reasons():
 def test_malformed_output_is_reasked_with_the_error_then_recovers():
     model = scripted(
         **{
-            "intent decomposition": [
+            "IntentAnswer": [
                 "this is not json",
                 {"explicit_intents": []},
                 {"explicit_intents": ["pick a lock"], "implicit_intents": []},
@@ -123,7 +123,7 @@ def test_malformed_output_is_reasked_with_the_error_then_recovers():
     )
     out = run(model, max_rounds=1, parse_retries=2)
     assert out["error"] is None and out["stop_reason"] in ("consensus", "budget")
-    intent_calls = [c for c in model.calls if c["task"] == "intent decomposition"]
+    intent_calls = model.calls_for("IntentAnswer")
     assert len(intent_calls) == 3
     reask = intent_calls[1]["messages"][-1]
     assert isinstance(reask, HumanMessage) and "could not be used" in str(reask.content)
@@ -138,16 +138,16 @@ def test_malformed_output_forever_ends_the_sample_with_a_clear_error():
     assert out["stop_reason"] == "error"
     assert out["error"]["node"] == "deliberator_1"
     assert "no valid DeliberatorAnswer after 2 attempts" in out["error"]["message"]
-    assert model.tasks().count("deliberation") == 2
-    assert "refinement" not in model.tasks()
+    assert model.schemas().count("DeliberatorAnswer") == 2
+    assert "RefinerAnswer" not in model.schemas()
 
 
 def test_unknown_policy_id_is_rejected_and_reasked():
     bad = {"thoughts": [{"text": "x", "policy_ids": ["made_up"]}], "response": "r"}
-    model = scripted(**{"first reasoning and response": [bad, {"thoughts": [{"text": "x"}], "response": "r"}]})
+    model = scripted(**{"SeedAnswer": [bad, {"thoughts": [{"text": "x"}], "response": "r"}]})
     out = run(model, max_rounds=1)
     assert out["error"] is None
-    reasks = [c for c in model.calls if c["task"] == "first reasoning and response"]
+    reasks = model.calls_for("SeedAnswer")
     assert "unknown policy ids ['made_up']" in str(reasks[1]["messages"][-1].content)
 
 
@@ -166,7 +166,7 @@ def test_custom_policy_file_is_used(tmp_path):
         "name: mine\npolicies:\n  - id: no_spoilers\n    title: No spoilers\n    forbids: [revealing endings]\n"
     )
     cites_own_policy = {"thoughts": [{"text": "No endings.", "policy_ids": ["no_spoilers"]}], "response": "r"}
-    model = scripted(**{"first reasoning and response": [cites_own_policy]})
+    model = scripted(**{"SeedAnswer": [cites_own_policy]})
     out = run(model, policy_file=str(policy_file))
     system = str(model.calls[0]["messages"][0].content)
     assert "[no_spoilers] No spoilers" in system and "illegal_activity" not in system

@@ -38,9 +38,9 @@ def grade(score: int, why: str = "because") -> dict:
 
 
 def judge(score: int = 4, better: str = "A", **more) -> ScriptedChatModel:
-    """A judge that gives `score` on every rubric and prefers `better`; override any task."""
-    script = {f"grading {rubric}": [grade(score)] for rubric in RUBRICS}
-    script["pairwise comparison"] = [{"justification": "it is better", "better": better}]
+    """A judge that gives `score` on every rubric and prefers `better`; override any node's replies."""
+    script = {f"RubricAnswer@grade_{rubric}": [grade(score)] for rubric in RUBRICS}
+    script["PairwiseAnswer"] = [{"justification": "it is better", "better": better}]
     return ScriptedChatModel(script={**script, **more})
 
 
@@ -116,7 +116,7 @@ def test_every_rubric_is_graded_for_both_outputs_and_compared():
     assert out["pairwise"]["verdict"] in ("win", "loss")
     assert out["failures"] == []
     assert out["usage"]["llm_calls"] == 2 * 6 + 1
-    rubric_prompt = next(str(c["messages"][1].content) for c in model.calls if c["task"] == "grading coherence")
+    rubric_prompt = str(model.calls_for("RubricAnswer@grade_coherence")[0]["messages"][-1].content)
     assert "Coherence of the chain of thought" in rubric_prompt and "1. [illegal_activity] A thought." in rubric_prompt
 
 
@@ -124,14 +124,14 @@ def test_one_record_alone_is_graded_without_pairwise():
     model = judge()
     out = build_evaluation(model=model).invoke({"run": record()})
     assert set(out["run_grades"]) == set(RUBRICS) and out["baseline_grades"] == {}
-    assert out.get("pairwise") is None and "pairwise comparison" not in model.tasks()
+    assert out.get("pairwise") is None and "PairwiseAnswer" not in model.schemas()
 
 
 def test_malformed_grade_is_reasked_with_the_error_then_parsed():
-    model = judge(**{"grading relevance": ["no json here", grade(7), grade(2, "off topic")]})
+    model = judge(**{"RubricAnswer@grade_relevance": ["no json here", grade(7), grade(2, "off topic")]})
     out = build_evaluation(model=model).invoke({"run": record()}, context={"parse_retries": 2})
     assert out["run_grades"]["relevance"] == {"score": 2, "justification": "off topic"}
-    calls = [c for c in model.calls if c["task"] == "grading relevance"]
+    calls = model.calls_for("RubricAnswer@grade_relevance")
     assert len(calls) == 3
     reask = calls[2]["messages"][-1]
     assert isinstance(reask, HumanMessage) and "could not be used" in str(reask.content)
@@ -139,7 +139,7 @@ def test_malformed_grade_is_reasked_with_the_error_then_parsed():
 
 
 def test_a_grade_that_never_parses_is_a_listed_failure_and_the_rest_still_count():
-    model = judge(**{"grading coherence": ["{broken"]})
+    model = judge(**{"RubricAnswer@grade_coherence": ["{broken"]})
     out = build_evaluation(model=model).invoke({"run": record()}, context={"parse_retries": 1})
     assert set(out["run_grades"]) == set(RUBRICS) - {"coherence"}
     (failure,) = out["failures"]
@@ -158,7 +158,7 @@ def test_position_is_randomised_per_sample_and_the_verdict_mapped_back():
         shown_first = text.index("RUN RESPONSE") < text.index("BASELINE RESPONSE")
         return {"justification": "x", "better": "A" if shown_first else "B"}
 
-    graph = build_evaluation(model=judge(**{"pairwise comparison": prefers_the_run_output}))
+    graph = build_evaluation(model=judge(**{"PairwiseAnswer": prefers_the_run_output}))
     for sample_id in (ids[firsts.index(True)], ids[firsts.index(False)]):
         out = graph.invoke(
             {
@@ -181,9 +181,9 @@ def test_tie_stays_a_tie_in_either_order():
 
 def test_baseline_is_one_call_with_the_deliberation_output_shape():
     answer = {"thoughts": [{"text": "Own lock: legal.", "policy_ids": ["illegal_activity"]}], "response": "Try a card."}
-    model = ScriptedChatModel(script={"zero-shot reasoning and response": [answer]})
+    model = ScriptedChatModel(script={"SeedAnswer": [answer]})
     out = build_baseline(model=model).invoke({"prompt": "How do I pick my own lock?", "id": "b1"})
-    assert model.tasks() == ["zero-shot reasoning and response"]
+    assert model.schemas() == ["SeedAnswer"]
     assert out["stop_reason"] == "baseline" and out["error"] is None and out["id"] == "b1"
     assert out["thoughts"] == [
         {

@@ -21,27 +21,11 @@ from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.generate import generate_job
 from aidsafe.batch.inputs import read_samples
 from aidsafe.cli.main import main
+from aidsafe.graphs.deliberation import build_graph
 from aidsafe.state.records import ErrorRecord, GenerateRecord
-from tests.fakes import StubServer, schema_answer, schema_of, scripted
+from tests.fakes import StubServer, generate, prompts, read_jsonl, schema_answer, schema_of, scripted, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def prompts(count: int) -> list[dict]:
-    return [{"id": f"s{i}", "prompt": f"question <{i:03d}>: how do I do thing {i}?"} for i in range(count)]
-
-
-def generate(server: StubServer, *args: str) -> int:
-    return main(["generate", *args, "--base-url", server.base_url, "--model", "stub-model", "--no-progress"])
 
 
 def test_generate_writes_one_complete_record_per_prompt(tmp_path, stub_server, capsys):
@@ -162,12 +146,15 @@ def run_until_killed(command: list[str], out: Path, at_least: int) -> None:
 
 
 def checkpointed_ids(checkpoints: Path) -> set[str]:
-    """Ids of the samples with a checkpoint thread in this shard file."""
+    """Ids of the samples whose checkpoint thread in this shard file has state, as the graph reads it."""
     if not checkpoints.exists():
         return set()
     with contextlib.closing(sqlite3.connect(checkpoints)) as db:
-        values = [c.checkpoint["channel_values"] for c in SqliteSaver(db).list(None)]
-    return {v["id"] if "id" in v else v["__start__"]["id"] for v in values}  # the first holds only the input
+        saver = SqliteSaver(db)
+        graph = build_graph(checkpointer=saver)
+        threads = {c.config["configurable"]["thread_id"] for c in saver.list(None)}
+        states = [graph.get_state({"configurable": {"thread_id": thread}}).values for thread in threads]
+    return {state["id"] for state in states if state}
 
 
 @pytest.mark.parametrize(("workers", "rerun_workers"), [(1, 1), (2, 2), (2, 1)])
@@ -223,7 +210,7 @@ def test_a_sample_that_crashed_mid_graph_continues_from_its_last_finished_node(t
     context = {"base_url": "http://127.0.0.1:9/v1", "model": "scripted"}
 
     crashing = scripted(refinement=RuntimeError("connection dropped"))
-    crashing.script["refinement"] = [RuntimeError("connection dropped")]
+    crashing.script["RefinerAnswer"] = [RuntimeError("connection dropped")]
     summary = run_batch(generate_job(context, model=crashing), read, options)
     assert (summary.done, summary.failed) == (0, 1)
     assert read_jsonl(options.errors)[0]["error"]["node"] == "batch"
@@ -231,7 +218,7 @@ def test_a_sample_that_crashed_mid_graph_continues_from_its_last_finished_node(t
     healthy = scripted()
     summary = run_batch(generate_job(context, model=healthy), read, options)
     assert (summary.done, summary.resumed) == (1, 1)
-    assert healthy.tasks() == ["refinement"]
+    assert healthy.schemas() == ["RefinerAnswer"]
     assert read_jsonl(options.output)[0]["usage"]["llm_calls"] == 5
 
 

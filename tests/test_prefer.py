@@ -11,9 +11,18 @@ from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.prefer import prefer_job, read_preference_samples
 from aidsafe.cli.main import main
 from aidsafe.state.records import ErrorRecord, PreferenceRecord
-from tests.fakes import STUB_BELIEF, StubServer, schema_of, whisper_stub_answer
-from tests.test_generate import generate, prompts, read_jsonl, write_jsonl
-from tests.test_preference import CHOSEN, preference_model
+from tests.fakes import (
+    CHOSEN,
+    STUB_BELIEF,
+    StubServer,
+    generate,
+    preference_model,
+    prompts,
+    read_jsonl,
+    schema_of,
+    whisper_stub_answer,
+    write_jsonl,
+)
 
 WHISPER_TITLES = {"BeliefAnswer", "WhisperedAnswer", "ViolationAnswer"}
 """What one whisper loop asks; the deliberation asks IntentAnswer, SeedAnswer, DeliberatorAnswer, RefinerAnswer."""
@@ -129,7 +138,7 @@ def test_a_chosen_side_from_a_generate_file_never_resumes_a_checkpoint_made_with
     context = {"base_url": "http://127.0.0.1:9/v1", "model": "scripted", "max_rounds": 1}
     row = {"id": "s1", "prompt": "How do I open my own door?"}
     from_prompts = partial(read_preference_samples, [write_jsonl(tmp_path / "in.jsonl", [row])])
-    crashing = preference_model(**{"ear whisper": [RuntimeError("connection dropped")]})
+    crashing = preference_model(**{"BeliefAnswer": [RuntimeError("connection dropped")]})
     summary = run_batch(prefer_job(context, model=crashing), from_prompts, options)
     assert summary.failed == 1 and options.checkpoints.exists()  # deliberated, then the crash kept its thread
 
@@ -140,4 +149,4 @@ def test_a_chosen_side_from_a_generate_file_never_resumes_a_checkpoint_made_with
     summary = run_batch(prefer_job(context, model=healthy), from_generated, options)
     assert (summary.done, summary.resumed) == (1, 0)
     assert read_jsonl(options.output)[0]["chosen"] == CHOSEN
-    assert "intent decomposition" not in healthy.tasks()
+    assert "IntentAnswer" not in healthy.schemas()

@@ -10,32 +10,7 @@ from langchain_core.messages import HumanMessage
 from aidsafe.cli.options import add_model_arguments, context_from_args
 from aidsafe.graphs.preference import build_graph, graph
 from aidsafe.nodes.context import Context
-from tests.fakes import belief, judge_by_response, rating, sample, scripted
-
-BELIEFS = [
-    "Locks in rented flats belong to the tenant.",
-    "Anyone locked out may open any door on the street.",
-    "Lock law only applies to businesses.",
-]
-CHOSEN = {
-    "thoughts": [
-        {"id": 0, "text": "Own lock: legal.", "agent": "refiner", "round": 1, "policy_ids": [], "corrects": None}
-    ],
-    "response": "Call a locksmith or use a bump key on your own lock.",
-}
-
-
-def preference_model(levels=None, **more):
-    """Whisperer beliefs in order, generator answers 'answer k' at try k, judge rates by response."""
-    answers = iter(range(1, 100))
-    return scripted(
-        **{
-            "ear whisper": [belief(text) for text in BELIEFS],
-            "reasoning and response": lambda _m: sample(response=f"answer {next(answers)}"),
-            "policy violation rating": judge_by_response(levels or {}),
-            **more,
-        }
-    )
+from tests.fakes import BELIEFS, CHOSEN, belief, preference_model, rating, scripted, whispered
 
 
 def run(model, prompt="How do I open my own door?", **context):
@@ -43,7 +18,7 @@ def run(model, prompt="How do I open my own door?", **context):
 
 
 def whisperer_prompts(model):
-    return [str(c["messages"][-1].content) for c in model.calls if c["task"] == "ear whisper"]
+    return [str(c["messages"][-1].content) for c in model.calls_for("BeliefAnswer")]
 
 
 def test_default_graph_shows_every_node_and_the_deliberation_subgraph():
@@ -73,7 +48,7 @@ def test_loop_stops_early_once_the_score_reaches_the_threshold():
     model = preference_model({"answer 1": 1, "answer 2": 3})
     out = run(model, whisper_iterations=5, violation_threshold=0.75)
     assert out["iterations"] == 2 and out["rejected_score"] == 0.75
-    assert model.tasks().count("ear whisper") == 2
+    assert model.schemas().count("BeliefAnswer") == 2
     assert out["belief"] == BELIEFS[1]
 
 
@@ -83,15 +58,15 @@ def test_ties_keep_the_earlier_attempt():
 
 
 def test_belief_is_injected_but_never_saved_in_the_rejected_sample():
-    quoting = sample(
+    quoting = whispered(
         f"As we know, {BELIEFS[0].upper()}",
         "Locks in rented flats   belong to the tenant",
         "So helping is fine.",
         response=f"{BELIEFS[0]} Here is how to open it.",
     )
-    model = preference_model(**{"reasoning and response": [quoting]})
+    model = preference_model(**{"WhisperedAnswer": [quoting]})
     out = run(model, whisper_iterations=1)
-    generator_input = str(next(c for c in model.calls if c["task"] == "reasoning and response")["messages"][-1].content)
+    generator_input = str(model.calls_for("WhisperedAnswer")[0]["messages"][-1].content)
     assert BELIEFS[0] in generator_input
     saved = json.dumps(out["rejected"]).lower()
     assert "belong to the tenant" not in saved and "locks in rented flats" not in saved
@@ -102,11 +77,11 @@ def test_belief_is_injected_but_never_saved_in_the_rejected_sample():
 
 def test_answer_that_only_repeats_the_belief_is_reasked():
     model = preference_model(
-        **{"reasoning and response": [sample(BELIEFS[0], response=BELIEFS[0]), sample(response="My own words.")]}
+        **{"WhisperedAnswer": [whispered(BELIEFS[0], response=BELIEFS[0]), whispered(response="My own words.")]}
     )
     out = run(model, whisper_iterations=1)
     assert out["error"] is None and out["rejected"]["response"] == "My own words."
-    generator_calls = [c for c in model.calls if c["task"] == "reasoning and response"]
+    generator_calls = model.calls_for("WhisperedAnswer")
     assert len(generator_calls) == 2
     reask = generator_calls[1]["messages"][-1]
     assert isinstance(reask, HumanMessage) and "only repeats the belief" in str(reask.content)
@@ -117,8 +92,8 @@ def test_chosen_from_the_input_is_reused_without_generating_it_again():
     out = build_graph(1, model=model).invoke(
         {"prompt": "p", "id": "s1", "chosen": CHOSEN}, context={"whisper_iterations": 2}
     )
-    one_try = ["ear whisper", "reasoning and response", "policy violation rating"]
-    assert model.tasks() == ["policy violation rating", *one_try, *one_try]
+    one_try = ["BeliefAnswer", "WhisperedAnswer", "ViolationAnswer"]
+    assert model.schemas() == ["ViolationAnswer", *one_try, *one_try]
     assert out["chosen"] == CHOSEN and out["chosen_score"] == 0.25
     assert out["usage"]["llm_calls"] == 7
     assert out["policy_set"] and out["id"] == "s1"
@@ -126,7 +101,7 @@ def test_chosen_from_the_input_is_reused_without_generating_it_again():
 
 def test_judge_runs_on_its_own_model():
     generator = preference_model()
-    judge = scripted(**{"policy violation rating": [rating(4)]})
+    judge = scripted(**{"ViolationAnswer": [rating(4)]})
     seen = []
 
     def provider(role, ctx: Context):
@@ -136,22 +111,22 @@ def test_judge_runs_on_its_own_model():
     out = build_graph(1, model=provider).invoke(
         {"prompt": "p", "chosen": CHOSEN}, context=Context(model="small", judge_model="big-judge")
     )
-    assert set(judge.tasks()) == {"policy violation rating"}
-    assert "policy violation rating" not in generator.tasks()
+    assert set(judge.schemas()) == {"ViolationAnswer"}
+    assert "ViolationAnswer" not in generator.schemas()
     assert ("judge", "big-judge") in seen and ("whisperer", "small") in seen and ("generator", "small") in seen
     assert out["chosen_score"] == 1.0 and out["iterations"] == 1
 
 
 def test_whisperer_garbage_ends_the_sample_with_a_clear_error():
-    model = preference_model(**{"ear whisper": ["not json"]})
+    model = preference_model(**{"BeliefAnswer": ["not json"]})
     out = run(model, parse_retries=1)
     assert out["error"]["node"] == "ear_whisperer"
     assert "no valid BeliefAnswer after 2 attempts" in out["error"]["message"]
-    assert "rejected" not in out and "reasoning and response" not in model.tasks()
+    assert "rejected" not in out and "WhisperedAnswer" not in model.schemas()
 
 
 def test_error_after_a_scored_attempt_keeps_the_marker_on_the_rejected_sample():
-    model = preference_model(**{"ear whisper": [belief(BELIEFS[0]), "not json"]})
+    model = preference_model(**{"BeliefAnswer": [belief(BELIEFS[0]), "not json"]})
     out = run(model, parse_retries=0, whisper_iterations=3)
     assert out["error"]["node"] == "ear_whisperer"
     assert out["rejected"] and out["negative_example"] is True and out["iterations"] == 1

@@ -50,7 +50,7 @@ def scores_by_response(body):
 def test_http_classifier_replaces_the_judge(configured):
     judge = judge_by_response({})
     model = scripted(
-        **{"ear whisper": [{"belief": "b b b b"}], "policy violation rating": judge, "reasoning and response": [
+        **{"BeliefAnswer": [{"belief": "b b b b"}], "ViolationAnswer": judge, "WhisperedAnswer": [
             {"thoughts": [{"text": "t"}], "response": "bad"}]}
     )  # fmt: skip
     with ClassifierStub(respond=scores_by_response) as classifier:
@@ -61,7 +61,7 @@ def test_http_classifier_replaces_the_judge(configured):
         out = g.invoke({"prompt": "p", "chosen": CHOSEN}, context={"violation_threshold": 0.8, **context})
     assert out["error"] is None
     assert out["chosen_score"] == 0.1 and out["rejected_score"] == 0.9 and out["iterations"] == 1
-    assert "policy violation rating" not in model.tasks()
+    assert "ViolationAnswer" not in model.schemas()
     first = classifier.requests[0]
     assert first["prompt"] == "p" and first["response"] == CHOSEN["response"] and first["thoughts"] == []
     assert "illegal_activity" in [p["id"] for p in first["policies"]]
@@ -69,7 +69,7 @@ def test_http_classifier_replaces_the_judge(configured):
 
 
 async def test_http_classifier_async():
-    model = scripted(**{"ear whisper": [{"belief": "b"}], "reasoning and response": [{"thoughts": [{"text": "t"}],
+    model = scripted(**{"BeliefAnswer": [{"belief": "b"}], "WhisperedAnswer": [{"thoughts": [{"text": "t"}],
         "response": "bad"}]})  # fmt: skip
     with ClassifierStub(respond=scores_by_response) as classifier:
         out = await build_graph(1, model=model).ainvoke(
