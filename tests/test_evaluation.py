@@ -85,7 +85,12 @@ def test_policy_coverage_counts_distinct_known_policies():
 )
 def test_refusal_by_keyword_list_in_the_opening(response, refusal):
     assert metrics_of(record("s", response=response))["refusal"] == refusal
-    assert REFUSAL_WINDOW < 200
+
+
+def test_refusal_counts_only_inside_the_opening_window():
+    opening = "x" * REFUSAL_WINDOW
+    assert metrics_of(record("s", response="I can't help with that. " + opening))["refusal"] == 1.0
+    assert metrics_of(record("s", response=opening + " I can't help with that."))["refusal"] == 0.0
 
 
 def test_preference_record_gives_score_gap_and_metrics_of_the_chosen_side():
