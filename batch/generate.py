@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel
 
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.inputs import Sample
@@ -17,6 +18,7 @@ from aidsafe.policies import load_policies
 from aidsafe.state.records import GenerateRecord
 
 DELIBERATION_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner")
+Record = TypeVar("Record", bound=BaseModel)
 
 
 def deliberation_input(sample: Sample) -> dict[str, Any]:
@@ -24,8 +26,10 @@ def deliberation_input(sample: Sample) -> dict[str, Any]:
     return {"prompt": sample.prompt, "id": sample.id}
 
 
-def generate_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> GenerateRecord:
-    return GenerateRecord.model_validate(
+def finished_record(record_cls: type[Record], sample: Sample, state: dict[str, Any], job: GraphJob) -> Record:
+    """A job's `to_record` (as `partial(finished_record, GenerateRecord)`): the final state plus
+    what the batch knows of the sample."""
+    return record_cls.model_validate(
         {
             **state,
             "id": sample.id,
@@ -68,7 +72,7 @@ def generate_job(
         build=baseline.build_graph if zero_shot else partial(deliberation.build_graph, n_deliberators),
         context=context,
         to_input=deliberation_input,
-        to_record=generate_record,
+        to_record=partial(finished_record, GenerateRecord),
         fingerprint=fingerprint,
         model=model,
     )

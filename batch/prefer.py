@@ -18,7 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import TypeAdapter, ValidationError
 
 from aidsafe.batch.engine import GraphJob
-from aidsafe.batch.generate import run_fingerprint
+from aidsafe.batch.generate import finished_record, run_fingerprint
 from aidsafe.batch.inputs import InputProblem, Sample, content_id, read_samples
 from aidsafe.graphs.preference import build_graph
 from aidsafe.nodes.context import Context, Role
@@ -82,18 +82,6 @@ def preference_input(sample: Sample) -> dict[str, Any]:
     }
 
 
-def preference_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> PreferenceRecord:
-    return PreferenceRecord.model_validate(
-        {
-            **state,
-            "id": sample.id,
-            "prompt": sample.prompt,
-            "metadata": sample.metadata,
-            "model": job.fingerprint["model"],
-        }
-    )
-
-
 def prefer_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChatModel | None = None) -> GraphJob:
     """`context` must hold a concrete `base_url` (the embedded server already started)."""
     ctx = Context(**context)
@@ -108,7 +96,7 @@ def prefer_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChat
         build=partial(build_graph, n_deliberators),
         context=context,
         to_input=preference_input,
-        to_record=preference_record,
+        to_record=partial(finished_record, PreferenceRecord),
         fingerprint=fingerprint,
         model=model,
     )
