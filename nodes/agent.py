@@ -17,7 +17,7 @@ agent index), so a LangSmith project can be filtered by any of them. The role is
 from __future__ import annotations
 
 import string
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -57,8 +57,31 @@ def system_message(policies: PolicySet) -> SystemMessage:
     return SystemMessage(content=template("system").substitute(policies=policies.render()))
 
 
-def messages(policies: PolicySet, task: str, **values: Any) -> list[BaseMessage]:
-    return [system_message(policies), HumanMessage(content=template(task).substitute(**values))]
+CONTEXT_BLOCKS = ("request", "intents", "thoughts", "response")
+"""The sample's context, in the order it grows: `nodes/context_<block>.md`. Thoughts only ever get
+appended during a deliberation, so every call of a sample repeats the previous call's text up to
+where something new was written."""
+
+
+def messages(
+    policies: PolicySet, task: str, *, context: Collection[str] = ("request",), **values: Any
+) -> list[BaseMessage]:
+    """The shared system prefix, the sample's `context` blocks, then this call's part, `nodes/<task>.md`.
+
+    Prefix caches (vLLM, SGLang, llama.cpp's slot, OpenAI) reuse only a byte-identical leading part
+    of a prompt, so whatever changes from call to call (the task, the agent, the round) comes last,
+    and the blocks are written alike, in `CONTEXT_BLOCKS` order, for every agent that shows them.
+    """
+    if unknown := set(context) - set(CONTEXT_BLOCKS):
+        raise ValueError(f"unknown context blocks {sorted(unknown)}; known: {CONTEXT_BLOCKS}")
+    blocks = [template(f"context_{block}") for block in CONTEXT_BLOCKS if block in context]
+    parts = [part.substitute(**values).rstrip("\n") for part in [*blocks, template(task)]]
+    return [system_message(policies), HumanMessage(content="\n\n".join(parts) + "\n")]
+
+
+def intent_values(intents: Mapping[str, list[str]]) -> dict[str, str]:
+    """The `explicit` and `implicit` placeholders of the intents block."""
+    return {"explicit": "; ".join(intents["explicit"]), "implicit": "; ".join(intents["implicit"]) or "(none)"}
 
 
 def render_thoughts(thoughts: list[Thought]) -> str:

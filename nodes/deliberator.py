@@ -11,7 +11,7 @@ import re
 from collections.abc import Generator
 from typing import Any
 
-from aidsafe.nodes.agent import AgentLogic, Ask, as_thoughts, messages, render_thoughts
+from aidsafe.nodes.agent import CONTEXT_BLOCKS, AgentLogic, Ask, as_thoughts, intent_values, messages, render_thoughts
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import CorrectionDraft, DeliberatorAnswer
@@ -38,12 +38,12 @@ def deliberator(index: int, count: int) -> AgentLogic[DeliberationState]:
             messages(
                 policies,
                 "deliberator",
+                context=CONTEXT_BLOCKS,
                 round=round_number,
                 agent_index=index,
                 agent_count=count,
                 prompt=state["prompt"],
-                explicit="; ".join(state["intents"]["explicit"]),
-                implicit="; ".join(state["intents"]["implicit"]) or "(none)",
+                **intent_values(state["intents"]),
                 thoughts=render_thoughts(thoughts),
                 response=state["response"],
             ),

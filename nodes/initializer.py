@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from aidsafe.nodes.agent import Ask, as_thoughts, messages
+from aidsafe.nodes.agent import Ask, as_thoughts, intent_values, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import IntentAnswer, SeedAnswer
@@ -26,9 +26,9 @@ def initialize(state: DeliberationState, ctx: Context, policies: PolicySet) -> G
         messages(
             policies,
             "initializer_seed",
+            context=("request", "intents"),
             prompt=prompt,
-            explicit="; ".join(intents.explicit_intents),
-            implicit="; ".join(intents.implicit_intents) or "(none)",
+            **intent_values({"explicit": intents.explicit_intents, "implicit": intents.implicit_intents}),
         ),
     )
     return {

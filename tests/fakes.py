@@ -35,6 +35,12 @@ def schema_title(kwargs: dict[str, Any]) -> str:
     return str(response_format["schema"]["title"])
 
 
+def task_line(text: str) -> str:
+    """The agent's task line ('Task: deliberation, round 2. You are deliberator 1 of 2.'): the last
+    line that starts with 'Task: ', since the sample's context (the user's own text) comes first."""
+    return [line for line in text.splitlines() if line.startswith("Task: ")][-1]
+
+
 class ScriptedChatModel(BaseChatModel):
     """Replies from the script by the answer schema a call asks for: `script["RubricAnswer@grade_coherence"]`
     (schema at the LangGraph node that calls) before `script["RubricAnswer"]`. An entry is a list

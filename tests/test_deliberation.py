@@ -9,7 +9,7 @@ from langchain_core.messages import HumanMessage
 
 from aidsafe.graphs.deliberation import build_graph, graph
 from aidsafe.nodes.context import Context
-from tests.fakes import AGREE, refined, scripted, turn
+from tests.fakes import AGREE, refined, scripted, task_line, turn
 
 
 def run(model, n=2, **context):
@@ -56,7 +56,7 @@ def test_budget_stop_when_agents_keep_adding():
 @pytest.mark.parametrize("n", [1, 2, 4])
 def test_n_agents_take_turns_in_order_until_consensus(n):
     def deliberate(messages):
-        text = str(messages[-1].content)
+        text = task_line(str(messages[-1].content))
         round_number = int(re.search(r"round (\d+)", text).group(1))
         agent = re.search(r"deliberator (\d+) of", text).group(1)
         return turn(f"round {round_number} point from agent {agent}") if round_number == 1 else AGREE
