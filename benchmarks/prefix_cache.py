@@ -156,8 +156,8 @@ def report(run: Run) -> None:
         calls = run.calls if sample == "run" else [c for c in run.calls if c.sample == sample]
         tokens = sum(c.tokens for c in calls)
         print(
-            f"  {sample[:22]:<22} {len(calls):>5} {tokens:>13} {sum(c.ideal for c in calls) / tokens:>11.2f} "
-            f"{sum(c.slot for c in calls) / tokens:>10.2f}"
+            f"  {sample[:22]:<22} {len(calls):>5} {tokens:>13} {sum(c.ideal for c in calls) / tokens:>11.3f} "
+            f"{sum(c.slot for c in calls) / tokens:>10.3f}"
         )
 
 
@@ -185,6 +185,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--whisper-iterations", type=int, default=3)
+    parser.add_argument(
+        "--save-requests",
+        type=Path,
+        help="Write the deliberation graph's requests here as JSON lines, for benchmarks/slot_cache.py.",
+    )
     args = parser.parse_args()
     with open(args.prompts, encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle if line.strip()]
@@ -203,9 +208,14 @@ def main() -> None:
         def runner(graph: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
             return lambda sample: graph.invoke(sample, context=context)
 
+        first_deliberation = len(server.requests)
         delib, records = run_graph(
             "deliberation", server, prompts, runner(deliberation.build_graph(args.agents)), tokenize
         )
+        if args.save_requests:
+            with args.save_requests.open("w", encoding="utf-8") as handle:
+                for call, request in zip(delib.calls, server.requests[first_deliberation:], strict=True):
+                    handle.write(json.dumps({"sample": call.sample, "request": request}) + "\n")
         base, baselines = run_graph("baseline", server, prompts, runner(baseline.build_graph()), tokenize)
         pref, _ = run_graph("preference", server, prompts, runner(preference.build_graph(args.agents)), tokenize)
         pairs = [
