@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -158,6 +159,20 @@ def test_policies_sit_in_one_system_prefix_shared_by_every_call():
     assert len(systems) == 1
     (system,) = systems
     assert "[illegal_activity] Illegal activity" in system and "[helpfulness_respect]" in system
+
+
+def test_every_call_of_a_sample_extends_the_context_of_the_call_before():
+    """Prefix caches reuse only a leading part: each prompt starts with the previous call's context
+    (request, intents, thoughts so far), and the parts that change come after it."""
+    counter = iter(range(1000))
+    model = scripted(deliberation=lambda _messages: turn(f"new point {next(counter)}", response=f"r{next(counter)}"))
+    out = run(model, max_rounds=2)
+    prompts = [str(c["messages"][-1].content) for c in model.calls]
+    assert [c["task"] for c in model.calls][-1] == "refinement" and len(prompts) == 2 + 2 * 2 + 1
+    for earlier, later in itertools.pairwise(prompts):
+        lasting = earlier.split("\n\nCurrent response:")[0].split("\n\nTask: ")[0]
+        assert later.startswith(lasting)
+    assert all(f"{t['id']}. [{t['agent']}" in prompts[-1] for t in out["thoughts"])
 
 
 def test_custom_policy_file_is_used(tmp_path):
