@@ -1,11 +1,9 @@
-"""Print LLM calls, prompt tokens and the shared-prefix share per sample of the deliberation graph.
+"""Print LLM calls, prompt and output tokens and seconds per sample of the deliberation graph.
 
     python benchmarks/deliberation_cost.py [--base-url URL --model NAME] [--rounds 3] [--agents 2]
 
-With no --base-url it starts the embedded llama.cpp server. The shared prefix is the system
-message (role framing + the policy set), identical for every call, so a server with prefix
-caching evaluates it once. Its token count comes from llama.cpp's /extras/tokenize/count when
-the server has it, else from the prompt-token count of a call that sends only that message.
+With no --base-url it starts the embedded llama.cpp server. How much of those prompt tokens a
+prefix cache can reuse is `benchmarks/prefix_cache.py`'s figure.
 """
 
 from __future__ import annotations
@@ -14,17 +12,13 @@ import argparse
 import json
 import statistics
 import time
-import urllib.request
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
 from aidsafe.embedded.served import model_server
 from aidsafe.graphs.deliberation import build_graph
-from aidsafe.nodes.agent import system_message
 from aidsafe.nodes.context import Context
-from aidsafe.nodes.llm import openai_compatible_model
-from aidsafe.policies import load_policies
 
 
 class PromptTokens(BaseCallbackHandler):
@@ -34,21 +28,6 @@ class PromptTokens(BaseCallbackHandler):
     def on_llm_end(self, response: Any, **kwargs: Any) -> None:
         usage = response.generations[0][0].message.usage_metadata or {}
         self.prompt_tokens.append(usage.get("input_tokens", 0))
-
-
-def shared_prefix_tokens(ctx: Context, text: str) -> int:
-    root = ctx.base_url.removesuffix("/v1")
-    try:
-        request = urllib.request.Request(
-            f"{root}/extras/tokenize/count",
-            data=json.dumps({"input": text}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return int(json.load(reply)["count"])
-    except OSError:
-        message = openai_compatible_model("initializer", ctx).invoke([system_message(load_policies(ctx.policy_file))])
-        return int((message.usage_metadata or {}).get("input_tokens", 0))
 
 
 def main() -> None:
@@ -65,27 +44,23 @@ def main() -> None:
     with model_server({**context, "max_rounds": args.rounds}) as resolved:
         ctx = Context(**resolved)
         graph = build_graph(args.agents)
-        prefix = shared_prefix_tokens(ctx, str(system_message(load_policies(ctx.policy_file)).content))
         rows = []
         for prompt in prompts:
             counter = PromptTokens()
             started = time.perf_counter()
             out = graph.invoke({"prompt": prompt}, context=ctx, config={"callbacks": [counter]})
             rows.append((out, counter.prompt_tokens, time.perf_counter() - started))
-    print(f"agents={args.agents} max_rounds={args.rounds} model={ctx.model} shared prefix={prefix} tokens")
+    print(f"agents={args.agents} max_rounds={args.rounds} model={ctx.model}")
     for out, tokens, seconds in rows:
         print(
             f"  rounds={out.get('rounds')} stop={out.get('stop_reason')} calls={out['usage']['llm_calls']} "
-            f"prompt_tokens={sum(tokens)} output_tokens={out['usage']['output_tokens']} "
-            f"prefix_share={prefix * len(tokens) / max(1, sum(tokens)):.2f} seconds={seconds:.1f}"
+            f"prompt_tokens={sum(tokens)} output_tokens={out['usage']['output_tokens']} seconds={seconds:.1f}"
         )
     calls = [out["usage"]["llm_calls"] for out, _, _ in rows]
     prompt_tokens = [sum(tokens) for _, tokens, _ in rows]
-    shares = [prefix / t for _, tokens, _ in rows for t in tokens if t]
     print(
         f"mean per sample: calls={statistics.mean(calls):.1f} prompt_tokens={statistics.mean(prompt_tokens):.0f} "
-        f"shared prefix share of each prompt: mean {statistics.mean(shares):.2f} "
-        f"(min {min(shares):.2f}, max {max(shares):.2f}) seconds={statistics.mean(r[2] for r in rows):.1f}"
+        f"seconds={statistics.mean(r[2] for r in rows):.1f}"
     )
 
 
