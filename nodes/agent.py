@@ -41,7 +41,7 @@ from aidsafe.nodes.llm import (
 )
 from aidsafe.policies import PolicyFileError, PolicySet, load_policies
 from aidsafe.state.answers import CorrectionDraft, ThoughtDraft
-from aidsafe.state.deliberation import Thought, add_usage
+from aidsafe.state.deliberation import Intents, Thought, add_usage
 
 PROMPTS_DIR = Path(__file__).parent
 
@@ -79,7 +79,7 @@ def messages(
     return [system_message(policies), HumanMessage(content="\n\n".join(parts) + "\n")]
 
 
-def intent_values(intents: Mapping[str, list[str]]) -> dict[str, str]:
+def intent_values(intents: Intents) -> dict[str, str]:
     """The `explicit` and `implicit` placeholders of the intents block."""
     return {"explicit": "; ".join(intents["explicit"]), "implicit": "; ".join(intents["implicit"]) or "(none)"}
 
