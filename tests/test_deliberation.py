@@ -168,7 +168,7 @@ def test_every_call_of_a_sample_extends_the_context_of_the_call_before():
     model = scripted(deliberation=lambda _messages: turn(f"new point {next(counter)}", response=f"r{next(counter)}"))
     out = run(model, max_rounds=2)
     prompts = [str(c["messages"][-1].content) for c in model.calls]
-    assert [c["task"] for c in model.calls][-1] == "refinement" and len(prompts) == 2 + 2 * 2 + 1
+    assert model.calls[-1]["node"] == "refiner" and len(prompts) == 2 + 2 * 2 + 1
     for earlier, later in itertools.pairwise(prompts):
         lasting = earlier.split("\n\nCurrent response:")[0].split("\n\nTask: ")[0]
         assert later.startswith(lasting)
