@@ -219,7 +219,7 @@ def main() -> None:
         base, baselines = run_graph("baseline", server, prompts, runner(baseline.build_graph()), tokenize)
         pref, _ = run_graph("preference", server, prompts, runner(preference.build_graph(args.agents)), tokenize)
         pairs = [
-            (sample_id, {"record": {**r, **sample}, "other": {**b, **sample}})
+            (sample_id, {"run": {**r, **sample}, "baseline": {**b, **sample}})
             for (sample_id, sample), r, b in zip(prompts, records, baselines, strict=True)
         ]
         evaluated, _ = run_graph("evaluation", server, pairs, runner(evaluation.build_graph()), tokenize)
