@@ -45,6 +45,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel, ValidationError
 
 from aidsafe.batch.inputs import Sample
+from aidsafe.embedded.llama_server import EmbeddedServerDied
 from aidsafe.nodes.llm import openai_compatible_model
 from aidsafe.state.deliberation import Usage, add_usage
 from aidsafe.state.records import ErrorRecord
@@ -131,7 +132,8 @@ async def run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
     """Run (or resume) one sample on its own checkpoint thread; never raises for a sample's failure.
 
     A thread is finished only when `not snap.next and not snap.tasks`: `next` alone is empty when a
-    node's write was saved but the following checkpoint was not.
+    node's write was saved but the following checkpoint was not. A dead embedded server is not the
+    sample's failure: it ends the batch, the sample's checkpoint kept for the re-run.
     """
     config = {"configurable": {"thread_id": job.thread_id(sample)}}
     resumed = False
@@ -142,6 +144,8 @@ async def run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
             state = dict(snap.values)
         else:
             state = await graph.ainvoke(None if resumed else job.to_input(sample), config, context=job.context)
+    except EmbeddedServerDied:
+        raise
     except Exception as exc:  # one sample's crash must not end the batch
         return _failed(sample, job, "batch", f"{type(exc).__name__}: {exc}", resumed=resumed, prune=False)
     usage = state.get("usage") or add_usage(None, None)

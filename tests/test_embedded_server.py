@@ -1,0 +1,148 @@
+"""A dead model server is named once: the embedded llama.cpp server crashing at start-up or mid-run
+stops `aidsafe generate` at once with the signal, the log and the fix, and a re-run resumes; a
+refused connection to a remote server is reported as that, with its URL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aidsafe.cli.main import main
+from aidsafe.embedded.llama_server import PORTABLE_CMAKE_ARGS
+from tests.test_generate import prompts, read_jsonl, write_jsonl
+from tests.test_signals import alive, children
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_LLAMA = ROOT / "tests" / "fake_llama"
+CALLS_PER_SAMPLE = 5
+"""Model calls of one sample on the stub's answers (2 initializer, 2 deliberators agreeing, 1 refiner)."""
+
+
+@pytest.fixture
+def fake_llama(monkeypatch, tmp_path):
+    """`python -m llama_cpp.server` in the embedded server's process is the fake, which notes each
+    chat completion in `tmp_path/requests.log`; returns a setter for the chat completion it
+    crashes on (1: aidsafe's start-up check)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAKE_LLAMA), str(ROOT)]))
+    monkeypatch.setenv("FAKE_LLAMA_REQUESTS", str(tmp_path / "requests.log"))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+    def crash_on(request: int) -> None:
+        monkeypatch.setenv("FAKE_LLAMA_CRASH_ON", str(request))
+
+    return crash_on
+
+
+def generate(*args: str) -> int:
+    return main(["generate", *args, "--no-progress", "--max-rounds", "1"])
+
+
+def seconds_since_crash(requests: Path) -> float:
+    """From the fake server's crash to now (the run's end), by the time it noted."""
+    crash = next(line for line in requests.read_text().splitlines() if line.startswith("crash at "))
+    return time.time() - float(crash.removeprefix("crash at "))
+
+
+def assert_crash_named(stderr: str, during: str) -> None:
+    assert f"crashed with SIGSEGV during {during}" in stderr
+    assert "This llama.cpp build does not run on this CPU" in stderr
+    assert f'CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install --no-cache-dir --force-reinstall' in stderr
+    log = Path(stderr.split("server log: ")[1].split()[0])
+    assert log.name.startswith("aidsafe-llama-") and log.exists()
+    assert "Request timed out" not in stderr
+
+
+def test_a_server_that_crashes_on_its_first_completion_is_named_at_start(tmp_path, fake_llama, capsys):
+    fake_llama(1)
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(5))
+    assert generate(str(inputs), "-o", str(tmp_path / "out.jsonl")) == 1
+    assert seconds_since_crash(tmp_path / "requests.log") < 30, "the run should end at once, not after timeouts"
+    stderr = capsys.readouterr().err
+    assert_crash_named(stderr, "its start-up check")
+    assert stderr.count("crashed with SIGSEGV") == 1
+    assert not (tmp_path / "out.jsonl").exists() or not read_jsonl(tmp_path / "out.jsonl")
+
+
+def test_a_crash_mid_run_stops_the_run_and_a_rerun_resumes(tmp_path, fake_llama, capsys):
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(5))
+    out = tmp_path / "out.jsonl"
+    fake_llama(1 + 2 * CALLS_PER_SAMPLE + 3)  # the check, two whole samples, three calls of the third
+    assert generate(str(inputs), "-o", str(out)) == 1
+    assert seconds_since_crash(tmp_path / "requests.log") < 30, "the run should stop at once"
+    stderr = capsys.readouterr().err
+    assert_crash_named(stderr, "the run")
+    assert stderr.count("crashed with SIGSEGV") == 1 and "failed s" not in stderr
+    assert [r["id"] for r in read_jsonl(out)] == ["s0", "s1"]
+    assert read_jsonl(tmp_path / "out.errors.jsonl") == []  # no sample is blamed for the server
+
+    fake_llama(0)
+    requests = tmp_path / "requests.log"
+    requests.unlink()
+    assert generate(str(inputs), "-o", str(out)) == 0
+    summary = json.loads((tmp_path / "out.summary.json").read_text())
+    assert (summary["done"], summary["resumed"], summary["skipped"], summary["failed"]) == (3, 1, 2, 0)
+    assert sorted(r["id"] for r in read_jsonl(out)) == [f"s{i}" for i in range(5)]
+    # the interrupted sample continued where it stopped: 2 of its 3 calls had been answered and saved
+    assert len(requests.read_text().splitlines()) == 1 + 3 * CALLS_PER_SAMPLE - 2
+
+
+def test_a_refused_connection_is_named_with_its_url(tmp_path, capsys):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(1))
+    base_url = f"http://127.0.0.1:{port}/v1"
+    code = main(
+        ["generate", str(inputs), "-o", str(tmp_path / "out.jsonl"), "--no-progress", "--base-url", base_url]
+        + ["--model", "m", "--http-retries", "0"]
+    )
+    assert code == 1
+    [error] = read_jsonl(tmp_path / "out.errors.jsonl")
+    assert error["error"]["message"] == (
+        f"model server failed after retries: connection refused by {base_url}/chat/completions"
+    )
+    assert "timed out" not in capsys.readouterr().err
+
+
+@pytest.mark.embedded
+@pytest.mark.timeout(600)
+def test_killing_the_real_embedded_server_mid_run_ends_the_run(tmp_path):
+    """The real llama.cpp server, sent the signal a crash gives it while it answers."""
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(3))
+    command = [sys.executable, "-c", "import sys; from aidsafe.cli.main import console_main; sys.exit(console_main())"]
+    run = subprocess.Popen(
+        [*command, "generate", str(inputs), "-o", str(tmp_path / "out.jsonl"), "--no-progress"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        server_pids: list[int] = []
+        while not server_pids and time.monotonic() < deadline:
+            time.sleep(0.2)
+            server_pids = children(run.pid)
+        assert server_pids, "the embedded server never started"
+        time.sleep(8)  # loaded, checked, and answering the first sample's calls
+        assert run.poll() is None, run.communicate()
+        os.kill(server_pids[0], signal.SIGSEGV)
+        killed = time.monotonic()
+        _, stderr = run.communicate(timeout=120)
+        seconds = time.monotonic() - killed
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 1, stderr
+    assert seconds < 30, stderr
+    assert_crash_named(stderr, "the run")
+    assert "Traceback" not in stderr
+    assert not any(alive(pid) for pid in server_pids)
