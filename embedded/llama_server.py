@@ -5,8 +5,8 @@ the package (its import pulls in the `llm` CLI). The server runs as a child proc
 a free port and is stopped by PID, also on Ctrl-C, errors and interpreter exit.
 
 A llama.cpp build compiled for the wrong CPU loads the model and answers `/v1/models`, then crashes
-on the first completion. So start-up ends with one completion on a prompt as long as aidsafe's
-(the kernels that crash are the batched ones), and a server that dies later is looked up by the
+on the first completion. So start-up ends with one completion of one token on a prompt of a
+couple hundred tokens (batched kernels run, as for aidsafe's prompts), and a server that dies later is looked up by the
 client when a connection to it fails (`died_at`): the run stops with the signal, the log and the
 command that installs a portable build, instead of failing every remaining sample.
 """
@@ -40,8 +40,10 @@ PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16
 """The llama.cpp build the README installs: AVX2/FMA/F16C, no code chosen for the build machine's CPU."""
 CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT})
 """Signals by which a process crashes by itself, as opposed to being ended from outside (SIGKILL...)."""
-PROBE_PROMPT = "Reply with one word. " + "Safety policies guide every answer an assistant writes. " * 60
-"""~600 tokens: more than one batch of prompt tokens, like aidsafe's own prompts."""
+PROBE_PROMPT = "Reply with one word. " + "Safety policies guide every answer an assistant writes. " * 20
+"""~200 tokens: the batched matrix kernels that process aidsafe's prompts run, not only one-token ones."""
+PROBE_TIMEOUT = 120.0
+"""Seconds the start-up check may take: ~1 s on 2 free cores, much more when other jobs share them."""
 
 
 def portable_install_command() -> str:
@@ -176,7 +178,7 @@ class EmbeddedServer:
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.startup_timeout) as response:
+            with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
                 json.load(response)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             assert self.process is not None

@@ -302,7 +302,10 @@ def cut_off_reply(exc: openai.OpenAIError) -> AIMessage:
     )
 
 
-CONNECTION_LOST = {ConnectionRefusedError: "connection refused", ConnectionResetError: "connection reset"}
+CONNECTION_LOST: dict[type[BaseException], str] = {
+    ConnectionRefusedError: "connection refused",
+    ConnectionResetError: "connection reset",
+}
 
 
 def server_failure(exc: openai.OpenAIError) -> Exception:
@@ -320,7 +323,7 @@ def server_failure(exc: openai.OpenAIError) -> Exception:
         for _ in range(10):  # the chain is short (openai, httpx, aiohttp, OSError); never follow a cycle
             if cause is None:
                 break
-            if type(cause) in CONNECTION_LOST:
-                return AgentFailure(f"model server failed after retries: {CONNECTION_LOST[type(cause)]} by {url}")
+            if (what := CONNECTION_LOST.get(type(cause))) is not None:
+                return AgentFailure(f"model server failed after retries: {what} by {url}")
             cause = cause.__cause__ or cause.__context__
     return AgentFailure(f"model server failed after retries: {type(exc).__name__}: {exc}")

@@ -100,11 +100,8 @@ def test_a_refused_connection_is_named_with_its_url(tmp_path, capsys):
         port = sock.getsockname()[1]
     inputs = write_jsonl(tmp_path / "in.jsonl", prompts(1))
     base_url = f"http://127.0.0.1:{port}/v1"
-    code = main(
-        ["generate", str(inputs), "-o", str(tmp_path / "out.jsonl"), "--no-progress", "--base-url", base_url]
-        + ["--model", "m", "--http-retries", "0"]
-    )
-    assert code == 1
+    args = ["-o", str(tmp_path / "out.jsonl"), "--no-progress", "--base-url", base_url, "--model", "m"]
+    assert main(["generate", str(inputs), *args, "--http-retries", "0"]) == 1
     [error] = read_jsonl(tmp_path / "out.errors.jsonl")
     assert error["error"]["message"] == (
         f"model server failed after retries: connection refused by {base_url}/chat/completions"
