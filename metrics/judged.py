@@ -16,6 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from tqdm.asyncio import tqdm_asyncio
 
+from aidsafe.embedded.llama_server import EmbeddedServerDied
 from aidsafe.metrics.deterministic import record_metrics
 from aidsafe.metrics.records import RecordPair
 from aidsafe.state.deliberation import add_usage
@@ -58,6 +59,8 @@ async def grade_sample(
     try:
         config: RunnableConfig = {"metadata": {"sample_id": sample.id}, "max_concurrency": parallel_calls}
         out = await graph.ainvoke(payload, config=config, context=context)
+    except EmbeddedServerDied:  # not the sample's failure: no later grade could be made either
+        raise
     except Exception as exc:  # a crash must not lose the batch: the sample is listed as failed
         out = {"error": {"node": "evaluation", "message": f"{type(exc).__name__}: {exc}"}}
     result["failures"].extend(out.get("failures", []))
