@@ -183,6 +183,16 @@ def whisper_stub_answer(request: dict[str, Any]) -> str:
     return schema_answer(request)
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
+    """Answer one request with `status` and the JSON `text`."""
+    data = text.encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 @dataclass
 class LoopbackJsonServer:
     """A threaded HTTP server on 127.0.0.1, started by `with`: every POSTed JSON body goes to
@@ -209,13 +219,7 @@ class LoopbackJsonServer:
                 pass
 
             def do_POST(self) -> None:
-                status, text = handle(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, *handle(json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -8,8 +8,7 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from aidsafe.cli.main import main
 from aidsafe.embedded.llama_server import PORTABLE_CMAKE_ARGS
 from tests.test_generate import prompts, read_jsonl, write_jsonl
-from tests.test_signals import alive, children
+from tests.test_signals import alive, start_generate
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_LLAMA = ROOT / "tests" / "fake_llama"
@@ -114,22 +113,12 @@ def test_a_refused_connection_is_named_with_its_url(tmp_path, capsys):
 def test_killing_the_real_embedded_server_mid_run_ends_the_run(tmp_path):
     """The real llama.cpp server, sent the signal a crash gives it while it answers."""
     inputs = write_jsonl(tmp_path / "in.jsonl", prompts(3))
-    command = [sys.executable, "-c", "import sys; from aidsafe.cli.main import console_main; sys.exit(console_main())"]
-    run = subprocess.Popen(
-        [*command, "generate", str(inputs), "-o", str(tmp_path / "out.jsonl"), "--no-progress"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run, server_pids = start_generate(inputs, tmp_path / "out.jsonl")
     try:
-        deadline = time.monotonic() + 120
-        server_pids: list[int] = []
-        while not server_pids and time.monotonic() < deadline:
-            time.sleep(0.2)
-            server_pids = children(run.pid)
-        assert server_pids, "the embedded server never started"
-        time.sleep(8)  # loaded, checked, and answering the first sample's calls
+        [log] = Path(tempfile.gettempdir()).glob(f"aidsafe-llama-{run.pid}-*.log")
+        deadline = time.monotonic() + 400
+        while log.read_text().count("POST /v1/chat/completions") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the start-up check and the run's first call answered
         assert run.poll() is None, run.communicate()
         os.kill(server_pids[0], signal.SIGSEGV)
         killed = time.monotonic()

@@ -28,26 +28,35 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.embedded
-def test_sigterm_stops_the_run_and_the_embedded_server(tmp_path):
-    inputs = tmp_path / "in.jsonl"
-    inputs.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"question {i}"}) + "\n" for i in range(20)))
+def start_generate(inputs: Path, output: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """`aidsafe generate` on the embedded model in a child process, once its server process exists:
+    the run and the server's pids."""
     command = [sys.executable, "-c", "import sys; from aidsafe.cli.main import console_main; sys.exit(console_main())"]
     run = subprocess.Popen(
-        [*command, "generate", str(inputs), "-o", str(tmp_path / "out.jsonl"), "--no-progress"],
-        cwd=tmp_path,
+        [*command, "generate", str(inputs), "-o", str(output), "--no-progress"],
+        cwd=output.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
     )
+    deadline = time.monotonic() + 60
+    server_pids: list[int] = []
+    while not server_pids and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)
+        server_pids = children(run.pid)
+    if not server_pids:
+        run.kill()
+        raise AssertionError(f"the embedded server never started: {run.communicate()}")
+    return run, server_pids
+
+
+@pytest.mark.embedded
+def test_sigterm_stops_the_run_and_the_embedded_server(tmp_path):
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"question {i}"}) + "\n" for i in range(20)))
+    run, server_pids = start_generate(inputs, tmp_path / "out.jsonl")
     try:
-        deadline = time.monotonic() + 60
-        server_pids: list[int] = []
-        while not server_pids and time.monotonic() < deadline:
-            time.sleep(0.2)
-            server_pids = children(run.pid)
-        assert server_pids, "the embedded server never started"
         time.sleep(2)  # let it load and take the first request
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)

@@ -17,7 +17,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.fakes import StubServer
+from tests.fakes import StubServer, send_json
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--host", default="127.0.0.1")
@@ -36,16 +36,8 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def reply(self, status: int, text: str) -> None:
-        data = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
-        self.reply(200, json.dumps({"object": "list", "data": [{"id": args.model_alias, "object": "model"}]}))
+        send_json(self, 200, json.dumps({"object": "list", "data": [{"id": args.model_alias, "object": "model"}]}))
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -57,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
             ctypes.string_at(0)  # a real segmentation fault, in this thread, before any answer
         if "response_format" not in body and "tools" not in body:  # the start-up check: plain text
             body = {**body, "response_format": {"type": "json_object", "schema": {"type": "string"}}}
-        self.reply(*stub.handle(body))
+        send_json(self, *stub.handle(body))
 
 
 print(f"fake llama.cpp server on {args.host}:{args.port}", flush=True)
