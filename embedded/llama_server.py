@@ -5,10 +5,10 @@ the package (its import pulls in the `llm` CLI). The server runs as a child proc
 a free port and is stopped by PID, also on Ctrl-C, errors and interpreter exit.
 
 A llama.cpp build compiled for the wrong CPU loads the model and answers `/v1/models`, then crashes
-on the first completion. So start-up ends with one completion of one token on a prompt of a
-couple hundred tokens (batched kernels run, as for aidsafe's prompts), and a server that dies later is looked up by the
-client when a connection to it fails (`died_at`): the run stops with the signal, the log and the
-command that installs a portable build, instead of failing every remaining sample.
+on the first completion. So start-up ends with a one-token completion of a ~200-token prompt (the
+batched kernels that run aidsafe's prompts run too), and a server that dies later is looked up by
+the client when a connection to it fails (`died_at`): the run stops with the signal, the log and
+the command that installs a portable build, instead of failing every remaining sample.
 """
 
 from __future__ import annotations
