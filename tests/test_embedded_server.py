@@ -16,7 +16,7 @@ import pytest
 
 from aidsafe.cli.main import main
 from aidsafe.embedded.llama_server import PORTABLE_CMAKE_ARGS
-from tests.test_generate import prompts, read_jsonl, write_jsonl
+from tests.fakes import prompts, read_jsonl, write_jsonl
 from tests.test_signals import alive, start_generate
 
 ROOT = Path(__file__).resolve().parents[1]
