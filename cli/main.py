@@ -15,7 +15,7 @@ DESCRIPTION = (
 )
 """What `aidsafe --help` tells users (this module's docstring is for maintainers)."""
 
-SUBCOMMANDS: list[str] = ["generate", "prefer", "export", "evaluate", "serve"]
+SUBCOMMANDS: list[str] = ["generate", "prefer", "export", "evaluate", "serve", "view"]
 """Modules of `cli` that define `register(subparsers)`; each adds one subcommand."""
 
 

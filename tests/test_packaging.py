@@ -22,6 +22,8 @@ def test_wheel_holds_one_top_level_package_with_templates_and_policies(tmp_path:
         "aidsafe/nodes/deliberator.md",
         "aidsafe/policies/aidsafe.yaml",
         "aidsafe/cli/main.py",
+        "aidsafe/viewer/page.html.j2",
+        "aidsafe/viewer/viewer.js",
     ):
         assert expected in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
