@@ -388,8 +388,9 @@ def varied_deliberator(messages: Sequence[BaseMessage]) -> dict:
     """A deliberator whose behaviour depends on the prompt: "stubborn" prompts never reach
     consensus (budget stop); others add a thought and a correction in round 1, then agree."""
     text = str(messages[-1].content)
-    round_number = int(re.search(r"round (\d+)", text).group(1))  # type: ignore[union-attr]
-    agent = int(re.search(r"deliberator (\d+) of", text).group(1))  # type: ignore[union-attr]
+    task = task_line(text)
+    round_number = int(re.search(r"round (\d+)", task).group(1))  # type: ignore[union-attr]
+    agent = int(re.search(r"deliberator (\d+) of", task).group(1))  # type: ignore[union-attr]
     if "stubborn" in text:
         return turn(f"Another angle, round {round_number} agent {agent}.", response=f"Revised answer {round_number}.")
     if round_number == 1:
