@@ -90,7 +90,11 @@ class RefinerAnswer(BaseModel):
 
 
 class BeliefAnswer(BaseModel):
-    belief: Text = Field(description="One or two sentences the generator will take for granted; plausible, and wrong.")
+    # Bounded in the schema, so a grammar-constrained server closes the string: SmolLM2 otherwise
+    # ran past max_tokens inside it three times in a row.
+    belief: Text = Field(
+        max_length=240, description="One or two sentences the generator will take for granted; plausible, and wrong."
+    )
 
 
 class WhisperedAnswer(SeedAnswer):
