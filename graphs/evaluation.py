@@ -1,12 +1,13 @@
 """Grading as a graph, so every judge call is traceable in LangSmith and visible in Studio.
 
-    START -+-> grade_relevance ----------------+-> END
+    START -+-> grade_relevance ----------------+-> complete_output -> END
            +-> grade_coherence ----------------+
            +-> ... (one node per rubric) ------+
            +-> pairwise_judge (if both) -------+
 
 Every rubric node grades each side given (`run`, `baseline`) in parallel with the others; the
-pairwise judge runs only when both sides are there to compare.
+pairwise judge runs only when both sides are there to compare. `complete_output` gives
+every output key nothing wrote (`pairwise` without a baseline) its empty value.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from aidsafe.graphs.wiring import add_agent, as_provider
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output
 from aidsafe.nodes import grader, pairwise_judge
 from aidsafe.nodes.agent import agent_node
 from aidsafe.nodes.context import Context
@@ -44,9 +45,11 @@ def build_graph(
     for rubric, node in zip(RUBRICS, RUBRIC_NODES, strict=True):
         add_agent(builder, agent_node(node, "judge", grader.grader(rubric), provider))
     add_agent(builder, agent_node(pairwise_judge.NAME, "judge", pairwise_judge.compare, provider))
+    builder.add_node(COMPLETE_OUTPUT, complete_output(EvaluationOutput))
     builder.add_conditional_edges(START, _checks, [*RUBRIC_NODES, pairwise_judge.NAME])
     for node in [*RUBRIC_NODES, pairwise_judge.NAME]:
-        builder.add_edge(node, END)
+        builder.add_edge(node, COMPLETE_OUTPUT)
+    builder.add_edge(COMPLETE_OUTPUT, END)
     return builder.compile(name=name)
 
 

@@ -22,7 +22,9 @@ from aidsafe.state.deliberation import add_usage
 from aidsafe.state.evaluation import RUBRICS, EvaluatedRecord
 
 SampleResult = dict[str, Any]
-"""{id, run, baseline, pairwise, failures, usage}; `run`/`baseline` are {metrics, grades} or None."""
+"""{id, run, baseline, pairwise, failures, repairs, usage}; `run`/`baseline` are {metrics, grades} or None.
+
+`repairs` are the judges' answers used after a fix (e.g. a cut-off rubric answer salvaged)."""
 
 
 def _side(record: EvaluatedRecord | None, policy_ids: Sequence[str]) -> dict[str, Any] | None:
@@ -36,6 +38,7 @@ def deterministic_result(sample: RecordPair, policy_ids: Sequence[str]) -> Sampl
         "baseline": _side(sample.baseline, policy_ids),
         "pairwise": None,
         "failures": [],
+        "repairs": [],
         "usage": add_usage(None, None),
     }
 
@@ -66,6 +69,7 @@ async def grade_sample(
     for side in records:
         result[side]["grades"] = out.get(f"{side}_grades") or {}
     result["pairwise"] = out.get("pairwise")
+    result["repairs"] = out.get("repairs") or []
     result["usage"] = out.get("usage") or result["usage"]
     _list_missing_grades(result, list(records), expect_pairwise=len(records) == 2)
     return result
