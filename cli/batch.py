@@ -15,6 +15,7 @@ from typing import Any
 from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, Sample, read_samples
+from aidsafe.batch.stores import POSTGRES_SCHEMES, RunFailure
 from aidsafe.cli.options import add_model_arguments, context_from_args
 from aidsafe.embedded.llama_server import died_at
 from aidsafe.embedded.served import model_server
@@ -63,6 +64,33 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         "at most one per core; 1 on the embedded model).",
     )
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine's processes (default); ray: Ray actors, on a cluster or a local Ray "
+        "started for the run (needs the [ray] extra). --workers is then the number of actors.",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="With --engine ray: a running cluster (auto, host:port or ray://host:port); needs --checkpoint "
+        "postgresql://... since its workers may be on other machines (default: a local Ray for the run).",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=postgres_url,
+        default=None,
+        metavar="postgresql://...",
+        help="Keep per-sample checkpoints in this Postgres database (LangGraph's Postgres saver, [ray] extra) "
+        "instead of SQLite files beside the output; any worker on any machine can then continue any sample.",
+    )
+
+
+def postgres_url(value: str) -> str:
+    if not value.startswith(POSTGRES_SCHEMES):
+        raise argparse.ArgumentTypeError(f"expected a postgresql://user@host:port/database URL, got {value!r}")
+    return value
 
 
 def default_output(inputs: list[str], kind: str) -> Path:
@@ -73,7 +101,14 @@ def batch_options(args: argparse.Namespace, output: Path, embedded: bool) -> Bat
     concurrency = args.concurrency or (1 if embedded else REMOTE_CONCURRENCY)
     workers = args.workers or (1 if embedded else min(os.cpu_count() or 1, math.ceil(concurrency / SAMPLES_PER_WORKER)))
     return BatchOptions(
-        output=output, concurrency=concurrency, rpm=args.rpm, workers=max(1, workers), progress=not args.no_progress
+        output=output,
+        concurrency=concurrency,
+        rpm=args.rpm,
+        workers=max(1, workers),
+        progress=not args.no_progress,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        checkpoint=args.checkpoint,
     )
 
 
@@ -81,7 +116,9 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     """Check the policies, start the model server if asked, run the batch, print the summary.
 
     Exit code 0 when every sample has a record, 1 when some failed or input lines were bad, 2 for
-    an unusable policy file, 130 on Ctrl-C (finished records are kept; the same command resumes).
+    an unusable policy file or a run that cannot start (another run holds the output, the
+    checkpoint store or the Ray cluster is unreachable), 130 on Ctrl-C (finished records are kept;
+    the same command resumes).
     """
     context = context_from_args(args)
     try:
@@ -99,11 +136,21 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
         limit=args.limit,
     )
     options = batch_options(args, output, embedded)
+    if options.ray_address and not options.checkpoint:
+        print(
+            "error: --ray-address needs --checkpoint postgresql://... (the cluster's workers may be on other "
+            "machines, where SQLite files beside the output are not)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         with model_server(context) as served:
             summary = run_batch(make_job(served, args), read, options)
             # worker processes cannot tell a dead embedded server from a refused connection: ask here
             died = died_at(served["base_url"], grace=0) if embedded else None
+    except RunFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are in {output}; run the same command to resume", file=sys.stderr)
         return 130

@@ -31,8 +31,8 @@ class Context:
     base_url: str = field(
         default_factory=lambda: os.environ.get("OPENAI_BASE_URL", EMBEDDED),
         metadata={
-            "description": "OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); "
-            "'embedded' runs the bundled SmolLM2-135M on llama.cpp."
+            "description": "OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); several endpoints "
+            "of one model separated by commas; 'embedded' runs the bundled SmolLM2-135M on llama.cpp."
         },
     )
     temperature: float = field(default=0.7, metadata={"description": "Sampling temperature."})
@@ -68,7 +68,9 @@ class Context:
     judge_model: str | None = field(default=None, metadata={"description": "Model override for judges and graders."})
     judge_base_url: str | None = field(
         default=None,
-        metadata={"description": "Server for the judge when it is not the generator's server."},
+        metadata={
+            "description": "Server for the judge when it is not the generator's server (or several, with commas)."
+        },
     )
     whisper_iterations: int = field(
         default=3,
@@ -95,6 +97,12 @@ class Context:
 
 
 CONTEXT_FIELDS = frozenset(f.name for f in fields(Context))
+
+
+def endpoint_urls(base_url: str) -> list[str]:
+    """The endpoints of a `base_url` value: one URL, or several separated by commas (the batch
+    engine spreads requests over them; see `batch/endpoints.py`)."""
+    return [url.strip() for url in base_url.split(",") if url.strip()]
 
 
 def resolve_context(context: Context | dict[str, Any] | None, config: RunnableConfig | None) -> Context:
