@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from aidsafe.batch.engine import GraphJob, Outcome, WriteOutcome, open_graph, run_sample
@@ -107,6 +108,8 @@ async def run_on_ray(
     """
     import ray
 
+    if job.context.get("policy_file"):  # read by each actor: the same path on every node
+        job = replace(job, context={**job.context, "policy_file": str(Path(job.context["policy_file"]).resolve())})
     started = _connect(address, workers)
     per_worker = math.ceil(concurrency / workers)
     actor_class: Any = ray.remote(SampleWorker).options(

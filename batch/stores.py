@@ -257,5 +257,5 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def checkpoint_store(checkpoint: str | None, default: Path, output: Path) -> CheckpointStore:
     """`None`: SQLite shards at `default`; a `postgresql://` URL: the shared Postgres store."""
     if checkpoint is None:
-        return SqliteStore(default)
+        return SqliteStore(default.resolve())  # absolute: workers may run in another folder
     return PostgresStore(checkpoint, output=str(output.resolve()))
