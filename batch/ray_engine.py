@@ -15,6 +15,7 @@ import asyncio
 import logging
 import math
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -67,28 +68,37 @@ class SampleWorker:
         self._graph = None
 
 
+LOCAL_START_ATTEMPTS = 2
+"""On a loaded machine a local Ray's raylet can die waiting for its agents (a fixed 15 s limit in
+Ray, ray-project/ray#65983); a second start usually comes up."""
+
+
 def _connect(address: str | None, workers: int) -> bool:
     """Join the cluster at `address`, or start a local Ray bound to loopback; True when started here."""
     import ray
 
     env = {name: os.environ[name] for name in WORKER_ENV if name in os.environ}
     runtime_env = {"env_vars": env} if env else None
-    try:
-        if address:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.WARNING)
-            return False
-        ray.init(
-            num_cpus=max(workers, os.cpu_count() or 1),
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            runtime_env=runtime_env,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
-        return True
-    except Exception as exc:  # ray.init raises a bare Exception when the node does not come up in time
-        ray.shutdown()  # stops what a failed local start left running
-        raise RunFailure(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
+    for attempt in range(1 if address else LOCAL_START_ATTEMPTS):
+        try:
+            if address:
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.WARNING)
+                return False
+            ray.init(
+                num_cpus=max(workers, os.cpu_count() or 1),
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                runtime_env=runtime_env,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+            return True
+        except Exception as exc:  # ray.init raises a bare Exception when the node does not come up in time
+            ray.shutdown()  # stops what a failed local start left running
+            failure = exc
+            if not address and attempt + 1 < LOCAL_START_ATTEMPTS:
+                print(f"note: the local Ray did not start ({exc}); trying again", file=sys.stderr)
+    raise RunFailure(f"cannot start or reach Ray{f' at {address}' if address else ''}: {failure}")
 
 
 async def run_on_ray(

@@ -137,16 +137,28 @@ class RayHead:
 
 
 @contextlib.contextmanager
-def ray_cluster(num_cpus: int = 2) -> Iterator[RayHead]:
-    """A local Ray head on 127.0.0.1, started by a Python process of its own."""
-    head = subprocess.Popen(
-        [sys.executable, "-c", RAY_HEAD, str(num_cpus)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    try:
+def ray_cluster(num_cpus: int = 2, attempts: int = 3) -> Iterator[RayHead]:
+    """A local Ray head on 127.0.0.1, started by a Python process of its own.
+
+    On a loaded machine the raylet can die waiting for its agents (Ray's 15 s start-up limit,
+    ray-project/ray#65983): another attempt usually comes up.
+    """
+    for attempt in range(attempts):
+        head = subprocess.Popen(
+            [sys.executable, "-c", RAY_HEAD, str(num_cpus)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert head.stdout is not None
         address = head.stdout.readline().strip()
-        if not address:
-            raise RuntimeError(f"the Ray head did not start (exit code {head.wait()})")
+        if address:
+            break
+        stop_ray_tree(head.pid)
+        head.wait()
+        if attempt == attempts - 1:
+            raise RuntimeError(f"the Ray head did not start in {attempts} attempts (exit code {head.returncode})")
+    try:
         yield RayHead(address, head.pid)
     finally:
         stop_ray_tree(head.pid)
