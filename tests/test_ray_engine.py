@@ -7,9 +7,8 @@ import json
 import os
 
 from aidsafe.cli.main import main
-from tests.fakes import StubServer
+from tests.fakes import StubServer, prompts, write_jsonl
 from tests.services import descendants, stop_pids
-from tests.test_generate import prompts, write_jsonl
 from tests.test_scale_out import (
     CALLS_PER_SAMPLE,
     assert_every_sample_once,

@@ -22,9 +22,9 @@ import pytest
 
 from aidsafe.cli.main import main
 from aidsafe.state.records import GenerateRecord
-from tests.fakes import StubServer
+from tests.fakes import StubServer, prompts, read_jsonl, write_jsonl
 from tests.services import descendants, wait_gone
-from tests.test_generate import ROOT, prompts, read_jsonl, write_jsonl
+from tests.test_generate import ROOT
 
 CALLS_PER_SAMPLE = 5
 """The stub's answers agree at once: intents, seed, two deliberators, refiner."""
