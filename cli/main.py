@@ -7,7 +7,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS: list[str] = ["generate", "prefer", "export", "evaluate", "serve"]
+SUBCOMMANDS: list[str] = ["generate", "prefer", "export", "evaluate", "serve", "view"]
 """Modules of `cli` that define `register(subparsers)`; each adds one subcommand."""
 
 

@@ -300,3 +300,33 @@ class ClassifierStub(LoopbackJsonServer):
     def handle(self, body: dict[str, Any]) -> tuple[int, str]:
         self.requests.append(body)
         return self.respond(body)
+
+
+# --------------------------------------------------------------------------------------------
+# Whole runs for the viewer, the dataset card and the exports
+
+
+def varied_deliberator(messages: Sequence[BaseMessage]) -> dict:
+    """A deliberator whose behaviour depends on the prompt: "stubborn" prompts never reach
+    consensus (budget stop); others add a thought and a correction in round 1, then agree."""
+    text = str(messages[-1].content)
+    round_number = int(re.search(r"round (\d+)", text).group(1))  # type: ignore[union-attr]
+    agent = int(re.search(r"deliberator (\d+) of", text).group(1))  # type: ignore[union-attr]
+    if "stubborn" in text:
+        return turn(f"Another angle, round {round_number} agent {agent}.", response=f"Revised answer {round_number}.")
+    if round_number == 1:
+        return turn(f"Policy point from agent {agent}.", corrects=0 if agent == 2 else None)
+    return AGREE
+
+
+def varied_refiner(messages: Sequence[BaseMessage]) -> dict:
+    """Removes thought 1 as redundant; answers a prompt with "refuse" in it with a refusal."""
+    refusal = "refuse" in str(messages[-1].content)
+    return refined((1, "redundant"), response="I can't help with that." if refusal else "Final answer.")
+
+
+def varied_model() -> ScriptedChatModel:
+    """`scripted` with `varied_deliberator` and `varied_refiner`."""
+    model = scripted(deliberation=varied_deliberator)
+    model.script["refinement"] = varied_refiner
+    return model

@@ -12,7 +12,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_wheel_holds_one_top_level_package_with_templates_and_policies(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )
@@ -25,6 +36,8 @@ def test_wheel_holds_one_top_level_package_with_templates_and_policies(tmp_path:
         "aidsafe/nodes/deliberator.md",
         "aidsafe/policies/aidsafe.yaml",
         "aidsafe/cli/main.py",
+        "aidsafe/viewer/page.html.j2",
+        "aidsafe/viewer/viewer.js",
     ):
         assert expected in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
