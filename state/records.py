@@ -30,6 +30,8 @@ class GenerateRecord(BaseModel):
     policy_set: str
     usage: Usage
     metadata: dict[str, Any] = Field(default_factory=dict)
+    cost_usd: float | None = None
+    """What the sample's model calls cost, when the run had prices (the key is left out otherwise)."""
 
 
 class PreferenceRecord(BaseModel):
@@ -48,6 +50,8 @@ class PreferenceRecord(BaseModel):
     model: str
     policy_set: str
     usage: Usage
+    cost_usd: float | None = None
+    """What this run's calls for the pair cost, when the run had prices (the key is left out otherwise)."""
 
 
 class ErrorRecord(BaseModel):
