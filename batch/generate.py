@@ -31,6 +31,7 @@ def generate_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> Gen
             "prompt": sample.prompt,
             "metadata": sample.metadata,
             "model": job.fingerprint["model"],
+            "settings": job.fingerprint,
         }
     )
 

@@ -85,7 +85,13 @@ def preference_input(sample: Sample) -> dict[str, Any]:
 
 def preference_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> PreferenceRecord:
     return PreferenceRecord.model_validate(
-        {**state, "id": sample.id, "prompt": sample.prompt, "model": job.fingerprint["model"]}
+        {
+            **state,
+            "id": sample.id,
+            "prompt": sample.prompt,
+            "model": job.fingerprint["model"],
+            "settings": job.fingerprint,
+        }
     )
 
 
