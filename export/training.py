@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from aidsafe.export.card import CardFacts, write_card
 from aidsafe.state.deliberation import Thought
 from aidsafe.state.records import ChatMessage, DpoRecord, GenerateRecord, PreferenceRecord, SftRecord
 
@@ -73,10 +74,13 @@ class ExportResult:
     parquet: Path
     rows: int
     bad_lines: int
+    card: Path | None = None
+    """The dataset card (`README.md` beside the data), written when there are rows."""
 
 
 def export(records: Path, fmt: str, output: Path) -> ExportResult:
-    """Write `output` (JSONL) and the same rows as a Hugging Face dataset in `output` with `.parquet`.
+    """Write `output` (JSONL), the same rows as a Hugging Face dataset in `output` with `.parquet`,
+    and the dataset card (`export.card`) beside them.
 
     A line that is not a valid record is reported with its file and line and left out.
     """
@@ -84,6 +88,7 @@ def export(records: Path, fmt: str, output: Path) -> ExportResult:
 
     exporter = EXPORTERS[fmt]
     output.parent.mkdir(parents=True, exist_ok=True)
+    facts = CardFacts()
     rows = bad = 0
     with records.open(encoding="utf-8", errors="replace") as source, output.open("w", encoding="utf-8") as sink:
         for number, line in enumerate(source, start=1):
@@ -98,8 +103,11 @@ def export(records: Path, fmt: str, output: Path) -> ExportResult:
                 print(f"{records}:{number}: not a {fmt} input record ({where}: {first['msg']})", file=sys.stderr)
                 continue
             sink.write(json.dumps(exporter.convert(record).model_dump(mode="json"), ensure_ascii=False) + "\n")
+            facts.add(record)
             rows += 1
     parquet = output.with_suffix(".parquet")
-    if rows:
-        datasets.Dataset.from_json(str(output)).to_parquet(str(parquet))
-    return ExportResult(output, parquet, rows, bad)
+    facts.bad_lines = bad
+    if not rows:
+        return ExportResult(output, parquet, rows, bad)
+    datasets.Dataset.from_json(str(output)).to_parquet(str(parquet))
+    return ExportResult(output, parquet, rows, bad, card=write_card(fmt, parquet, facts))
