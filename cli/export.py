@@ -6,7 +6,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from aidsafe.export.training import EXPORTERS, export
+from pydantic import ValidationError
+
+from aidsafe.export.quality import PairQuality, RowFilter
+from aidsafe.export.training import EXPORTERS, assistant_turn, export
+
+
+def pair_filters(args: argparse.Namespace) -> list[RowFilter]:
+    """The DPO pair-quality filters the flags ask for; `ValueError` naming a flag out of range."""
+    asked = {"min_score_gap": args.min_score_gap, "max_similarity": args.max_similarity}
+    if all(v is None for v in asked.values()):
+        return []
+    if args.format != "dpo":
+        raise ValueError("--min-score-gap and --max-similarity apply to --format dpo")
+    try:
+        quality = PairQuality(**asked)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    return quality.filters(lambda side: assistant_turn(side["thoughts"], side["response"]).content)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -17,7 +35,14 @@ def run(args: argparse.Namespace) -> int:
     output = (
         Path(args.output) if args.output else records.with_name(f"{records.name.split('.')[0]}.{args.format}.jsonl")
     )
-    result = export(records, args.format, output)
+    try:
+        filters = pair_filters(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = export(records, args.format, output, filters)
+    for reason, count in result.left_out.most_common():
+        print(f"left out {count} pairs: {reason}")
     print(f"{result.rows} {args.format} rows: {result.jsonl}" + (f" and {result.parquet}" if result.rows else ""))
     if result.card is not None and result.card.name == "README.md":
         print(f"dataset card: {result.card} (the folder uploads with `huggingface-cli upload`, see the card)")
@@ -41,5 +66,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         default=None,
         help="Output JSONL; the parquet dataset goes beside it (default: <name>.<format>.jsonl).",
+    )
+    group = parser.add_argument_group("DPO pair quality (--format dpo)")
+    group.add_argument(
+        "--min-score-gap",
+        type=float,
+        metavar="GAP",
+        help="Drop pairs whose rejected side is less than GAP more violating than the chosen side "
+        "(rejected_score - chosen_score, violation scores 0..1).",
+    )
+    group.add_argument(
+        "--max-similarity",
+        type=float,
+        metavar="S",
+        help="Drop pairs whose chosen and rejected texts are at least S similar (0..1, rapidfuzz ratio).",
     )
     parser.set_defaults(run=run)

@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from aidsafe.export.card import CardFacts, write_card
+from aidsafe.export.quality import RowFilter
 from aidsafe.state.deliberation import Thought
 from aidsafe.state.records import ChatMessage, DpoRecord, GenerateRecord, PreferenceRecord, SftRecord
 
@@ -76,13 +78,16 @@ class ExportResult:
     bad_lines: int
     card: Path | None = None
     """The dataset card (`README.md` beside the data), written when there are rows."""
+    left_out: Counter[str] = field(default_factory=Counter)
+    """Valid records the filters left out, by reason."""
 
 
-def export(records: Path, fmt: str, output: Path) -> ExportResult:
+def export(records: Path, fmt: str, output: Path, filters: Sequence[RowFilter] = ()) -> ExportResult:
     """Write `output` (JSONL), the same rows as a Hugging Face dataset in `output` with `.parquet`,
     and the dataset card (`export.card`) beside them.
 
-    A line that is not a valid record is reported with its file and line and left out.
+    A line that is not a valid record is reported with its file and line and left out; so is a
+    record one of `filters` gives a reason for (counted by reason).
     """
     import datasets
 
@@ -102,12 +107,16 @@ def export(records: Path, fmt: str, output: Path) -> ExportResult:
                 where = ".".join(str(p) for p in first["loc"]) or "line"
                 print(f"{records}:{number}: not a {fmt} input record ({where}: {first['msg']})", file=sys.stderr)
                 continue
+            reason = next((r for r in (keep(record) for keep in filters) if r), None)
+            if reason:
+                facts.left_out[reason] += 1
+                continue
             sink.write(json.dumps(exporter.convert(record).model_dump(mode="json"), ensure_ascii=False) + "\n")
             facts.add(record)
             rows += 1
     parquet = output.with_suffix(".parquet")
     facts.bad_lines = bad
     if not rows:
-        return ExportResult(output, parquet, rows, bad)
+        return ExportResult(output, parquet, rows, bad, left_out=facts.left_out)
     datasets.Dataset.from_json(str(output)).to_parquet(str(parquet))
-    return ExportResult(output, parquet, rows, bad, card=write_card(fmt, parquet, facts))
+    return ExportResult(output, parquet, rows, bad, card=write_card(fmt, parquet, facts), left_out=facts.left_out)
