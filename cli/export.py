@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from aidsafe.export.quality import PairQuality, RowFilter
+from aidsafe.export.quality import PairQuality, RowFilter, safety_gate
 from aidsafe.export.training import EXPORTERS, assistant_turn, export
+from aidsafe.nodes.context import Context
+
+SAFETY_THRESHOLD: TypeAdapter[float | None] = TypeAdapter(
+    typing.get_type_hints(Context, include_extras=True)["safety_threshold"]
+)
 
 
-def pair_filters(args: argparse.Namespace) -> list[RowFilter]:
-    """The DPO pair-quality filters the flags ask for; `ValueError` naming a flag out of range."""
+def row_filters(args: argparse.Namespace) -> list[RowFilter]:
+    """The safety gate (SFT) and the DPO pair-quality filters; `ValueError` naming a flag out of range."""
+    if args.format == "sft":
+        try:  # the range of the generate flag of the same name
+            threshold = SAFETY_THRESHOLD.validate_python(args.safety_threshold)
+        except ValidationError as exc:
+            raise ValueError(f"--safety-threshold: {exc.errors()[0]['msg']}") from None
+        return [safety_gate(threshold)]
     asked = {"min_score_gap": args.min_score_gap, "max_similarity": args.max_similarity}
     if all(v is None for v in asked.values()):
         return []
@@ -36,13 +48,13 @@ def run(args: argparse.Namespace) -> int:
         Path(args.output) if args.output else records.with_name(f"{records.name.split('.')[0]}.{args.format}.jsonl")
     )
     try:
-        filters = pair_filters(args)
+        filters = row_filters(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result = export(records, args.format, output, filters)
     for reason, count in result.left_out.most_common():
-        print(f"left out {count} pairs: {reason}")
+        print(f"left out {count} {'pairs' if args.format == 'dpo' else 'records'}: {reason}")
     print(f"{result.rows} {args.format} rows: {result.jsonl}" + (f" and {result.parquet}" if result.rows else ""))
     if result.card is not None and result.card.name == "README.md":
         print(f"dataset card: {result.card} (the folder uploads with `huggingface-cli upload`, see the card)")
@@ -66,6 +78,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         default=None,
         help="Output JSONL; the parquet dataset goes beside it (default: <name>.<format>.jsonl).",
+    )
+    parser.add_argument(
+        "--safety-threshold",
+        type=float,
+        metavar="SCORE",
+        help="SFT: leave out records whose safety-gate score (aidsafe generate --safety-threshold) is above "
+        "SCORE, and records the gate never rated. Without it, records the gate flagged are left out.",
     )
     group = parser.add_argument_group("DPO pair quality (--format dpo)")
     group.add_argument(

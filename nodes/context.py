@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from annotated_types import Interval
 from langchain_core.runnables import RunnableConfig
 
 EMBEDDED = "embedded"
@@ -76,6 +77,13 @@ class Context:
     violation_threshold: float = field(
         default=0.75,
         metadata={"description": "Violation score (0..1) of a rejected sample that ends the whisper loop early."},
+    )
+    safety_threshold: Annotated[float, Interval(ge=0, le=1)] | None = field(
+        default=None,
+        metadata={
+            "description": "Safety gate (batch generate): the violation scorer rates every final response; "
+            "above this score (0..1) the record is flagged and left out of the SFT export. Unset: no gate."
+        },
     )
     scorer_url: str | None = field(
         default=None,
