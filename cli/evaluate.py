@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from aidsafe.cli.options import add_model_arguments, context_from_args, model_server
+from aidsafe.metrics.deliberation import file_stats
 from aidsafe.metrics.judged import SampleResult, deterministic_result, grade_samples
 from aidsafe.metrics.records import RecordsFileError, pair_samples, read_records
 from aidsafe.nodes.context import EMBEDDED, Context
@@ -80,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         judge=judge,
         seconds=time.monotonic() - started,
     )
+    summary["deliberation"] = {
+        "run": file_stats(args.run_file, {r.id for r in run_records}),
+        "baseline": file_stats(args.baseline, {r.id for r in baseline_records}) if args.baseline else None,
+    }
     paths = write_report(args.out, summary, results)
     print(f"report: {paths['report.md']}  summary: {paths['summary.json']}")
     failed = len(summary["failures"]) + len(summary["bad_lines"])

@@ -9,9 +9,12 @@ refusals (the evaluation's keyword list on the final response).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from aidsafe.metrics.deterministic import is_refusal
 
@@ -112,3 +115,20 @@ def stats_text(stats: Mapping[str, Any]) -> str:
         f"refiner removals: {removals}; re-asks {stats['reasks']} (in {stats['samples_with_reasks']} samples); "
         f"refused {stats['refused']} of {stats['samples']}" + gate
     )
+
+
+def file_stats(path: str | Path, ids: Collection[str]) -> dict[str, Any] | None:
+    """`as_dict()` over the generate records of `path` whose id is in `ids` (what an evaluation
+    read); other lines are skipped, the evaluation reports them. None without generate records."""
+    from aidsafe.state.records import GenerateRecord
+
+    stats = DeliberationStats()
+    with Path(path).open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            try:
+                record = GenerateRecord.model_validate_json(line)
+            except ValidationError:
+                continue
+            if record.id in ids:
+                stats.add(record.model_dump(mode="json"))
+    return stats.as_dict() if stats.samples else None

@@ -54,6 +54,15 @@ def test_run_summary_holds_the_deliberation_statistics(tmp_path):
     assert "stop reasons: budget 1, consensus 3; rounds to consensus (rounds: samples): 2: 3" in printed
     assert "refiner removals: redundant 4; re-asks 1 (in 1 samples); refused 1 of 4" in printed
 
+    from aidsafe.cli.main import main  # the evaluate report shows the same figures for the graded file
+
+    assert main(["evaluate", str(tmp_path / "run.jsonl"), "--out", str(tmp_path / "eval"), "--no-judge"]) == 0
+    report = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert report["deliberation"] == {"run": stats, "baseline": None}
+    markdown = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Deliberation statistics: AIDSAFE (run)" in markdown
+    assert "- refiner removals: redundant 4; re-asks 1 (in 1 samples); refused 1 of 4" in markdown
+
 
 def test_safety_gate_flags_harmful_final_responses_and_the_sft_export_leaves_them_out(tmp_path, capsys):
     """The scripted judge rates the refusal 0 and every other final response 3 of 4 (score 0.75)."""
