@@ -8,6 +8,7 @@ time from navigation to the rendered list, a filter change, a search and opening
     python benchmarks/viewer_load.py                          # 10,000 records
     python benchmarks/viewer_load.py --records 50000 --repeat 5
     python benchmarks/viewer_load.py --page run.view.html     # an existing page
+    python benchmarks/viewer_load.py --page run.view.html --screenshot docs/viewer.png
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--page", type=Path, help="Measure this page instead of a generated one.")
     parser.add_argument("--repeat", type=int, default=3, help="Page loads to measure (default 3).")
+    parser.add_argument("--screenshot", type=Path, help="Only save a PNG of the page with its first sample open.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         page = args.page
@@ -76,6 +78,11 @@ def main() -> None:
             seconds = timed(lambda: write([run], page))
             print(f"{args.records:,} records: page {page.stat().st_size / 1e6:.1f} MB written in {seconds:.2f} s")
         with chromium() as driver:
+            if args.screenshot:
+                open_page(driver, page)
+                driver.save_screenshot(str(args.screenshot))
+                print(f"screenshot: {args.screenshot}")
+                return
             loads = [timed(lambda: open_page(driver, page)) for _ in range(args.repeat)]
             total = driver.find_element(By.ID, "count").text
             rows = len(driver.find_elements(By.CSS_SELECTOR, ".row"))
