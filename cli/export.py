@@ -20,17 +20,19 @@ SAFETY_THRESHOLD: TypeAdapter[float | None] = TypeAdapter(
 
 def row_filters(args: argparse.Namespace) -> list[RowFilter]:
     """The safety gate (SFT) and the DPO pair-quality filters; `ValueError` naming a flag out of range."""
+    asked = {"min_score_gap": args.min_score_gap, "max_similarity": args.max_similarity}
+    if args.format != "dpo" and any(v is not None for v in asked.values()):
+        raise ValueError("--min-score-gap and --max-similarity apply to --format dpo")
+    if args.format != "sft" and args.safety_threshold is not None:
+        raise ValueError("--safety-threshold applies to --format sft")
     if args.format == "sft":
         try:  # the range of the generate flag of the same name
             threshold = SAFETY_THRESHOLD.validate_python(args.safety_threshold)
         except ValidationError as exc:
             raise ValueError(f"--safety-threshold: {exc.errors()[0]['msg']}") from None
         return [safety_gate(threshold)]
-    asked = {"min_score_gap": args.min_score_gap, "max_similarity": args.max_similarity}
     if all(v is None for v in asked.values()):
         return []
-    if args.format != "dpo":
-        raise ValueError("--min-score-gap and --max-similarity apply to --format dpo")
     try:
         quality = PairQuality(**asked)
     except ValidationError as exc:
