@@ -24,20 +24,11 @@ import jinja2
 import markupsafe
 
 from aidsafe.metrics.deterministic import is_refusal
+from aidsafe.metrics.records import BadLine
 
 Kind = Literal["generate", "baseline", "preference", "evaluation", "error"]
 HERE = Path(__file__).parent
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE), autoescape=True, keep_trailing_newline=True)
-
-
-@dataclass(frozen=True)
-class BadLine:
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
 
 
 @dataclass
