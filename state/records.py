@@ -49,6 +49,8 @@ class SftRecord(BaseModel):
 
     id: str
     messages: list[ChatMessage]
+    policy_set: str
+    """Hash of the policy set the record was made with: `aidsafe train` names it in the model card."""
 
 
 class DpoRecord(BaseModel):
@@ -58,3 +60,4 @@ class DpoRecord(BaseModel):
     prompt: list[ChatMessage]
     chosen: list[ChatMessage]
     rejected: list[ChatMessage]
+    policy_set: str
