@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from collections.abc import Collection
 from typing import Any, get_args
 
 from aidsafe.nodes.context import Context
@@ -18,10 +19,14 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, exclude: Collection[str] = ()) -> None:
+    """One flag per context field, plus `--n-deliberators`; `exclude` names the ones a command
+    defines its own way (`aidsafe bench` uses `--model` for the models under test)."""
     group = parser.add_argument_group("model and deliberation (default: the embedded SmolLM2-135M)")
     hints = typing.get_type_hints(Context)
     for field in dataclasses.fields(Context):
+        if field.name in exclude:
+            continue
         hint = hints[field.name]
         choices = get_args(hint) if typing.get_origin(hint) is typing.Literal else None
         base = next((t for t in (int, float, str) if t is hint or t in get_args(hint)), str)
@@ -34,7 +39,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
             default=None,
             help=field.metadata.get("description"),
         )
-    group.add_argument("--n-deliberators", type=int, default=2, help="Deliberating agents per round (default 2).")
+    if "n_deliberators" not in exclude:
+        group.add_argument("--n-deliberators", type=int, default=2, help="Deliberating agents per round (default 2).")
 
 
 def context_from_args(args: argparse.Namespace) -> dict[str, Any]:
