@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 DESCRIPTION = (
     "Generate policy-embedded chain-of-thought safety data (AIDSAFE): agents deliberate over each "
-    "prompt against a policy set; export it for SFT/DPO, evaluate it, bench models on it, or serve the graphs."
+    "prompt against a policy set; export it for SFT/DPO, evaluate it, train and bench models on it, or serve the graphs."
 )
 """What `aidsafe --help` tells users (this module's docstring is for maintainers)."""
 
-SUBCOMMANDS: list[str] = ["generate", "prefer", "export", "evaluate", "bench", "serve"]
+SUBCOMMANDS: list[str] = ["generate", "prefer", "export", "evaluate", "train", "bench", "serve"]
 """Modules of `cli` that define `register(subparsers)`; each adds one subcommand."""
 
 
