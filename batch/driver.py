@@ -15,8 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
+import pydantic
+from annotated_types import Interval
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from aidsafe.batch.engine import (
@@ -30,17 +33,23 @@ from aidsafe.batch.engine import (
     run_in_processes,
     run_inline,
 )
+from aidsafe.batch.files import UnsafeOutput, check_outputs
 from aidsafe.batch.inputs import InputProblem, Sample
+from aidsafe.nodes.context import AtLeastOne
 from aidsafe.state.records import ErrorRecord
 
 
-@dataclass
+@pydantic.dataclasses.dataclass(kw_only=True)
 class BatchOptions:
+    """How a batch runs; each field's annotation is its valid range (the CLI's flags check it)."""
+
     output: Path
-    concurrency: int = 1
-    rpm: float | None = None
-    workers: int = 1
+    concurrency: AtLeastOne = 1
+    rpm: Annotated[float, Interval(gt=0)] | None = None
+    workers: AtLeastOne = 1
     progress: bool = True
+    reads: tuple[Path, ...] = ()
+    """Every path the run reads (inputs, policy file): refused as any of the run's own files."""
 
     @property
     def errors(self) -> Path:
@@ -53,6 +62,14 @@ class BatchOptions:
     @property
     def checkpoints(self) -> Path:
         return self.output.with_suffix(".checkpoints.sqlite")
+
+    def writes(self) -> list[Path]:
+        """Every file the run may create or replace (the checkpoint shards of any worker count)."""
+        shards = {checkpoint_shard(self.checkpoints, k) for k in range(self.workers)}
+        if self.checkpoints.parent.is_dir():
+            shards |= {checkpoint_shard(self.checkpoints, k) for k in existing_shards(self.checkpoints)}
+        wal = [Path(f"{shard}{suffix}") for shard in sorted(shards) for suffix in ("-wal", "-shm")]
+        return [self.output, self.errors, self.summary, *sorted(shards), *wal]
 
 
 @dataclass
@@ -92,24 +109,49 @@ class Summary:
         )
 
 
-def finished_ids(output: Path) -> set[str]:
-    """Ids already in the output, read line by line. A last line cut off by a kill mid-write is
-    removed first, so appending goes on from a valid file."""
+def finished_ids(output: Path, record_type: type[pydantic.BaseModel], kind: str) -> set[str]:
+    """Ids already in the output: each line must be a record `record_type` validates, or the run
+    stops (`UnsafeOutput`) naming the line, with nothing written. A last line cut off by a kill
+    mid-write (it starts as this command's lines do and has no line end) is removed, with a note,
+    so appending goes on from a valid file."""
     ids: set[str] = set()
     if not output.exists():
         return ids
-    with output.open("rb+") as handle:
+    cut: int | None = None
+    with output.open("rb") as handle:
         complete = 0
         for number, line in enumerate(handle, start=1):
-            if not line.endswith(b"\n"):
-                handle.truncate(complete)
+            if not line.endswith(b"\n") and line.startswith(RECORD_START):
+                cut = complete
                 break
             complete += len(line)
+            if not line.strip():
+                continue
             try:
-                ids.add(str(json.loads(line)["id"]))
-            except (ValueError, KeyError, TypeError):
-                print(f"warning: {output}:{number} is not a record; ignored", file=sys.stderr)
+                ids.add(record_type.model_validate_json(line).id)  # type: ignore[attr-defined]
+            except ValidationError as exc:
+                raise UnsafeOutput(
+                    f"{output}:{number}: not a {kind} record ({_first_problem(exc)}); "
+                    "the output file holds other data: choose another output name (-o)"
+                ) from None
+    if cut is not None:
+        with output.open("rb+") as handle:
+            handle.truncate(cut)
+        print(
+            f"note: {output}: removed a last line cut off by an interrupted write; its sample runs again",
+            file=sys.stderr,
+        )
     return ids
+
+
+RECORD_START = b'{"id": '
+"""How every line the driver writes begins (`id` is every record's first field)."""
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 def _write_line(handle: IO[str], data: dict[str, Any]) -> None:
@@ -207,8 +249,9 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
     summary = Summary(
         output=str(options.output), errors=str(options.errors), concurrency=options.concurrency, workers=workers
     )
+    check_outputs(options.reads, options.writes())
+    done_ids = finished_ids(options.output, job.record_type, job.name)
     options.output.parent.mkdir(parents=True, exist_ok=True)
-    done_ids = finished_ids(options.output)
     with options.errors.open("w", encoding="utf-8") as errors:
         with ExitStack() as stack:  # closed before the run: during it only workers touch their shards
             savers = {

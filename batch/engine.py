@@ -98,6 +98,8 @@ class GraphJob:
     context: dict[str, Any]
     to_input: Callable[[Sample], dict[str, Any]]
     to_record: Callable[[Sample, dict[str, Any], GraphJob], BaseModel]
+    record_type: type[BaseModel]
+    """What `to_record` returns: a line of an existing output is trusted only when it validates."""
     fingerprint: dict[str, Any]
     model: BaseChatModel | None = None
     """A chat model that replaces the HTTP client for every role (tests, custom providers)."""
@@ -277,9 +279,14 @@ async def _pool(
         while (sample := await next_sample()) is not None:
             await results.put(await run_one(sample))
 
+    def finished(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled():
+            future.exception()  # marks it retrieved: lanes cancelled by Ctrl-C are not logged at exit
+        results.put_nowait(None)
+
     lanes = [asyncio.create_task(lane()) for _ in range(concurrency)]
     everything = asyncio.gather(*lanes)
-    everything.add_done_callback(lambda _: results.put_nowait(None))
+    everything.add_done_callback(finished)
     try:
         while (outcome := await results.get()) is not None:
             yield outcome

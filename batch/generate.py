@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
@@ -19,6 +19,19 @@ from aidsafe.state.records import GenerateRecord
 
 DELIBERATION_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner")
 Record = TypeVar("Record", bound=BaseModel)
+
+
+class DeliberationRecord(GenerateRecord):
+    """A record of the deliberation: how `generate` tells its own lines in an existing output from
+    baseline records (which would otherwise mark their prompts done)."""
+
+    stop_reason: Literal["consensus", "budget"]
+
+
+class BaselineRecord(GenerateRecord):
+    """A record of the zero-shot baseline (`generate --baseline`)."""
+
+    stop_reason: Literal["baseline"]
 
 
 def deliberation_input(sample: Sample) -> dict[str, Any]:
@@ -73,6 +86,7 @@ def generate_job(
         context=context,
         to_input=deliberation_input,
         to_record=partial(finished_record, GenerateRecord),
+        record_type=BaselineRecord if zero_shot else DeliberationRecord,
         fingerprint=fingerprint,
         model=model,
     )

@@ -10,14 +10,29 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MAX_PROMPT_CHARS = 16_000
-"""About 4,000 tokens: past that a prompt no longer fits the embedded model's context beside the
-policies. Raise it with `--max-prompt-chars` for servers with long contexts."""
+import pydantic
+
+from aidsafe.nodes.context import DEFAULT_MAX_PROMPT_CHARS, AtLeastOne, Name
+
+CSV_FIELD_LIMIT = 2**31 - 1
+"""The csv module refuses fields over 131,072 characters by default, which aborted a whole batch
+for one long prompt; the prompt limit (`--max-prompt-chars`) is what decides, per row."""
+csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+
+
+@pydantic.dataclasses.dataclass(kw_only=True)
+class ReadOptions:
+    """How inputs are read; each annotation is the option's valid range (the CLI's flags check it)."""
+
+    prompt_field: Name = "prompt"
+    max_prompt_chars: AtLeastOne = DEFAULT_MAX_PROMPT_CHARS
+    limit: AtLeastOne | None = None
 
 
 @dataclass(frozen=True)
@@ -64,10 +79,15 @@ Row = tuple[str, dict[str, Any] | InputProblem]
 """(where, row) as a reader yields it; a reader reports an undecodable row as a problem."""
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def _jsonl_rows(path: Path) -> Iterator[Row]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
+            if number == 1:
+                raw = raw.removeprefix(BOM)  # editors on Windows start UTF-8 files with one
             if not raw.strip():
                 continue
             try:
@@ -78,6 +98,9 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
             except json.JSONDecodeError as exc:
                 yield where, InputProblem(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
                 continue
+            except RecursionError:
+                yield where, InputProblem(where, "JSON nested too deeply")
+                continue
             yield where, row if isinstance(row, dict) else InputProblem(where, "a line must be a JSON object")
 
 
@@ -85,11 +108,13 @@ def _json_array_rows(path: Path) -> Iterator[Row]:
     """A JSON array is parsed whole (JSON has no streaming form in the standard library): use JSONL for
     very large inputs."""
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().removeprefix(BOM).decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InputFileError(path, f"not UTF-8 (byte offset {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{path}:{exc.lineno}", f"malformed JSON: {exc.msg} at column {exc.colno}") from exc
+    except RecursionError:
+        raise InputFileError(path, "JSON nested too deeply") from None
     if not isinstance(data, list):
         raise InputFileError(path, "a .json input must be an array of objects")
     for index, row in enumerate(data):
@@ -98,19 +123,42 @@ def _json_array_rows(path: Path) -> Iterator[Row]:
 
 
 def _csv_rows(path: Path, prompt_field: str) -> Iterator[Row]:
-    # surrogateescape keeps undecodable bytes as lone surrogates, so one bad row is reported and skipped
-    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or prompt_field not in reader.fieldnames:
-            raise _unknown_column(path, prompt_field, reader.fieldnames or [])
+    # surrogateescape keeps undecodable bytes as lone surrogates, so one bad row is reported and
+    # skipped; utf-8-sig drops a byte-order mark before the header
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise InputFileError(f"{path}:1", f"malformed CSV header: {exc}") from None
+        if header is None or prompt_field not in header:
+            raise _unknown_column(path, prompt_field, header or [])
+        if _has_surrogates("".join(header)):
+            raise InputFileError(f"{path}:1", "not UTF-8 (in the header)")
         line = 2
-        for row in reader:
+        while True:
+            try:
+                cells = next(reader, None)
+            except csv.Error as exc:
+                yield f"{path}:{line}", InputProblem(f"{path}:{line}", f"malformed CSV: {exc}")
+                line = reader.line_num + 1
+                continue
+            if cells is None:
+                return
             where, line = f"{path}:{line}", reader.line_num + 1
-            bad = next((k for k, v in row.items() if isinstance(v, str) and _has_surrogates(v)), None)
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                message = f"has {len(cells)} fields but the header has {len(header)}" + (
+                    " (a comma in an unquoted field? quote it)" if len(cells) > len(header) else ""
+                )
+                yield where, InputProblem(where, message)
+                continue
+            bad = next((name for name, value in zip(header, cells, strict=True) if _has_surrogates(value)), None)
             if bad is not None:
                 yield where, InputProblem(where, f"not UTF-8 (in column {bad!r})")
                 continue
-            yield where, {k: v for k, v in row.items() if k is not None}
+            yield where, dict(zip(header, cells, strict=True))
 
 
 def _has_surrogates(text: str) -> bool:
@@ -119,6 +167,28 @@ def _has_surrogates(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+def _text_problem(value: Any, where: str = "") -> str | None:
+    """What makes a row's text unusable, naming the field: a lone surrogate (a JSON `\\ud800`
+    escape, not valid Unicode: it cannot be written to any UTF-8 file) or a NUL character (which
+    no text column of a checkpoint store, nor most tokenizers, accept)."""
+    if isinstance(value, str):
+        if _has_surrogates(value):
+            return f"{where or 'text'} holds a lone surrogate (an unpaired \\ud800-\\udfff escape): not valid Unicode"
+        if "\x00" in value:
+            return f"{where or 'text'} holds a NUL character"
+        return None
+    items: Iterable[tuple[Any, Any]] = (
+        value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    )
+    for key, item in items:
+        name = f"{where}.{key}" if where else repr(key) if isinstance(key, str) else f"[{key}]"
+        if isinstance(key, str) and (problem := _text_problem(key, f"a field name in {where or 'the row'}")):
+            return problem
+        if problem := _text_problem(item, name):
+            return problem
+    return None
 
 
 def _dataset_rows(path: Path, prompt_field: str) -> Iterator[Row]:
@@ -146,10 +216,17 @@ def _unknown_column(path: Path, prompt_field: str, columns: Iterable[str]) -> In
 
 
 def _rows(path: Path, prompt_field: str) -> Iterator[Row]:
+    try:
+        path.stat()
+    except FileNotFoundError:
+        message = "a symbolic link to a missing file" if path.is_symlink() else "no such file or folder"
+        raise InputFileError(path, message) from None
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read: {exc.strerror or exc}") from None
     if path.is_dir():
         return _dataset_rows(path, prompt_field)
     if not path.is_file():
-        raise InputFileError(path, "no such file or folder")
+        raise InputFileError(path, "not a regular file (a device, pipe or socket)")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return _jsonl_rows(path)
@@ -160,15 +237,41 @@ def _rows(path: Path, prompt_field: str) -> Iterator[Row]:
     raise InputFileError(path, f"unknown input format {suffix!r}; use .jsonl, .json, .csv or a dataset folder")
 
 
+def _kind(value: Any) -> str:
+    """A JSON value's type in the user's words, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    return {int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _id_problem(raw_id: Any) -> str | None:
+    """Why the row's id cannot be one: only text and whole numbers come back the same from the
+    output (an object or a list would be written as its Python repr), and a line break in an id
+    would split every log line that names it."""
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+        return f"'id' must be text or a whole number, got {_kind(raw_id)}"
+    if any(unicodedata.category(ch) == "Cc" for ch in str(raw_id)):
+        return f"'id' {str(raw_id)!r} holds a line break or another control character"
+    return None
+
+
 def _sample(where: str, row: dict[str, Any], prompt_field: str, max_prompt_chars: int) -> Sample | InputProblem:
+    if problem := _text_problem(row):
+        return InputProblem(where, problem)
     raw_id = row.get("id")
     given_id = None if raw_id is None or raw_id == "" else str(raw_id)
+    if given_id is not None and (problem := _id_problem(raw_id)):
+        return InputProblem(where, problem)
     if prompt_field not in row:
         fields = ", ".join(row) or "none"
         return InputProblem(where, f"no field {prompt_field!r} (fields: {fields})", given_id)
     prompt = row[prompt_field]
     if not isinstance(prompt, str):
-        return InputProblem(where, f"{prompt_field!r} must be text, got {type(prompt).__name__}", given_id)
+        return InputProblem(where, f"{prompt_field!r} must be text, got {_kind(prompt)}", given_id)
     if not prompt.strip():
         return InputProblem(where, "empty prompt", given_id, prompt)
     if len(prompt) > max_prompt_chars:
@@ -195,12 +298,15 @@ def read_samples(
     dropped silently (datasets often repeat prompts); the same id with a different prompt is a
     problem, because one of the two would otherwise be lost without a word.
     """
+    ReadOptions(prompt_field=prompt_field, max_prompt_chars=max_prompt_chars, limit=limit)
     seen: dict[str, tuple[str, str]] = {}  # id -> (prompt hash, where)
     taken = 0
     for path in paths:
+        rows_read = 0
         try:
             rows = _rows(Path(path), prompt_field)
             for where, row in rows:
+                rows_read += 1
                 item = row if isinstance(row, InputProblem) else _sample(where, row, prompt_field, max_prompt_chars)
                 if isinstance(item, Sample):
                     digest = content_id(item.prompt)
@@ -214,6 +320,8 @@ def read_samples(
                 yield item
                 if limit is not None and taken >= limit:
                     return
+            if not rows_read:
+                yield InputProblem(str(path), "no prompts: the input is empty")
         except InputFileError as exc:
             yield InputProblem(exc.where, exc.message)
         except OSError as exc:

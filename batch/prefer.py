@@ -46,6 +46,12 @@ def with_chosen(sample: Sample) -> Sample | InputProblem:
     `thoughts` marks a generate record; `response` alone does not, because prompt datasets often
     carry a reference response (BeaverTails, for one) and those rows are prompts.
     """
+    if "chosen" in sample.metadata and "rejected" in sample.metadata:
+        message = (
+            "is a preference record (`aidsafe prefer` output): its chosen side would be generated again; "
+            "give prefer the prompts or the `aidsafe generate` records"
+        )
+        return InputProblem(sample.where, message, sample.id)
     if "thoughts" not in sample.metadata:
         return sample
     if "response" not in sample.metadata:
@@ -97,6 +103,7 @@ def prefer_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChat
         context=context,
         to_input=preference_input,
         to_record=partial(finished_record, PreferenceRecord),
+        record_type=PreferenceRecord,
         fingerprint=fingerprint,
         model=model,
     )

@@ -7,19 +7,20 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.engine import GraphJob
-from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, Sample, read_samples
-from aidsafe.cli.options import add_model_arguments, context_from_args
+from aidsafe.batch.files import check_outputs
+from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, ReadOptions, Sample, read_samples
+from aidsafe.cli.options import add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.llama_server import died_at
 from aidsafe.embedded.served import model_server
 from aidsafe.nodes.context import EMBEDDED, Context
-from aidsafe.policies import PolicyFileError, load_policies
+from aidsafe.policies import load_policies
 
 REMOTE_CONCURRENCY = 16
 """Default for a remote server; the embedded llama.cpp server answers one request at a time."""
@@ -37,27 +38,32 @@ Reader = Callable[..., Iterator[Sample | InputProblem]]
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="JSONL, JSON array, CSV files or `save_to_disk` dataset folders.")
-    parser.add_argument("--prompt-field", default="prompt", help="Column holding the prompt (default: prompt).")
-    parser.add_argument("--limit", type=int, default=None, help="Take only the first N valid prompts.")
-    parser.add_argument(
-        "--max-prompt-chars",
-        type=int,
+    add_setting(
+        parser, ReadOptions, "prompt_field", default="prompt", help="Column holding the prompt (default: prompt)."
+    )
+    add_setting(parser, ReadOptions, "limit", default=None, help="Take only the first N valid prompts.")
+    add_setting(
+        parser,
+        ReadOptions,
+        "max_prompt_chars",
         default=DEFAULT_MAX_PROMPT_CHARS,
         help=f"Longer prompts go to the errors file (default {DEFAULT_MAX_PROMPT_CHARS:,}).",
     )
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--concurrency",
-        type=int,
+    add_setting(
+        parser,
+        BatchOptions,
+        "concurrency",
         default=None,
         help=f"Samples in flight (default: 1 on the embedded model, {REMOTE_CONCURRENCY} on a server).",
     )
-    parser.add_argument("--rpm", type=float, default=None, help="At most this many model requests per minute.")
-    parser.add_argument(
-        "--workers",
-        type=int,
+    add_setting(parser, BatchOptions, "rpm", default=None, help="At most this many model requests per minute.")
+    add_setting(
+        parser,
+        BatchOptions,
+        "workers",
         default=None,
         help=f"Worker processes sharing the batch (default: one per {SAMPLES_PER_WORKER} samples in flight, "
         "at most one per core; 1 on the embedded model).",
@@ -69,12 +75,23 @@ def default_output(inputs: list[str], kind: str) -> Path:
     return Path(f"{Path(inputs[0]).name.split('.')[0]}.{kind}.jsonl")
 
 
-def batch_options(args: argparse.Namespace, output: Path, embedded: bool) -> BatchOptions:
+def batch_options(args: argparse.Namespace, output: Path, embedded: bool, reads: Sequence[Path] = ()) -> BatchOptions:
     concurrency = args.concurrency or (1 if embedded else REMOTE_CONCURRENCY)
     workers = args.workers or (1 if embedded else min(os.cpu_count() or 1, math.ceil(concurrency / SAMPLES_PER_WORKER)))
     return BatchOptions(
-        output=output, concurrency=concurrency, rpm=args.rpm, workers=max(1, workers), progress=not args.no_progress
+        output=output,
+        concurrency=concurrency,
+        rpm=args.rpm,
+        workers=max(1, workers),
+        progress=not args.no_progress,
+        reads=tuple(reads),
     )
+
+
+def interrupted(output: Path) -> int:
+    """Ctrl-C or SIGTERM: one line, the resume hint, exit code 130."""
+    print(f"\ninterrupted: finished records are in {output}; run the same command to resume", file=sys.stderr)
+    return 130
 
 
 def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFactory, reader: Reader) -> int:
@@ -84,11 +101,6 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     an unusable policy file, 130 on Ctrl-C (finished records are kept; the same command resumes).
     """
     context = context_from_args(args)
-    try:
-        load_policies(context.get("policy_file"))
-    except PolicyFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     output = Path(args.output) if args.output else default_output(args.inputs, kind(args) if callable(kind) else kind)
     embedded = Context(**context).base_url == EMBEDDED
     read = partial(
@@ -98,15 +110,17 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
         max_prompt_chars=args.max_prompt_chars,
         limit=args.limit,
     )
-    options = batch_options(args, output, embedded)
+    reads = [Path(p) for p in args.inputs] + ([Path(context["policy_file"])] if context.get("policy_file") else [])
+    options = batch_options(args, output, embedded, reads)
+    check_outputs(options.reads, options.writes())  # before the embedded server starts
+    load_policies(context.get("policy_file"))
     try:
         with model_server(context) as served:
             summary = run_batch(make_job(served, args), read, options)
             # worker processes cannot tell a dead embedded server from a refused connection: ask here
             died = died_at(served["base_url"], grace=0) if embedded else None
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished records are in {output}; run the same command to resume", file=sys.stderr)
-        return 130
+        return interrupted(output)
     print(summary.text())
     if died is not None:
         raise died

@@ -6,18 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from aidsafe.export.training import EXPORTERS, export
+from aidsafe.cli.options import UsageError
+from aidsafe.export.training import EXPORTERS, NothingToExport, default_output, export
 
 
 def run(args: argparse.Namespace) -> int:
     records = Path(args.records)
     if not records.is_file():
-        print(f"error: {records}: no such file", file=sys.stderr)
-        return 2
-    output = (
-        Path(args.output) if args.output else records.with_name(f"{records.name.split('.')[0]}.{args.format}.jsonl")
-    )
-    result = export(records, args.format, output)
+        raise UsageError(f"{records}: no such file" if not records.exists() else f"{records}: not a file")
+    output = Path(args.output) if args.output else default_output(records, args.format)
+    try:
+        result = export(records, args.format, output)
+    except NothingToExport as exc:
+        print(f"aidsafe export: {exc}", file=sys.stderr)
+        return 1
     print(f"{result.rows} {args.format} rows: {result.jsonl}" + (f" and {result.parquet}" if result.rows else ""))
     if result.bad_lines:
         print(f"{result.bad_lines} lines of {records} were not valid records (see above)", file=sys.stderr)
@@ -32,6 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         default=None,
-        help="Output JSONL; the parquet dataset goes beside it (default: <name>.<format>.jsonl).",
+        help="Output JSONL; the parquet dataset goes beside it (default: <records name>.<format>.jsonl).",
     )
     parser.set_defaults(run=run)

@@ -1,7 +1,8 @@
 """Model and run options shared by every subcommand, generated from `nodes.context.Context`.
 
 One flag per context field (`--base-url`, `--model`, `--judge-model`, `--max-rounds`, ...), so the
-CLI, Studio and LangServe expose the same configuration with the same help text.
+CLI, Studio and LangServe expose the same configuration with the same help text, and each flag
+checks its value against the field's annotation: the one definition of its valid range.
 """
 
 from __future__ import annotations
@@ -9,13 +10,43 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from collections.abc import Callable
 from typing import Any, get_args
 
-from aidsafe.nodes.context import Context
+from pydantic import ValidationError
+
+from aidsafe.nodes.context import Context, Deliberators, check_value, context_problems, setting_annotation
+
+ENVIRONMENT_DEFAULTS = {"model": "AIDSAFE_MODEL", "base_url": "OPENAI_BASE_URL"}
+"""Context fields whose default comes from an environment variable (named in messages)."""
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+class UsageError(Exception):
+    """A command that cannot run as given (a flag's value, a path, a missing file): exit code 2,
+    before anything is written or any model is called."""
+
+
+def flag_of(name: str) -> str:
+    return "--policies" if name == "policy_file" else "--" + name.replace("_", "-")
+
+
+def setting_type(annotation: Any) -> Callable[[str], Any]:
+    """An argparse `type` that converts and range-checks a flag's text with the setting's annotation."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check_value(annotation, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def add_setting(parser: Any, owner: type, name: str, *flags: str, **options: Any) -> None:
+    """A flag for field `name` of the settings dataclass `owner`, checked by its annotation."""
+    parser.add_argument(
+        *(flags or (flag_of(name),)), dest=name, type=setting_type(setting_annotation(owner, name)), **options
+    )
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,23 +55,33 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(Context):
         hint = hints[field.name]
         choices = get_args(hint) if typing.get_origin(hint) is typing.Literal else None
-        base = next((t for t in (int, float, str) if t is hint or t in get_args(hint)), str)
-        flag = "--policies" if field.name == "policy_file" else _flag(field.name)
-        group.add_argument(
-            flag,
-            dest=field.name,
-            type=base,
-            choices=choices,
-            default=None,
-            help=field.metadata.get("description"),
-        )
-    group.add_argument("--n-deliberators", type=int, default=2, help="Deliberating agents per round (default 2).")
+        add_setting(group, Context, field.name, choices=choices, default=None, help=field.metadata.get("description"))
+    group.add_argument(
+        "--n-deliberators",
+        type=setting_type(Deliberators),
+        default=2,
+        help="Deliberating agents per round (default 2).",
+    )
 
 
 def context_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The context fields the user set; the rest keep their defaults (and environment fallbacks)."""
-    return {
+    """The context fields the user set; the rest keep their defaults (and environment fallbacks).
+
+    The whole context is checked here, so a bad value from the environment is named before any
+    work starts, with the flag that overrides it.
+    """
+    values = {
         field.name: getattr(args, field.name)
         for field in dataclasses.fields(Context)
         if getattr(args, field.name, None) is not None
     }
+    try:
+        Context(**values)
+    except ValidationError as exc:
+        problems = []
+        for name, message in context_problems(exc):
+            from_environment = name in ENVIRONMENT_DEFAULTS and name not in values
+            source = f" (from ${ENVIRONMENT_DEFAULTS[name]})" if from_environment else ""
+            problems.append(f"{flag_of(name)}{source}: {message}")
+        raise UsageError("; ".join(problems)) from None
+    return values

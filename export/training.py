@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from aidsafe.batch.files import check_outputs, replace_together
 from aidsafe.state.deliberation import Thought
 from aidsafe.state.records import ChatMessage, DpoRecord, GenerateRecord, PreferenceRecord, SftRecord
 
@@ -75,31 +76,64 @@ class ExportResult:
     bad_lines: int
 
 
-def export(records: Path, fmt: str, output: Path) -> ExportResult:
-    """Write `output` (JSONL) and the same rows as a Hugging Face dataset in `output` with `.parquet`.
+def default_output(records: Path, fmt: str) -> Path:
+    """`<records name without .jsonl>.<format>.jsonl` beside the records: distinct inputs (a generate
+    and a baseline file of one prompts file) never export over each other."""
+    return records.with_name(f"{records.name.removesuffix('.jsonl')}.{fmt}.jsonl")
 
-    A line that is not a valid record is reported with its file and line and left out.
+
+def _problem(line: bytes, fmt: str) -> str | None:
+    """What a line is when it is not a record of `fmt`, with the command that takes it."""
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if "chosen" in data and "rejected" in data and fmt != "dpo":
+        return "a preference record (`aidsafe prefer` output): export it with --format dpo"
+    if "thoughts" in data and "chosen" not in data and fmt == "dpo":
+        return "a generate record: export it with --format sft, or make preference pairs with `aidsafe prefer`"
+    if data.get("error") and "thoughts" not in data and "chosen" not in data:
+        return "an errors-file line (a sample that failed), not a record"
+    return None
+
+
+def export(records: Path, fmt: str, output: Path) -> ExportResult:
+    """Write `output` (JSONL) and the same rows as a parquet dataset in `output` with `.parquet`.
+
+    A line that is not a valid record is reported with its file and line and left out. Both files
+    are written beside their targets and renamed over them together, and only when at least one
+    row was exported: an interrupted or empty export leaves an earlier one whole.
     """
-    import datasets
+    import pyarrow.json
+    import pyarrow.parquet
 
     exporter = EXPORTERS[fmt]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    rows = bad = 0
-    with records.open(encoding="utf-8", errors="replace") as source, output.open("w", encoding="utf-8") as sink:
-        for number, line in enumerate(source, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = exporter.reads.model_validate_json(line)
-            except ValidationError as exc:
-                bad += 1
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "line"
-                print(f"{records}:{number}: not a {fmt} input record ({where}: {first['msg']})", file=sys.stderr)
-                continue
-            sink.write(json.dumps(exporter.convert(record).model_dump(mode="json"), ensure_ascii=False) + "\n")
-            rows += 1
     parquet = output.with_suffix(".parquet")
-    if rows:
-        datasets.Dataset.from_json(str(output)).to_parquet(str(parquet))
+    check_outputs([records], [output, parquet])
+    rows = bad = 0
+    with replace_together([output, parquet]) as (jsonl_part, parquet_part):
+        with records.open("rb") as source, jsonl_part.open("w", encoding="utf-8") as sink:
+            for number, line in enumerate(source, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = exporter.reads.model_validate_json(line)
+                except ValidationError as exc:
+                    bad += 1
+                    first = exc.errors()[0]
+                    where = ".".join(str(p) for p in first["loc"]) or "line"
+                    hint = _problem(line, fmt) or f"{where}: {first['msg']}"
+                    print(f"{records}:{number}: not a {fmt} input record ({hint})", file=sys.stderr)
+                    continue
+                sink.write(json.dumps(exporter.convert(record).model_dump(mode="json"), ensure_ascii=False) + "\n")
+                rows += 1
+        if not rows:
+            raise NothingToExport(f"{records}: no valid {fmt} input records; nothing written")
+        pyarrow.parquet.write_table(pyarrow.json.read_json(jsonl_part), parquet_part)
     return ExportResult(output, parquet, rows, bad)
+
+
+class NothingToExport(ValueError):
+    """No line was a record: the export writes nothing, so an earlier export stays as it was."""

@@ -1,19 +1,31 @@
-"""Run configuration for every aidsafe graph.
+"""Run configuration for every aidsafe graph, and the one definition of each setting's valid range.
 
 Fields carry a description in their metadata so Studio renders them as a form. Values come from
 `graph.invoke(..., context=...)`, from `config["configurable"]` (how LangServe and Studio pass
 them), or from environment variables, in that order. API keys are never fields: they are read
 from the environment when a client is built, so they never reach checkpoints or traces.
+
+A setting's range is its annotation (`Annotated[int, Interval(ge=1)]`, a URL check): `Context` is a
+pydantic dataclass, so the Python API, LangGraph (which builds the context from a dict), Studio and
+LangServe refuse a bad value when the run starts, and the CLI derives each flag's check from the
+same annotation (`setting_parser`). Other settings (batch options, the server's) follow the same
+pattern on their own dataclasses. To add a bounded setting: annotate it here, nothing else.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+import typing
+from dataclasses import field, fields
+from functools import cache
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
+from annotated_types import Interval
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
+from pydantic import AfterValidator, ConfigDict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 EMBEDDED = "embedded"
 """`base_url` value meaning: start (once per process) the bundled llama.cpp server and use it."""
@@ -22,26 +34,62 @@ Role = Literal["initializer", "deliberator", "refiner", "whisperer", "generator"
 StructuredOutput = Literal["auto", "json_schema", "json_object", "function_calling"]
 
 
-@dataclass(kw_only=True)
+def _base_url(value: str) -> str:
+    if value == EMBEDDED:
+        return value
+    return _url(value)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+    return value
+
+
+AtLeastOne = Annotated[int, Interval(ge=1)]
+AtLeastZero = Annotated[int, Interval(ge=0)]
+Seconds = Annotated[float, Interval(gt=0)]
+Name = Annotated[str, AfterValidator(_not_blank)]
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+"""An http(s) URL, or 'embedded' for the bundled model."""
+Url = Annotated[str, AfterValidator(_url)]
+Deliberators = AtLeastOne
+"""Deliberating agents per round: a graph-building argument, bounded like the context's settings."""
+
+DEFAULT_MAX_PROMPT_CHARS = 16_000
+"""About 4,000 tokens: past that a prompt no longer fits the embedded model's context beside the
+policies. Raise it (`--max-prompt-chars`) for servers with long contexts."""
+
+
+@dataclass(kw_only=True, config=ConfigDict(validate_default=True))
 class Context:
-    model: str = field(
+    model: Name = field(
         default_factory=lambda: os.environ.get("AIDSAFE_MODEL", "SmolLM2-135M-Instruct"),
         metadata={"description": "Model name sent to the server, used by every role without an override."},
     )
-    base_url: str = field(
+    base_url: BaseUrl = field(
         default_factory=lambda: os.environ.get("OPENAI_BASE_URL", EMBEDDED),
         metadata={
             "description": "OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); "
             "'embedded' runs the bundled SmolLM2-135M on llama.cpp."
         },
     )
-    temperature: float = field(default=0.7, metadata={"description": "Sampling temperature."})
-    max_rounds: int = field(default=3, metadata={"description": "Deliberation round budget."})
+    temperature: Annotated[float, Interval(ge=0, le=2)] = field(
+        default=0.7, metadata={"description": "Sampling temperature."}
+    )
+    max_rounds: AtLeastOne = field(default=3, metadata={"description": "Deliberation round budget."})
     policy_file: str | None = field(
         default=None,
         metadata={"description": "YAML/JSON policy file; empty uses the five AIDSAFE policies."},
     )
-    max_tokens: int = field(default=512, metadata={"description": "Cap on tokens per model answer."})
+    max_tokens: AtLeastOne = field(default=512, metadata={"description": "Cap on tokens per model answer."})
     structured_output: StructuredOutput = field(
         default="auto",
         metadata={
@@ -49,36 +97,40 @@ class Context:
             "with a schema (llama.cpp), function_calling; auto picks by server."
         },
     )
-    parse_retries: int = field(
+    parse_retries: AtLeastZero = field(
         default=2,
         metadata={"description": "Re-asks after an answer that does not parse, error shown to the model."},
     )
-    http_retries: int = field(
+    http_retries: AtLeastZero = field(
         default=3,
         metadata={"description": "Retries with backoff on timeouts, 429 and 5xx."},
     )
-    request_timeout: float = field(default=120.0, metadata={"description": "Seconds per model request."})
-    initializer_model: str | None = field(default=None, metadata={"description": "Model override for the initializer."})
-    deliberator_model: str | None = field(default=None, metadata={"description": "Model override for deliberators."})
-    refiner_model: str | None = field(default=None, metadata={"description": "Model override for the refiner."})
-    whisperer_model: str | None = field(default=None, metadata={"description": "Model override for the ear-whisperer."})
-    generator_model: str | None = field(
+    request_timeout: Seconds = field(default=120.0, metadata={"description": "Seconds per model request."})
+    initializer_model: Name | None = field(
+        default=None, metadata={"description": "Model override for the initializer."}
+    )
+    deliberator_model: Name | None = field(default=None, metadata={"description": "Model override for deliberators."})
+    refiner_model: Name | None = field(default=None, metadata={"description": "Model override for the refiner."})
+    whisperer_model: Name | None = field(
+        default=None, metadata={"description": "Model override for the ear-whisperer."}
+    )
+    generator_model: Name | None = field(
         default=None, metadata={"description": "Model override for the whispered generator."}
     )
-    judge_model: str | None = field(default=None, metadata={"description": "Model override for judges and graders."})
-    judge_base_url: str | None = field(
+    judge_model: Name | None = field(default=None, metadata={"description": "Model override for judges and graders."})
+    judge_base_url: BaseUrl | None = field(
         default=None,
         metadata={"description": "Server for the judge when it is not the generator's server."},
     )
-    whisper_iterations: int = field(
+    whisper_iterations: AtLeastOne = field(
         default=3,
         metadata={"description": "Ear-whisperer attempts per prompt (at least one); stops early at the threshold."},
     )
-    violation_threshold: float = field(
+    violation_threshold: Annotated[float, Interval(ge=0, le=1)] = field(
         default=0.75,
         metadata={"description": "Violation score (0..1) of a rejected sample that ends the whisper loop early."},
     )
-    scorer_url: str | None = field(
+    scorer_url: Url | None = field(
         default=None,
         metadata={
             "description": "HTTP safety classifier that replaces the LLM judge as violation scorer: "
@@ -113,3 +165,73 @@ def resolve_context(context: Context | dict[str, Any] | None, config: RunnableCo
 def node_context(config: RunnableConfig) -> Context:
     """The running node's settings: its run's context, else what `config` carries (LangServe, Studio)."""
     return resolve_context(get_runtime().context, config)
+
+
+def allowed(annotation: Any) -> str:
+    """The allowed values of an annotated setting in words, for messages: '1 or more', '0 to 2'."""
+    interval = next((m for m in _metadata(annotation) if isinstance(m, Interval)), None)
+    if interval is None:
+        return ""
+    low = (
+        f"{interval.ge} or more"
+        if interval.ge is not None
+        else f"more than {interval.gt}"
+        if interval.gt is not None
+        else ""
+    )
+    if interval.le is None:
+        return low
+    return (
+        f"{interval.ge if interval.ge is not None else interval.gt} to {interval.le}"
+        if low
+        else f"at most {interval.le}"
+    )
+
+
+def _metadata(annotation: Any) -> list[Any]:
+    found: list[Any] = []
+    for arg in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arg) is Annotated:
+            found += arg.__metadata__
+    return found
+
+
+@cache
+def setting_annotation(owner: type, name: str) -> Any:
+    """The annotated type of field `name` of the dataclass `owner`: the setting's one definition."""
+    return typing.get_type_hints(owner, include_extras=True)[name]
+
+
+def check_value(annotation: Any, value: Any) -> Any:
+    """`value` converted and checked against a setting's annotation; `ValueError` names the range."""
+    try:
+        return _adapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        raise ValueError(setting_problem(exc.errors()[0], annotation, value)) from None
+
+
+@cache
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation)
+
+
+def setting_problem(error: Any, annotation: Any, value: Any) -> str:
+    """One pydantic error in words: "0 is out of range (allowed: 1 or more)"."""
+    if error["type"] in _RANGE_ERRORS:
+        return f"{value!r} is out of range (allowed: {allowed(annotation)})"
+    if error["type"] == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    return f"{error['msg']} (got {value!r})"
+
+
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
+def context_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field, message) for each field a `Context(...)` refused."""
+    hints = typing.get_type_hints(Context, include_extras=True)
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "context"
+        problems.append((name, setting_problem(error, hints.get(name), error.get("input"))))
+    return problems

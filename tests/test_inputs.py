@@ -89,7 +89,7 @@ def test_bad_lines_are_reported_with_file_and_line_and_the_rest_is_read(tmp_path
         f"{path}:4": "prompt has 101 characters, over the limit of 100 (--max-prompt-chars)",
         f"{path}:5": "not UTF-8 (byte 0xe9 at column 32)",
         f"{path}:6": "no field 'prompt' (fields: id, text)",
-        f"{path}:7": "'prompt' must be text, got int",
+        f"{path}:7": "'prompt' must be text, got a number",
         f"{path}:8": f"duplicate id 'ok1' (first at {path}:1)",
         f"{path}:10": "a line must be a JSON object",
     }
