@@ -103,6 +103,8 @@ class GraphJob:
     fingerprint: dict[str, Any]
     model: BaseChatModel | None = None
     """A chat model that replaces the HTTP client for every role (tests, custom providers)."""
+    run_config: dict[str, Any] = field(default_factory=dict)
+    """Merged into every sample's run config, e.g. `max_concurrency` for the calls of one sample."""
 
     def thread_id(self, sample: Sample) -> str:
         key = json.dumps([self.name, self.fingerprint, sample.id, sample.checkpoint_key()], sort_keys=True)
@@ -125,9 +127,20 @@ class Outcome:
     """The checkpoint shard (worker) that holds the sample's thread."""
 
 
-def _failed(sample: Sample, job: GraphJob, node: str, message: str, **more: Any) -> Outcome:
+class SampleFailure(Exception):
+    """Raised by a job's `to_record` when a finished state is not a usable record; `detail` joins
+    the sample's errors-file line (e.g. the grades that did come back)."""
+
+    def __init__(self, node: str, message: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.node, self.message, self.detail = node, message, detail or {}
+
+
+def _failed(
+    sample: Sample, job: GraphJob, node: str, message: str, detail: dict[str, Any] | None = None, **more: Any
+) -> Outcome:
     error = ErrorRecord(id=sample.id, error={"node": node, "message": message}, prompt=sample.prompt)
-    return Outcome(sample.id, job.thread_id(sample), error=error.model_dump(mode="json"), **more)
+    return Outcome(sample.id, job.thread_id(sample), error={**error.model_dump(mode="json"), **(detail or {})}, **more)
 
 
 async def run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
@@ -137,7 +150,7 @@ async def run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
     node's write was saved but the following checkpoint was not. A dead embedded server is not the
     sample's failure: it ends the batch, the sample's checkpoint kept for the re-run.
     """
-    config = {"configurable": {"thread_id": job.thread_id(sample)}}
+    config = {**job.run_config, "configurable": {"thread_id": job.thread_id(sample)}}
     resumed = False
     try:
         snap = await graph.aget_state(config)
@@ -157,6 +170,8 @@ async def run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
         record = job.to_record(sample, state, job).model_dump(mode="json")
     except ValidationError as exc:
         return _failed(sample, job, "record", f"incomplete final state: {exc}", usage=usage, resumed=resumed)
+    except SampleFailure as exc:
+        return _failed(sample, job, exc.node, exc.message, exc.detail, usage=usage, resumed=resumed)
     return Outcome(sample.id, job.thread_id(sample), record=record, usage=usage, resumed=resumed)
 
 

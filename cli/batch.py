@@ -17,7 +17,7 @@ from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.files import check_outputs
 from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, ReadOptions, Sample, read_samples
 from aidsafe.cli.options import add_model_arguments, add_setting, context_from_args
-from aidsafe.embedded.llama_server import died_at
+from aidsafe.embedded.llama_server import EmbeddedServerDied, died_at
 from aidsafe.embedded.served import model_server
 from aidsafe.nodes.context import EMBEDDED, Context
 from aidsafe.policies import load_policies
@@ -94,6 +94,12 @@ def interrupted(output: Path) -> int:
     return 130
 
 
+def server_death(served: dict[str, Any], embedded: bool) -> EmbeddedServerDied | None:
+    """After a batch, the embedded server's death if it died: worker processes cannot tell it from a
+    refused connection (their samples end as failures), so this process asks."""
+    return died_at(served["base_url"], grace=0) if embedded else None
+
+
 def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFactory, reader: Reader) -> int:
     """Check the policies, start the model server if asked, run the batch, print the summary.
 
@@ -117,8 +123,7 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     try:
         with model_server(context) as served:
             summary = run_batch(make_job(served, args), read, options)
-            # worker processes cannot tell a dead embedded server from a refused connection: ask here
-            died = died_at(served["base_url"], grace=0) if embedded else None
+            died = server_death(served, embedded)
     except KeyboardInterrupt:
         return interrupted(output)
     print(summary.text())

@@ -1,25 +1,45 @@
-"""`aidsafe evaluate RUN.jsonl [--baseline BASELINE.jsonl] --out DIR`: grade generated data.
+"""`aidsafe evaluate RUN.jsonl [--baseline BASELINE.jsonl] -o DIR`: grade generated data.
 
 Deterministic metrics for every record; with a judge (default) the six rubric grades per record
-and, given a baseline file, a pairwise verdict per prompt. Unusable lines and failed grades are
-reported by file:line and id; the exit code is 1 when there were any, 2 when nothing could run.
+and, given a baseline file, a pairwise verdict per prompt, on the batch engine: one line per id in
+DIR/samples.jsonl as it finishes, per-sample checkpoints, and the same command resumes after a
+kill without paying again for finished grades. Unusable lines and failed grades are reported by
+file:line and id; the exit code is 1 when there were any, 2 when nothing could run.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from aidsafe.cli.options import add_model_arguments, context_from_args
+from aidsafe.batch.driver import BatchOptions, run_batch
+from aidsafe.batch.evaluate import (
+    GradedSample,
+    GradingOptions,
+    PairSample,
+    as_input,
+    as_result,
+    evaluate_job,
+    read_pairs,
+)
+from aidsafe.batch.files import check_outputs, replace_together
+from aidsafe.batch.inputs import ReadOptions
+from aidsafe.cli.batch import add_batch_arguments, batch_options, interrupted, server_death
+from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.served import model_server
-from aidsafe.metrics.judged import SampleResult, deterministic_result, grade_samples
-from aidsafe.metrics.records import RecordsFileError, pair_records, read_records
+from aidsafe.metrics.judged import SampleResult, deterministic_result
+from aidsafe.metrics.records import RecordsFileError
 from aidsafe.nodes.context import EMBEDDED, Context
-from aidsafe.policies import PolicyFileError, load_policies
+from aidsafe.policies import load_policies
 from aidsafe.report import summarize, write_report
+from aidsafe.report.writer import REPORT_FILES
+
+REMOTE_CONCURRENCY = 8
+"""Samples graded at once against a server (13 judge calls each with a baseline)."""
 
 
 def register(subparsers: Any) -> None:
@@ -28,62 +48,108 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("run_file", metavar="RUN.jsonl", help="Records of `aidsafe generate`, or preference records.")
     parser.add_argument("--baseline", metavar="BASELINE.jsonl", help="Records to compare with, e.g. from the baseline.")
-    parser.add_argument("--out", required=True, metavar="DIR", help="Directory for report.md, summary.json, charts.")
-    parser.add_argument("--no-judge", action="store_true", help="Deterministic metrics only: no model calls.")
-    parser.add_argument("--limit", type=int, help="Evaluate the first N records (and their baseline records).")
-    parser.add_argument("--concurrency", type=int, help="Samples graded at once (default 8; 1 on the embedded model).")
     parser.add_argument(
-        "--parallel-calls",
-        type=int,
+        "-o",
+        "--out",
+        "--output",
+        dest="out",
+        required=True,
+        metavar="DIR",
+        help="Folder for samples.jsonl, report.md, summary.json, charts/ (the run's errors file, summary "
+        "and checkpoints are samples.errors.jsonl, samples.summary.json, samples.checkpoints.sqlite).",
+    )
+    parser.add_argument("--no-judge", action="store_true", help="Deterministic metrics only: no model calls.")
+    add_setting(parser, ReadOptions, "limit", help="Evaluate the first N records (and their baseline records).")
+    add_setting(
+        parser,
+        GradingOptions,
+        "parallel_calls",
         help="Judge calls of one sample in flight (default: all 13; 1 on the embedded model, which answers one "
         "request at a time: queued requests would run into the request timeout).",
     )
+    add_batch_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     context = context_from_args(args)
+    out = Path(args.out)
+    run_file = Path(args.run_file)
+    baseline_file = Path(args.baseline) if args.baseline else None
+    reads = [run_file, *([baseline_file] if baseline_file else [])]
+    reads += [Path(context["policy_file"])] if context.get("policy_file") else []
+    ctx = Context(**context)
+    embedded = ctx.base_url_for("judge") == EMBEDDED
+    if args.concurrency is None and not embedded:
+        args.concurrency = REMOTE_CONCURRENCY
+    options = batch_options(args, out / "samples.jsonl", embedded and not args.no_judge, reads)
+    report_files = [out / name for name in (*REPORT_FILES, "metrics.jsonl", "charts/scores.png", "charts/pairwise.png")]
+    check_outputs(reads, [*options.writes(), *report_files], folders=[out, out / "charts"])
+    policy_ids = load_policies(context.get("policy_file")).ids
     try:
-        policy_ids = load_policies(context.get("policy_file")).ids
-        run_records, bad_lines = read_records(args.run_file, args.limit)
-        baseline_records, baseline_bad = read_records(args.baseline) if args.baseline else ([], [])
-    except (RecordsFileError, PolicyFileError) as exc:
-        print(f"aidsafe evaluate: {exc}", file=sys.stderr)
-        return 2
-    if args.limit is not None:
-        kept_ids = {r.id for r in run_records}
-        baseline_records = [r for r in baseline_records if r.id in kept_ids]
-    bad_lines += baseline_bad
+        samples, bad_lines = read_pairs(run_file, baseline_file, args.limit)
+    except RecordsFileError as exc:
+        raise UsageError(str(exc)) from None
+    if baseline_file and samples and not any(s.run and s.baseline for s in samples):
+        raise UsageError(
+            f"no record id of {run_file} is in {baseline_file}: records are paired by id, so there is nothing "
+            "to compare (give the baseline of the same prompts file)"
+        )
     for bad in bad_lines:
         print(f"aidsafe evaluate: skipped {bad}", file=sys.stderr)
-    samples = pair_records(run_records, baseline_records)
 
     started = time.monotonic()
-    judge: str | None = None
     if args.no_judge:
-        results: list[SampleResult] = [deterministic_result(s, policy_ids) for s in samples]
+        results = [deterministic_result(sample.pair(), policy_ids) for sample in samples]
+        write_metrics(out / "metrics.jsonl", results)
+        judge, failed = None, 0
     else:
-        ctx = Context(**context)
         judge = f"{ctx.model_for('judge')} at {ctx.base_url_for('judge')}"
-        embedded = ctx.base_url_for("judge") == EMBEDDED
-        concurrency = args.concurrency or (1 if embedded else 8)
         parallel_calls = args.parallel_calls or (1 if embedded else None)
-        with model_server(context) as served:
-            from aidsafe.graphs.evaluation import graph
-
-            results = asyncio.run(grade_samples(samples, policy_ids, graph, served, concurrency, parallel_calls))
+        grading = GradingOptions(parallel_calls=parallel_calls)
+        try:
+            with model_server(context) as served:
+                batch = run_batch(evaluate_job(served, grading), lambda: as_input(samples, bad_lines), options)
+                died = server_death(served, embedded)
+        except KeyboardInterrupt:
+            return interrupted(options.output)
+        print(batch.text())
+        if died is not None:  # no report from a grading the server ended; the same command resumes it
+            raise died
+        results = graded_results(options, samples)
+        failed = batch.failed
     summary = summarize(
         results,
-        run_file=args.run_file,
-        baseline_file=args.baseline,
+        run_file=str(run_file),
+        baseline_file=str(baseline_file) if baseline_file else None,
         bad_lines=bad_lines,
         judge=judge,
         seconds=time.monotonic() - started,
     )
-    paths = write_report(args.out, summary, results)
+    paths = write_report(out, summary)
     print(f"report: {paths['report.md']}  summary: {paths['summary.json']}")
-    failed = len(summary["failures"]) + len(summary["bad_lines"])
-    if failed:
-        print(f"aidsafe evaluate: {len(summary['failures'])} failed grades, {len(summary['bad_lines'])} unusable lines")
-    return 1 if failed else 0
+    if failed or bad_lines:
+        print(f"aidsafe evaluate: {failed} samples with failed grades, {len(bad_lines)} unusable lines")
+    return 1 if failed or bad_lines else 0
+
+
+def graded_results(options: BatchOptions, samples: list[PairSample]) -> list[SampleResult]:
+    """Every sample of this input, in input order: its line in samples.jsonl (this run's or an earlier
+    one's) or, for a sample that failed in this run, the partial result in the errors file."""
+    found: dict[str, SampleResult] = {}
+    for line in options.output.read_bytes().splitlines() if options.output.exists() else []:
+        if line.strip():
+            graded = GradedSample.model_validate_json(line)
+            found[graded.id] = as_result(graded)
+    for line in options.errors.read_bytes().splitlines() if options.errors.exists() else []:
+        error = json.loads(line)
+        if "partial" in error:
+            found.setdefault(error["id"], as_result(error))
+    return [found[s.id] for s in samples if s.id in found]
+
+
+def write_metrics(path: Path, results: list[SampleResult]) -> None:
+    """--no-judge: the deterministic metrics of every sample, one line each, replaced whole."""
+    with replace_together([path]) as (part,):
+        part.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8")

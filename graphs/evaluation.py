@@ -3,10 +3,12 @@
     START -+-> grade_relevance ----------------+-> END
            +-> grade_coherence ----------------+
            +-> ... (one node per rubric) ------+
+           +-> grade_<rubric>_baseline ---------+  (if a baseline is given)
            +-> pairwise_judge (if both) -------+
 
-Every rubric node grades each side given (`run`, `baseline`) in parallel with the others; the
-pairwise judge runs only when both sides are there to compare.
+Every rubric node grades one side (`grade_<rubric>` the run, `grade_<rubric>_baseline` the
+baseline) in parallel with the others, one model call per node; the pairwise judge runs only when
+both sides are there to compare.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
 
 from aidsafe.graphs.wiring import add_agent, as_provider
 from aidsafe.nodes import grader, pairwise_judge
@@ -26,28 +29,35 @@ from aidsafe.state.evaluation import RUBRICS, EvaluationInput, EvaluationOutput,
 
 GRAPH_NAME = "aidsafe_evaluation"
 RUBRIC_NODES = [grader.node_name(rubric) for rubric in RUBRICS]
+BASELINE_RUBRIC_NODES = [grader.node_name(rubric, "baseline") for rubric in RUBRICS]
+"""The same rubrics for the baseline side: one node per grade, so a resumed run pays only for missing grades."""
 
 
 def _checks(state: EvaluationState) -> list[str]:
-    both = state.get("run") and state.get("baseline")
-    return [*RUBRIC_NODES, pairwise_judge.NAME] if both else list(RUBRIC_NODES)
+    nodes = [*(RUBRIC_NODES if state.get("run") else []), *(BASELINE_RUBRIC_NODES if state.get("baseline") else [])]
+    return [*nodes, pairwise_judge.NAME] if state.get("run") and state.get("baseline") else nodes
 
 
 def build_graph(
-    *, model: BaseChatModel | ModelProvider | None = None, name: str = GRAPH_NAME
+    *,
+    model: BaseChatModel | ModelProvider | None = None,
+    checkpointer: Checkpointer = None,
+    name: str = GRAPH_NAME,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the evaluation graph; the judge is role "judge" (`judge_model`, `judge_base_url`)."""
     provider = as_provider(model)
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(
         EvaluationState, context_schema=Context, input_schema=EvaluationInput, output_schema=EvaluationOutput
     )
-    for rubric, node in zip(RUBRICS, RUBRIC_NODES, strict=True):
-        add_agent(builder, agent_node(node, "judge", grader.grader(rubric), provider))
+    for side, nodes in (("run", RUBRIC_NODES), ("baseline", BASELINE_RUBRIC_NODES)):
+        for rubric, node in zip(RUBRICS, nodes, strict=True):
+            add_agent(builder, agent_node(node, "judge", grader.grader(rubric, side), provider))  # type: ignore[arg-type]
     add_agent(builder, agent_node(pairwise_judge.NAME, "judge", pairwise_judge.compare, provider))
-    builder.add_conditional_edges(START, _checks, [*RUBRIC_NODES, pairwise_judge.NAME])
-    for node in [*RUBRIC_NODES, pairwise_judge.NAME]:
+    every = [*RUBRIC_NODES, *BASELINE_RUBRIC_NODES, pairwise_judge.NAME]
+    builder.add_conditional_edges(START, _checks, every)
+    for node in every:
         builder.add_edge(node, END)
-    return builder.compile(name=name)
+    return builder.compile(checkpointer=checkpointer, name=name)
 
 
 graph = build_graph()

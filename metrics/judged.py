@@ -1,22 +1,12 @@
-"""Grade samples with the evaluation graph, concurrently, one self-contained coroutine per sample.
-
-`grade_sample` takes one sample and returns its whole result (deterministic metrics, judge grades,
-pairwise verdict, failures, usage) and never raises, so any engine (this semaphore, a worker
-pool, a distributed runner) can drive it with the caller as the only writer of the output.
-Every grade that did not come back is named in `failures`: nothing is dropped silently.
-"""
+"""One sample's grading result: deterministic metrics, the evaluation graph's judge grades and
+pairwise verdict, and every grade that did not come back, named in `failures` (nothing is dropped
+silently). The batch engine runs the graph (`batch/evaluate.py`); this module reads its state."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.graph.state import CompiledStateGraph
-from tqdm.asyncio import tqdm_asyncio
-
-from aidsafe.embedded.llama_server import EmbeddedServerDied
 from aidsafe.metrics.deterministic import record_metrics
 from aidsafe.metrics.records import RecordPair
 from aidsafe.state.deliberation import add_usage
@@ -41,36 +31,30 @@ def deterministic_result(sample: RecordPair, policy_ids: Sequence[str]) -> Sampl
     }
 
 
-async def grade_sample(
-    sample: RecordPair,
-    policy_ids: Sequence[str],
-    graph: CompiledStateGraph[Any, Any, Any, Any],
-    context: dict[str, Any],
-    parallel_calls: int | None = None,
-) -> SampleResult:
-    """Deterministic metrics plus every judge grade of one sample (and the pairwise verdict).
+def sides_of(sample: RecordPair) -> dict[str, EvaluatedRecord]:
+    """The sides the sample has, `run` first."""
+    return {side: record for side, record in (("run", sample.run), ("baseline", sample.baseline)) if record}
 
-    `parallel_calls` caps the judge calls of this sample in flight (default: all at once); a
-    server that answers one request at a time needs 1, or queued requests run into the timeout.
-    """
+
+def evaluation_input(sample: RecordPair) -> dict[str, Any]:
+    """The evaluation graph's input: each side the sample has, as JSON data."""
+    return {side: record.model_dump(mode="json") for side, record in sides_of(sample).items()}
+
+
+def result_from_state(sample: RecordPair, state: dict[str, Any], policy_ids: Sequence[str]) -> SampleResult:
+    """Deterministic metrics plus the judge grades and pairwise verdict of the evaluation graph's
+    final state for one sample; every grade that did not come back is named in `failures`."""
     result = deterministic_result(sample, policy_ids)
-    records = {side: record for side, record in (("run", sample.run), ("baseline", sample.baseline)) if record}
-    payload = {side: record.model_dump(mode="json") for side, record in records.items()}
-    try:
-        config: RunnableConfig = {"metadata": {"sample_id": sample.id}, "max_concurrency": parallel_calls}
-        out = await graph.ainvoke(payload, config=config, context=context)
-    except EmbeddedServerDied:  # not the sample's failure: no later grade could be made either
-        raise
-    except Exception as exc:  # a crash must not lose the batch: the sample is listed as failed
-        out = {"error": {"node": "evaluation", "message": f"{type(exc).__name__}: {exc}"}}
-    result["failures"].extend(out.get("failures", []))
-    if out.get("error"):
-        result["failures"].append({"side": "sample", "check": out["error"]["node"], "message": out["error"]["message"]})
-    for side in records:
-        result[side]["grades"] = out.get(f"{side}_grades") or {}
-    result["pairwise"] = out.get("pairwise")
-    result["usage"] = out.get("usage") or result["usage"]
-    _list_missing_grades(result, list(records), expect_pairwise=len(records) == 2)
+    sides = list(sides_of(sample))
+    result["failures"].extend(state.get("failures", []))
+    if state.get("error"):
+        error = state["error"]
+        result["failures"].append({"side": "sample", "check": error["node"], "message": error["message"]})
+    for side in sides:
+        result[side]["grades"] = state.get(f"{side}_grades") or {}
+    result["pairwise"] = state.get("pairwise")
+    result["usage"] = state.get("usage") or result["usage"]
+    _list_missing_grades(result, sides, expect_pairwise=len(sides) == 2)
     return result
 
 
@@ -82,24 +66,3 @@ def _list_missing_grades(result: SampleResult, present: list[str], expect_pairwi
                 result["failures"].append({"side": side, "check": rubric, "message": "no grade came back"})
     if expect_pairwise and result["pairwise"] is None and ("pair", "pairwise") not in failed:
         result["failures"].append({"side": "pair", "check": "pairwise", "message": "no verdict came back"})
-
-
-async def grade_samples(
-    samples: Sequence[RecordPair],
-    policy_ids: Sequence[str],
-    graph: CompiledStateGraph[Any, Any, Any, Any],
-    context: dict[str, Any],
-    concurrency: int,
-    parallel_calls: int | None = None,
-) -> list[SampleResult]:
-    """Results in the samples' order, at most `concurrency` samples in flight, with a progress bar."""
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def bounded(sample: RecordPair) -> SampleResult:
-        async with semaphore:
-            return await grade_sample(sample, policy_ids, graph, context, parallel_calls)
-
-    results: list[SampleResult] = await tqdm_asyncio.gather(
-        *(bounded(s) for s in samples), desc="grading", unit="sample", disable=None
-    )
-    return results

@@ -3,8 +3,9 @@
 One node per rubric, as in the paper (relevance, coherence, completeness of the CoT; faithfulness
 CoT->policies, response->policies, response->CoT). Each rubric is a Markdown file beside this
 module (`rubric_<name>.md`) injected into `grader.md`, so reviewers read the rubric as the judge
-does. A node grades each side given, `run` and `baseline`; a grade that fails after its re-asks is
-listed in `failures` and the other grades still count.
+does. A node grades one side (`run`, or `baseline` when given), so each grade is one node and
+one model call, checkpointed on its own (a resumed run pays only for missing grades); a grade
+that fails after its re-asks is listed in `failures` and the other grades still count.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ GRADES_KEY: dict[ComparisonSide, str] = {"run": "run_grades", "baseline": "basel
 SIDES: tuple[ComparisonSide, ...] = ("run", "baseline")
 
 
-def node_name(rubric: str) -> str:
-    return f"grade_{rubric}"
+def node_name(rubric: str, side: ComparisonSide = "run") -> str:
+    return f"grade_{rubric}" if side == "run" else f"grade_{rubric}_{side}"
 
 
 def shown(output: OutputView, suffix: str = "") -> dict[str, str]:
@@ -40,16 +41,14 @@ def shown(output: OutputView, suffix: str = "") -> dict[str, str]:
     return {f"thoughts{suffix}": "\n".join(steps) or "(no thoughts)", f"response{suffix}": output.response}
 
 
-def grader(rubric: str) -> AgentLogic[EvaluationState]:
-    """The logic of the node that grades on `rubric`."""
+def grader(rubric: str, side: ComparisonSide = "run") -> AgentLogic[EvaluationState]:
+    """The logic of the node that grades `side` on `rubric`."""
     rubric_text = template(f"rubric_{rubric}").template.strip()
 
     def grade(state: EvaluationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
         update: dict[str, Any] = {"run_grades": {}, "baseline_grades": {}}
         failures: list[GradingFailure] = []
-        for side in SIDES:
-            if not state.get(side):
-                continue
+        if state.get(side):
             record = EvaluatedRecord.model_validate(state.get(side))
             ask = Ask(
                 RubricAnswer,
@@ -64,11 +63,10 @@ def grader(rubric: str) -> AgentLogic[EvaluationState]:
             )
             try:
                 answer: RubricAnswer = yield ask
+                grade: RubricGrade = {"score": answer.score, "justification": answer.justification}
+                update[GRADES_KEY[side]][rubric] = grade
             except AgentFailure as exc:
                 failures.append({"side": side, "check": rubric, "message": str(exc)})
-                continue
-            grade: RubricGrade = {"score": answer.score, "justification": answer.justification}
-            update[GRADES_KEY[side]][rubric] = grade
         return {**update, "failures": failures}
 
     return grade

@@ -636,7 +636,102 @@ POLICY_CASES = [
     Case("prefer with a bad policy file", with_policy("name: x\n", "prefer"), 2, ("policy.yaml", "policies")),
 ]
 
-CATALOGUE = FLAG_CASES + FILE_CASES + INPUT_CASES + EXPORT_CASES + POLICY_CASES
+
+def evaluate(*flags: str) -> Callable[[Workspace], list[str]]:
+    """`aidsafe evaluate <generate output> -o eval FLAGS` against the stub server."""
+    return lambda ws: [
+        "evaluate",
+        ws.generated(),
+        "-o",
+        ws.path("eval"),
+        *ws.server(),
+        "--no-progress",
+        *flags,
+    ]
+
+
+def _evaluate_into_input_folder(ws: Workspace) -> list[str]:
+    records = ws.generated("eval/samples.jsonl")
+    return ["evaluate", records, "-o", ws.path("eval"), *ws.server()]
+
+
+def _foreign_samples(ws: Workspace) -> list[str]:
+    ws.jsonl("eval/samples.jsonl", {"id": "a", "mine": True})
+    return ["evaluate", ws.generated(), "-o", ws.path("eval"), *ws.server(), "--no-progress"]
+
+
+EVALUATE_CASES = [
+    Case("evaluate limit zero", evaluate("--limit", "0"), 2, ("--limit", "allowed: 1 or more")),
+    Case("evaluate concurrency zero", evaluate("--concurrency", "0"), 2, ("--concurrency", "allowed: 1 or more")),
+    Case("evaluate parallel calls zero", evaluate("--parallel-calls", "0"), 2, ("--parallel-calls", "1 or more")),
+    Case("evaluate temperature", evaluate("--temperature", "9"), 2, ("--temperature", "allowed: 0 to 2")),
+    Case(
+        "evaluate judge base url",
+        evaluate("--judge-base-url", "judge:8000"),
+        2,
+        ("--judge-base-url", "not an http(s) URL"),
+    ),
+    Case(
+        "evaluate missing file",
+        lambda ws: ["evaluate", ws.path("nope.jsonl"), "-o", ws.path("eval"), "--no-judge"],
+        2,
+        ("nope.jsonl: cannot read",),
+    ),
+    Case(
+        "evaluate -o is a file",
+        lambda ws: ["evaluate", ws.generated(), "-o", ws.write("eval", "x"), "--no-judge"],
+        2,
+        ("eval: is a file, not a folder",),
+    ),
+    Case(
+        "evaluate -o is the run file",
+        lambda ws: ["evaluate", ws.generated(), "-o", ws.path("gen.jsonl"), "--no-judge"],
+        2,
+        ("gen.jsonl: is a file, not a folder",),
+    ),
+    Case("evaluate output over its input", _evaluate_into_input_folder, 2, ("samples.jsonl: is also an input",)),
+    Case("evaluate over foreign samples", _foreign_samples, 2, ("samples.jsonl:1: not a evaluate record",)),
+    Case(
+        "evaluate baseline without shared ids",
+        lambda ws: [
+            "evaluate",
+            ws.generated(),
+            "--baseline",
+            ws.jsonl("other.jsonl", {"id": "zz", "prompt": "p", "thoughts": [], "response": "r"}),
+            "-o",
+            ws.path("eval"),
+            *ws.server(),
+        ],
+        2,
+        ("no record id of", "gen.jsonl is in", "other.jsonl", "paired by id"),
+    ),
+    Case(
+        "evaluate an errors file",
+        lambda ws: [
+            "evaluate",
+            ws.jsonl("x.errors.jsonl", {"id": "a", "error": {"node": "input", "message": "m"}, "prompt": "p"}),
+            "-o",
+            ws.path("eval"),
+            "--no-judge",
+        ],
+        1,
+        ("x.errors.jsonl:1", "errors-file line"),
+    ),
+    Case(
+        "evaluate a bad policy file",
+        with_policy("policies: 3\n", "evaluate"),
+        2,
+        ("policy.yaml", "invalid policy file"),
+    ),
+    Case(
+        "evaluate a CSV",
+        lambda ws: ["evaluate", ws.write("run.csv", "id,prompt\na,b\n"), "-o", ws.path("eval"), "--no-judge"],
+        1,
+        ("run.csv:1", "not JSON"),
+    ),
+]
+
+CATALOGUE = FLAG_CASES + FILE_CASES + INPUT_CASES + EXPORT_CASES + POLICY_CASES + EVALUATE_CASES
 
 
 def checksums(root: Path) -> dict[str, str]:

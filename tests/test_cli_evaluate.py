@@ -89,8 +89,10 @@ def test_evaluate_with_baseline_over_http(files, tmp_path, stub_server, capsys):
     assert (out / "charts" / "scores.png").stat().st_size > 0
     assert (out / "charts" / "pairwise.png").stat().st_size > 0
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert [s["id"] for s in samples] == ["a", "b", "d"]
+    assert sorted(s["id"] for s in samples) == ["a", "b", "d"]
     assert set(samples[0]["run"]["grades"]) == set(RUBRICS) == set(samples[0]["baseline"]["grades"])
+    assert not list(out.glob("samples.checkpoints*"))  # nothing left to resume
+    assert json.loads((out / "samples.summary.json").read_text())["done"] == 3
 
 
 def test_failed_grades_are_listed_never_dropped(tmp_path):
@@ -125,6 +127,9 @@ def test_failed_grades_are_listed_never_dropped(tmp_path):
     assert summary["metrics"]["relevance"]["n_run"] == 2 and "coherence" not in summary["metrics"]
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Failed grades (2)" in report and "- `b` run / coherence: no valid RubricAnswer" in report
+    errors = [json.loads(line) for line in (tmp_path / "out" / "samples.errors.jsonl").read_text().splitlines()]
+    assert sorted(e["id"] for e in errors) == ["a", "b"]  # the next run grades them again
+    assert "run / coherence: no valid RubricAnswer" in errors[0]["error"]["message"]
 
 
 def test_server_down_fails_every_grade_but_writes_the_report(tmp_path):
@@ -152,6 +157,7 @@ def test_no_judge_makes_no_model_calls_and_limit_takes_the_first_records(files, 
     assert summary["metrics"]["policy_coverage"]["run"] == pytest.approx(0.2)
     assert not (out / "charts").exists()
     assert "| Thoughts per sample | 1.00 | 1.00 | +0.0% |" in (out / "report.md").read_text()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 def test_preference_file_reports_the_score_gap(tmp_path):
@@ -188,8 +194,10 @@ def test_baseline_then_evaluate_on_the_embedded_model(tmp_path):
         code = main(["evaluate", str(run), "--out", str(tmp_path / "out"), "--base-url", server.base_url,
                      "--max-tokens", "160", "--parallel-calls", "1", "--parse-retries", "1"])  # fmt: skip
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    (sample,) = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     failed = {(f["side"], f["check"]) for f in summary["failures"]}
+    graded = (tmp_path / "out" / "samples.jsonl").read_text().splitlines()
+    errors = (tmp_path / "out" / "samples.errors.jsonl").read_text().splitlines()
+    (sample,) = [json.loads(line) for line in graded] or [json.loads(line)["partial"] for line in errors]
     for rubric in RUBRICS:  # every grade is there or listed as failed (a 135M judge can loop)
         grade = sample["run"]["grades"].get(rubric)
         assert ("run", rubric) in failed or (grade["score"] in range(1, 6) and grade["justification"])
