@@ -169,7 +169,7 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-def _text_problem(value: Any, where: str = "") -> str | None:
+def text_problem(value: Any, where: str = "") -> str | None:
     """What makes a row's text unusable, naming the field: a lone surrogate (a JSON `\\ud800`
     escape, not valid Unicode: it cannot be written to any UTF-8 file) or a NUL character (which
     no text column of a checkpoint store, nor most tokenizers, accept)."""
@@ -184,9 +184,9 @@ def _text_problem(value: Any, where: str = "") -> str | None:
     )
     for key, item in items:
         name = f"{where}.{key}" if where else repr(key) if isinstance(key, str) else f"[{key}]"
-        if isinstance(key, str) and (problem := _text_problem(key, f"a field name in {where or 'the row'}")):
+        if isinstance(key, str) and (problem := text_problem(key, f"a field name in {where or 'the row'}")):
             return problem
-        if problem := _text_problem(item, name):
+        if problem := text_problem(item, name):
             return problem
     return None
 
@@ -237,6 +237,15 @@ def _rows(path: Path, prompt_field: str) -> Iterator[Row]:
     raise InputFileError(path, f"unknown input format {suffix!r}; use .jsonl, .json, .csv or a dataset folder")
 
 
+def prompt_problem(prompt: str, max_prompt_chars: int) -> str | None:
+    """The prompt rules of every command and of `aidsafe serve`: not blank, at most the limit."""
+    if not prompt.strip():
+        return "empty prompt"
+    if len(prompt) > max_prompt_chars:
+        return f"prompt has {len(prompt):,} characters, over the limit of {max_prompt_chars:,} (--max-prompt-chars)"
+    return None
+
+
 def _kind(value: Any) -> str:
     """A JSON value's type in the user's words, for messages."""
     if value is None:
@@ -260,7 +269,7 @@ def _id_problem(raw_id: Any) -> str | None:
 
 
 def _sample(where: str, row: dict[str, Any], prompt_field: str, max_prompt_chars: int) -> Sample | InputProblem:
-    if problem := _text_problem(row):
+    if problem := text_problem(row):
         return InputProblem(where, problem)
     raw_id = row.get("id")
     given_id = None if raw_id is None or raw_id == "" else str(raw_id)
@@ -272,15 +281,8 @@ def _sample(where: str, row: dict[str, Any], prompt_field: str, max_prompt_chars
     prompt = row[prompt_field]
     if not isinstance(prompt, str):
         return InputProblem(where, f"{prompt_field!r} must be text, got {_kind(prompt)}", given_id)
-    if not prompt.strip():
-        return InputProblem(where, "empty prompt", given_id, prompt)
-    if len(prompt) > max_prompt_chars:
-        return InputProblem(
-            where,
-            f"prompt has {len(prompt):,} characters, over the limit of {max_prompt_chars:,} (--max-prompt-chars)",
-            given_id,
-            prompt[:200],
-        )
+    if problem := prompt_problem(prompt, max_prompt_chars):
+        return InputProblem(where, problem, given_id, prompt[:200])
     metadata = {k: v for k, v in row.items() if k not in ("id", prompt_field)}
     return Sample(given_id or content_id(prompt), prompt, metadata, where)
 

@@ -6,9 +6,16 @@ import argparse
 import contextlib
 import ipaddress
 import sys
-from typing import Any
+from typing import Annotated, Any
 
-from aidsafe.cli.options import add_model_arguments, context_from_args
+from annotated_types import Interval
+
+from aidsafe.cli.options import add_model_arguments, add_setting, context_from_args, setting_type
+from aidsafe.nodes.context import DEFAULT_MAX_PROMPT_CHARS
+from aidsafe.serving.settings import ServeSettings
+
+Port = Annotated[int, Interval(ge=0, le=65535)]
+"""0 lets the system pick a free port."""
 
 
 def register(subparsers: Any) -> None:
@@ -19,9 +26,42 @@ def register(subparsers: Any) -> None:
         "'X-API-Key: <key>' on every route but /health.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1: this machine only).")
-    parser.add_argument("--port", type=int, default=8000, help="Port (default 8000).")
-    parser.add_argument(
-        "--max-body-bytes", type=int, default=1_000_000, help="Larger request bodies get 413 (default 1000000)."
+    parser.add_argument("--port", type=setting_type(Port), default=8000, help="Port (default 8000).")
+    add_setting(
+        parser,
+        ServeSettings,
+        "max_body_bytes",
+        default=1_000_000,
+        help="Larger request bodies get 413 (default 1000000).",
+    )
+    add_setting(
+        parser,
+        ServeSettings,
+        "max_batch_inputs",
+        default=32,
+        help="More inputs in one /batch request get 413 (default 32).",
+    )
+    add_setting(
+        parser,
+        ServeSettings,
+        "max_prompt_chars",
+        default=DEFAULT_MAX_PROMPT_CHARS,
+        help=f"Longer prompts get 422, as the CLI refuses them (default {DEFAULT_MAX_PROMPT_CHARS:,}).",
+    )
+    add_setting(
+        parser,
+        ServeSettings,
+        "header_timeout",
+        default=10.0,
+        help="Seconds a client has to send a request's headers; slower clients get 408 and are disconnected "
+        "(default 10).",
+    )
+    add_setting(
+        parser,
+        ServeSettings,
+        "body_timeout",
+        default=30.0,
+        help="Seconds a client has to send a request's body once its headers are in (default 30).",
     )
     parser.add_argument(
         "--allow-client-base-url",
@@ -44,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from aidsafe.serving import ServeSettings, create_app
+        from aidsafe.serving import create_app
+        from aidsafe.serving.app import server_config
     except ImportError as exc:
         print(f"aidsafe serve needs the 'serve' extra: pip install 'aidsafe[serve]' ({exc})", file=sys.stderr)
         return 2
@@ -53,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         context=context_from_args(args),
         n_deliberators=args.n_deliberators,
         max_body_bytes=args.max_body_bytes,
+        max_batch_inputs=args.max_batch_inputs,
+        max_prompt_chars=args.max_prompt_chars,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
         allow_client_base_url=args.allow_client_base_url,
     )
     if settings.api_key is None and not _is_loopback(args.host):
@@ -63,5 +108,5 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal, which the
     # `aidsafe` command maps to KeyboardInterrupt: a requested shutdown is a clean exit.
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(create_app(settings), host=args.host, port=args.port)
+        uvicorn.Server(server_config(create_app(settings), settings, host=args.host, port=args.port)).run()
     return 0

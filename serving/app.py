@@ -14,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
-import os
 import typing
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
@@ -29,10 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aidsafe.batch.inputs import prompt_problem
 from aidsafe.embedded.served import model_server
 from aidsafe.graphs import preference
 from aidsafe.graphs.deliberation import build_graph
 from aidsafe.nodes.context import Context
+from aidsafe.serving.limits import BadBody, BodyTooSlow, parse_json, read_body, timed_protocol
+from aidsafe.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +57,6 @@ able to buy an unbounded number of them."""
 
 OPEN_PATHS = frozenset({"/health"})
 """Routes that need no API key: load balancers and `aidsafe serve` users check liveness there."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServeSettings:
-    context: dict[str, Any] = field(default_factory=dict)
-    """Server-side context fields (the CLI's model flags); `base_url` 'embedded' starts the bundled model."""
-    n_deliberators: int = 2
-    api_key: str | None = field(default_factory=lambda: os.environ.get("AIDSAFE_API_KEY") or None)
-    """When set, every route but /health needs it as a bearer token or an `X-API-Key` header."""
-    max_body_bytes: int = 1_000_000
-    allow_client_base_url: bool = False
-    """Let clients set `base_url`/`judge_base_url`/`scorer_url`: only on trusted networks (see module docstring)."""
 
 
 GraphFactory = Callable[[ServeSettings], Runnable]
@@ -136,17 +126,42 @@ def error_response(status: int, detail: str, headers: dict[str, str] | None = No
 
 
 class RequestGuard:
-    """ASGI middleware: API-key check and body-size limit before any route runs; JSON 500s after.
+    """ASGI middleware: API key, body size and time, and the request rules LangServe leaves out,
+    before any route runs; JSON 500s after.
 
-    The body is read here up to the limit and replayed to the app, so chunked uploads without a
-    Content-Length are bounded as well as declared ones. An exception from a run becomes a JSON
-    500 here (traceback to the server log only) and the connection stays usable.
+    The body is read here within the body deadline and up to the size limit, checked as JSON
+    (`limits.parse_json`), held to the CLI's prompt rules and the `/batch` cap, then replayed to
+    the app, so chunked uploads without a Content-Length are bounded as well as declared ones.
+    An exception from a run becomes a JSON 500 here (traceback to the server log only) and the
+    connection stays usable.
     """
 
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, settings: ServeSettings) -> None:
         self.app = app
-        self.api_key = api_key.encode() if api_key else None
-        self.max_body_bytes = max_body_bytes
+        self.api_key = settings.api_key.encode() if settings.api_key else None
+        self.max_body_bytes = settings.max_body_bytes
+        self.settings = settings
+
+    def request_problem(self, path: str, data: Any) -> tuple[int, str] | None:
+        """The CLI's prompt rules for every prompt of an invoke/stream/batch body, and the batch cap.
+        Shapes LangServe validates itself (a missing `input`, a prompt that is not text) pass."""
+        if not isinstance(data, dict):
+            return None
+        if path.endswith("/batch"):
+            inputs = data.get("inputs")
+            if not isinstance(inputs, list):
+                return 422, "'inputs' must be a list of inputs"
+            if len(inputs) > self.settings.max_batch_inputs:
+                cap = self.settings.max_batch_inputs
+                return 413, f"{len(inputs)} inputs in one /batch request; the server takes at most {cap}"
+            named = [(f"inputs.{index}", item) for index, item in enumerate(inputs)]
+        else:
+            named = [("input", data.get("input"))]
+        for where, item in named:
+            prompt = item.get("prompt") if isinstance(item, dict) else None
+            if isinstance(prompt, str) and (problem := prompt_problem(prompt, self.settings.max_prompt_chars)):
+                return 422, f"{where}.prompt: {problem}"
+        return None
 
     def authorized(self, headers: Headers) -> bool:
         assert self.api_key is not None
@@ -173,17 +188,23 @@ class RequestGuard:
         if int(declared) > self.max_body_bytes:
             await too_large(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_body_bytes:
-                await too_large(scope, receive, send)
+        try:
+            body = await read_body(receive, self.settings.body_timeout, self.max_body_bytes)
+        except BodyTooSlow as exc:  # the client is cut off: `Connection: close` ends the connection
+            await error_response(408, str(exc), {"Connection": "close"})(scope, receive, send)
+            return
+        except ConnectionError:
+            return
+        if body is None:
+            await too_large(scope, receive, send)
+            return
+        if scope["method"] == "POST" and body.strip():
+            try:
+                problem = self.request_problem(scope["path"], parse_json(body))
+            except BadBody as exc:
+                problem = exc.status, str(exc)
+            if problem is not None:
+                await error_response(*problem)(scope, receive, send)
                 return
         replayed = False
 
@@ -192,7 +213,7 @@ class RequestGuard:
             if replayed:
                 return await receive()
             replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         started = False
 
@@ -226,7 +247,7 @@ def create_app(settings: ServeSettings | None = None, graphs: Sequence[tuple[str
         description="AIDSAFE safety-reasoning deliberation graphs, served by LangServe.",
         lifespan=lifespan,
     )
-    app.add_middleware(RequestGuard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuard, settings=settings)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -242,3 +263,9 @@ def create_app(settings: ServeSettings | None = None, graphs: Sequence[tuple[str
             per_req_config_modifier=with_server_context,
         )
     return app
+
+
+def server_config(app: FastAPI, settings: ServeSettings, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration with the server's time limits: a request's headers must arrive within
+    `header_timeout` (`limits.TimedH11Protocol`); the body's deadline is kept by `RequestGuard`."""
+    return uvicorn.Config(app, http=timed_protocol(settings.header_timeout), **options)

@@ -112,6 +112,16 @@ def gen_rows(*rows: dict | bytes | str) -> Callable[[Workspace], list[str]]:
     ]
 
 
+def gen_link(name: str, target: str) -> Callable[[Workspace], list[str]]:
+    """`aidsafe generate <name>`, where `name` is a symbolic link to `target`."""
+
+    def argv(ws: Workspace) -> list[str]:
+        os.symlink(ws.path(target), ws.path(name))
+        return ["generate", ws.path(name), "-o", ws.path("out.jsonl"), *ws.server()]
+
+    return argv
+
+
 def prefer_rows(*rows: dict | bytes | str) -> Callable[[Workspace], list[str]]:
     return lambda ws: ["prefer", ws.jsonl("in.jsonl", *rows), "-o", ws.path("out.jsonl"), *ws.server(), "--no-progress"]
 
@@ -432,19 +442,13 @@ INPUT_CASES = [
     ),
     Case(
         "broken symbolic link",
-        lambda ws: (
-            os.symlink(ws.path("gone.jsonl"), ws.path("in.jsonl")),
-            ["generate", ws.path("in.jsonl"), "-o", ws.path("out.jsonl"), *ws.server()],
-        )[1],
+        gen_link("in.jsonl", "gone.jsonl"),
         1,
         ("in.jsonl", "symbolic link to a missing file"),
     ),
     Case(
         "symbolic link loop",
-        lambda ws: (
-            os.symlink(ws.path("loop.jsonl"), ws.path("loop.jsonl")),
-            ["generate", ws.path("loop.jsonl"), "-o", ws.path("out.jsonl"), *ws.server()],
-        )[1],
+        gen_link("loop.jsonl", "loop.jsonl"),
         1,
         ("loop.jsonl", "Too many levels of symbolic links"),
     ),
@@ -731,7 +735,27 @@ EVALUATE_CASES = [
     ),
 ]
 
-CATALOGUE = FLAG_CASES + FILE_CASES + INPUT_CASES + EXPORT_CASES + POLICY_CASES + EVALUATE_CASES
+
+def serve(*flags: str) -> Callable[[Workspace], list[str]]:
+    return lambda ws: ["serve", "--base-url", ws.server_url, *flags]
+
+
+SERVE_CASES = [
+    Case("serve port out of range", serve("--port", "70000"), 2, ("--port", "allowed: 0 to 65535")),
+    Case("serve port not a number", serve("--port", "http"), 2, ("--port", "valid integer")),
+    Case("serve body limit zero", serve("--max-body-bytes", "0"), 2, ("--max-body-bytes", "allowed: 1 or more")),
+    Case("serve batch cap zero", serve("--max-batch-inputs", "0"), 2, ("--max-batch-inputs", "allowed: 1 or more")),
+    Case("serve prompt limit zero", serve("--max-prompt-chars", "0"), 2, ("--max-prompt-chars", "1 or more")),
+    Case("serve header timeout zero", serve("--header-timeout", "0"), 2, ("--header-timeout", "more than 0")),
+    Case("serve body timeout negative", serve("--body-timeout", "-1"), 2, ("--body-timeout", "more than 0")),
+    Case("serve deliberators zero", serve("--n-deliberators", "0"), 2, ("--n-deliberators", "1 or more")),
+    Case(
+        "serve base url", lambda ws: ["serve", "--base-url", "127.0.0.1:8080"], 2, ("--base-url", "not an http(s) URL")
+    ),
+    Case("serve max rounds", serve("--max-rounds", "-1"), 2, ("--max-rounds", "allowed: 1 or more")),
+]
+
+CATALOGUE = FLAG_CASES + FILE_CASES + INPUT_CASES + EXPORT_CASES + POLICY_CASES + EVALUATE_CASES + SERVE_CASES
 
 
 def checksums(root: Path) -> dict[str, str]:
