@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
 from aidsafe.serving import ServeSettings, create_app
-from aidsafe.serving.app import server_config
+from aidsafe.serving.limits import timed_protocol
 from tests.fakes import StubServer
+from tests.test_serving import running
 
 INVOKE = "/deliberation/invoke"
 
@@ -161,7 +161,7 @@ def test_bad_request_gets_a_4xx_with_a_json_detail(client, request_):
 
 
 # --------------------------------------------------------------------------------------------
-# Slow clients, against a real uvicorn with the limits `aidsafe serve` uses
+# Slow clients, against a real uvicorn with the protocol and limits `aidsafe serve` uses
 
 LIMIT = 1.0
 
@@ -169,17 +169,9 @@ LIMIT = 1.0
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, int]]:
     settings = ServeSettings(context={"base_url": "http://127.0.0.1:9/v1"}, header_timeout=LIMIT, body_timeout=LIMIT)
-    config = server_config(create_app(settings), settings, host="127.0.0.1", port=0, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not running.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield "127.0.0.1", running.servers[0].sockets[0].getsockname()[1]
-    running.should_exit = True
-    thread.join(timeout=30)
+    with running(create_app(settings), http=timed_protocol(settings.header_timeout)) as base:
+        host, port = base.removeprefix("http://").split(":")
+        yield host, int(port)
 
 
 def slow_client(address: tuple[str, int], first: bytes, drip: bytes) -> tuple[bytes, float]:
