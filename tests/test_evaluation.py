@@ -8,6 +8,7 @@ from langchain_core.messages import HumanMessage
 
 from aidsafe.graphs.baseline import build_graph as build_baseline
 from aidsafe.graphs.deliberation import build_graph as build_deliberation
+from aidsafe.graphs.evaluation import BASELINE_RUBRIC_NODES, RUBRIC_NODES
 from aidsafe.graphs.evaluation import build_graph as build_evaluation
 from aidsafe.metrics.deterministic import REFUSAL_WINDOW, record_metrics
 from aidsafe.nodes.pairwise_judge import run_shown_first
@@ -39,7 +40,7 @@ def grade(score: int, why: str = "because") -> dict:
 
 def judge(score: int = 4, better: str = "A", **more) -> ScriptedChatModel:
     """A judge that gives `score` on every rubric and prefers `better`; override any node's replies."""
-    script = {f"RubricAnswer@grade_{rubric}": [grade(score)] for rubric in RUBRICS}
+    script = {f"RubricAnswer@{node}": [grade(score)] for node in (*RUBRIC_NODES, *BASELINE_RUBRIC_NODES)}
     script["PairwiseAnswer"] = [{"justification": "it is better", "better": better}]
     return ScriptedChatModel(script={**script, **more})
 
