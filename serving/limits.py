@@ -126,7 +126,7 @@ def parse_json(body: bytes) -> Any:
     try:
         data = json.loads(text, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
-        raise BadBody(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise BadBody(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", status=422) from None
     except RecursionError:
         raise BadBody(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:  # an integer over Python's conversion limit

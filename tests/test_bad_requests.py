@@ -57,7 +57,7 @@ REQUESTS = [
     Request("body a list", [1, 2], 422, "dictionary"),
     Request("body a string", '"text"', 422, "dictionary"),
     Request("empty body", b"", 422, "Invalid JSON body"),
-    Request("malformed JSON", b'{"input": ', 400, "malformed JSON: Expecting value at line 1 column 11"),
+    Request("malformed JSON", b'{"input": ', 422, "malformed JSON: Expecting value at line 1 column 11"),
     Request("not UTF-8", b'{"input": {"prompt": "caf\xe9"}}', 400, "not UTF-8 (byte 0xe9 at offset 25)"),
     Request(
         "nested past the recursion limit",
