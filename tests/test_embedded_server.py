@@ -1,5 +1,5 @@
 """A dead model server is named once: the embedded llama.cpp server crashing at start-up or mid-run
-stops `aidsafe generate` at once with the signal, the log and the fix, and a re-run resumes; a
+stops `aidsafe generate` (and `aidsafe evaluate`) at once with the signal, the log and the fix, and a re-run resumes; a
 refused connection to a remote server is reported as that, with its URL."""
 
 from __future__ import annotations
@@ -132,3 +132,30 @@ def test_killing_the_real_embedded_server_mid_run_ends_the_run(tmp_path):
     assert_crash_named(stderr, "the run")
     assert "Traceback" not in stderr
     assert not any(alive(pid) for pid in server_pids)
+
+
+def test_a_crash_mid_grading_stops_evaluate_and_a_rerun_resumes(tmp_path, fake_llama, capsys):
+    from aidsafe.state.evaluation import RUBRICS
+    from tests.test_cli_evaluate import generate_record
+
+    run = write_jsonl(tmp_path / "run.jsonl", [generate_record(f"s{i}") for i in range(3)])
+    out = tmp_path / "eval"
+    evaluate = ["evaluate", str(run), "-o", str(out), "--no-progress"]
+    fake_llama(1 + len(RUBRICS) + 2)  # the check, one whole sample, two grades of the second
+    assert main(evaluate) == 1
+    assert seconds_since_crash(tmp_path / "requests.log") < 30, "the grading should stop at once"
+    stderr = capsys.readouterr().err
+    assert_crash_named(stderr, "the run")
+    assert stderr.count("crashed with SIGSEGV") == 1
+    assert [r["id"] for r in read_jsonl(out / "samples.jsonl")] == ["s0"]
+    assert read_jsonl(out / "samples.errors.jsonl") == []  # no sample is blamed for the server
+    assert not (out / "report.md").exists()  # a report of a third of the samples would mislead
+
+    fake_llama(0)
+    requests = tmp_path / "requests.log"
+    requests.unlink()
+    assert main(evaluate) == 0
+    assert sorted(r["id"] for r in read_jsonl(out / "samples.jsonl")) == ["s0", "s1", "s2"]
+    assert (out / "report.md").exists()
+    # the check, then the interrupted sample's grades but the one answered before the crash, then s2
+    assert len(requests.read_text().splitlines()) == 1 + 2 * len(RUBRICS) - 1
