@@ -15,7 +15,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from aidsafe.graphs.wiring import add_agent, as_provider
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, unless_error
 from aidsafe.nodes import baseline
 from aidsafe.nodes.agent import agent_node
 from aidsafe.nodes.context import Context
@@ -36,8 +36,10 @@ def build_graph(
         DeliberationState, context_schema=Context, input_schema=DeliberationInput, output_schema=DeliberationOutput
     )
     add_agent(builder, agent_node(baseline.NAME, "generator", baseline.generate, as_provider(model)))
+    builder.add_node(COMPLETE_OUTPUT, complete_output(DeliberationOutput))
     builder.add_edge(START, baseline.NAME)
-    builder.add_edge(baseline.NAME, END)
+    builder.add_conditional_edges(baseline.NAME, unless_error(END), [END, COMPLETE_OUTPUT])
+    builder.add_edge(COMPLETE_OUTPUT, END)
     return builder.compile(checkpointer=checkpointer, name=name)
 
 

@@ -5,7 +5,8 @@
                         +---------------------- next round --------------------+
 
 Each deliberator is its own node so Studio and traces show every agent's turn. An agent that
-gives up writes `error` and the sample ends there instead of raising.
+gives up writes `error` and the sample ends there instead of raising, through `complete_output`,
+which gives every output key that nothing wrote its empty value.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from aidsafe.graphs.wiring import add_agent, as_provider, unless_error
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, unless_error
 from aidsafe.nodes import initializer, refiner, termination
 from aidsafe.nodes.agent import agent_node
 from aidsafe.nodes.context import Context
@@ -57,14 +58,16 @@ def build_graph(
         add_agent(builder, agent_node(node_name(index), "deliberator", logic, provider), agent_index=index)
     builder.add_node(termination.NAME, termination.termination_check, metadata={"agent_role": "termination"})
     add_agent(builder, agent_node(refiner.NAME, "refiner", refiner.refine, provider))
+    builder.add_node(COMPLETE_OUTPUT, complete_output(DeliberationOutput))
 
     builder.add_edge(START, initializer.NAME)
-    builder.add_conditional_edges(initializer.NAME, unless_error(node_name(1)), [node_name(1), END])
+    builder.add_conditional_edges(initializer.NAME, unless_error(node_name(1)), [node_name(1), COMPLETE_OUTPUT])
     for index in range(1, n_deliberators + 1):
         following = node_name(index + 1) if index < n_deliberators else termination.NAME
-        builder.add_conditional_edges(node_name(index), unless_error(following), [following, END])
+        builder.add_conditional_edges(node_name(index), unless_error(following), [following, COMPLETE_OUTPUT])
     builder.add_conditional_edges(termination.NAME, _after_termination_check, [refiner.NAME, node_name(1)])
-    builder.add_edge(refiner.NAME, END)
+    builder.add_conditional_edges(refiner.NAME, unless_error(END), [END, COMPLETE_OUTPUT])
+    builder.add_edge(COMPLETE_OUTPUT, END)
     return builder.compile(checkpointer=checkpointer, name=name)
 
 

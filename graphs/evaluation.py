@@ -1,6 +1,6 @@
 """Grading as a graph, so every judge call is traceable in LangSmith and visible in Studio.
 
-    START -+-> grade_relevance ----------------+-> END
+    START -+-> grade_relevance ----------------+-> complete_output -> END
            +-> grade_coherence ----------------+
            +-> ... (one node per rubric) ------+
            +-> grade_<rubric>_baseline ---------+  (if a baseline is given)
@@ -8,7 +8,8 @@
 
 Every rubric node grades one side (`grade_<rubric>` the run, `grade_<rubric>_baseline` the
 baseline) in parallel with the others, one model call per node; the pairwise judge runs only when
-both sides are there to compare.
+both sides are there to compare. `complete_output` gives every output key nothing wrote
+(`pairwise` without a baseline) its empty value.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from aidsafe.graphs.wiring import add_agent, as_provider
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output
 from aidsafe.nodes import grader, pairwise_judge
 from aidsafe.nodes.agent import agent_node
 from aidsafe.nodes.context import Context
@@ -53,10 +54,12 @@ def build_graph(
         for rubric, node in zip(RUBRICS, nodes, strict=True):
             add_agent(builder, agent_node(node, "judge", grader.grader(rubric, side), provider))  # type: ignore[arg-type]
     add_agent(builder, agent_node(pairwise_judge.NAME, "judge", pairwise_judge.compare, provider))
+    builder.add_node(COMPLETE_OUTPUT, complete_output(EvaluationOutput))
     every = [*RUBRIC_NODES, *BASELINE_RUBRIC_NODES, pairwise_judge.NAME]
     builder.add_conditional_edges(START, _checks, every)
     for node in every:
-        builder.add_edge(node, END)
+        builder.add_edge(node, COMPLETE_OUTPUT)
+    builder.add_edge(COMPLETE_OUTPUT, END)
     return builder.compile(checkpointer=checkpointer, name=name)
 
 

@@ -21,7 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from aidsafe.graphs import deliberation
-from aidsafe.graphs.wiring import add_agent, as_provider, unless_error
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, unless_error
 from aidsafe.nodes import ear_whisperer, keep_best, whispered_generator
 from aidsafe.nodes.agent import agent_node
 from aidsafe.nodes.context import Context
@@ -78,16 +78,20 @@ def build_graph(
         metadata={"agent_role": "judge", "side": "rejected"},
     )
     builder.add_node(keep_best.NAME, keep_best.keep_best, metadata={"agent_role": "keep_best"})
+    builder.add_node(COMPLETE_OUTPUT, complete_output(PreferenceOutput))
 
     builder.add_conditional_edges(START, _chosen_source, [DELIBERATION, SCORE_CHOSEN])
-    builder.add_conditional_edges(DELIBERATION, unless_error(SCORE_CHOSEN), [SCORE_CHOSEN, END])
-    builder.add_conditional_edges(SCORE_CHOSEN, unless_error(ear_whisperer.NAME), [ear_whisperer.NAME, END])
+    builder.add_conditional_edges(DELIBERATION, unless_error(SCORE_CHOSEN), [SCORE_CHOSEN, COMPLETE_OUTPUT])
+    builder.add_conditional_edges(SCORE_CHOSEN, unless_error(ear_whisperer.NAME), [ear_whisperer.NAME, COMPLETE_OUTPUT])
     builder.add_conditional_edges(
-        ear_whisperer.NAME, unless_error(whispered_generator.NAME), [whispered_generator.NAME, END]
+        ear_whisperer.NAME, unless_error(whispered_generator.NAME), [whispered_generator.NAME, COMPLETE_OUTPUT]
     )
-    builder.add_conditional_edges(whispered_generator.NAME, unless_error(SCORE_REJECTED), [SCORE_REJECTED, END])
-    builder.add_conditional_edges(SCORE_REJECTED, unless_error(keep_best.NAME), [keep_best.NAME, END])
+    builder.add_conditional_edges(
+        whispered_generator.NAME, unless_error(SCORE_REJECTED), [SCORE_REJECTED, COMPLETE_OUTPUT]
+    )
+    builder.add_conditional_edges(SCORE_REJECTED, unless_error(keep_best.NAME), [keep_best.NAME, COMPLETE_OUTPUT])
     builder.add_conditional_edges(keep_best.NAME, _after_keep_best, [ear_whisperer.NAME, END])
+    builder.add_edge(COMPLETE_OUTPUT, END)
     return builder.compile(checkpointer=checkpointer, name=name)
 
 

@@ -6,10 +6,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.graph import END, StateGraph
+from langchain_core.runnables import RunnableLambda
+from langgraph.graph import StateGraph
 
 from aidsafe.nodes.agent import AgentNode
 from aidsafe.nodes.llm import ModelProvider
+from aidsafe.state.outputs import missing_outputs
 
 
 def as_provider(model: BaseChatModel | ModelProvider | None) -> ModelProvider | None:
@@ -24,10 +26,23 @@ def add_agent(builder: StateGraph[Any, Any, Any, Any], node: AgentNode, **metada
     builder.add_node(node.name, node, metadata={"agent_role": node.role, **metadata})
 
 
+COMPLETE_OUTPUT = "complete_output"
+"""The node every graph ends in after an error: it adds each output key nothing wrote, empty."""
+
+
+def complete_output(output_schema: type) -> RunnableLambda:
+    """The `COMPLETE_OUTPUT` node: a failed sample still returns every output key of its graph."""
+
+    def complete(state: Mapping[str, Any]) -> dict[str, Any]:
+        return missing_outputs(output_schema, state)
+
+    return RunnableLambda(complete, name=COMPLETE_OUTPUT)
+
+
 def unless_error(next_node: str) -> Callable[[Mapping[str, Any]], str]:
-    """Route to `next_node`, or end the sample when the node before wrote an error."""
+    """Route to `next_node`, or to `COMPLETE_OUTPUT` (then END) when the node before wrote an error."""
 
     def route(state: Mapping[str, Any]) -> str:
-        return END if state.get("error") else next_node
+        return COMPLETE_OUTPUT if state.get("error") else next_node
 
     return route

@@ -13,7 +13,9 @@ from aidsafe.state.deliberation import add_usage
 from aidsafe.state.evaluation import RUBRICS, EvaluatedRecord
 
 SampleResult = dict[str, Any]
-"""{id, run, baseline, pairwise, failures, usage}; `run`/`baseline` are {metrics, grades} or None."""
+"""{id, run, baseline, pairwise, failures, repairs, usage}; `run`/`baseline` are {metrics, grades} or None.
+
+`repairs` are the judges' answers used after a fix (e.g. a cut-off rubric answer salvaged)."""
 
 
 def _side(record: EvaluatedRecord | None, policy_ids: Sequence[str]) -> dict[str, Any] | None:
@@ -27,6 +29,7 @@ def deterministic_result(sample: RecordPair, policy_ids: Sequence[str]) -> Sampl
         "baseline": _side(sample.baseline, policy_ids),
         "pairwise": None,
         "failures": [],
+        "repairs": [],
         "usage": add_usage(None, None),
     }
 
@@ -53,6 +56,7 @@ def result_from_state(sample: RecordPair, state: dict[str, Any], policy_ids: Seq
     for side in sides:
         result[side]["grades"] = state.get(f"{side}_grades") or {}
     result["pairwise"] = state.get("pairwise")
+    result["repairs"] = state.get("repairs") or []
     result["usage"] = state.get("usage") or result["usage"]
     _list_missing_grades(result, sides, expect_pairwise=len(sides) == 2)
     return result

@@ -20,7 +20,7 @@ import string
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,8 +40,8 @@ from aidsafe.nodes.llm import (
     openai_compatible_model,
 )
 from aidsafe.policies import PolicyFileError, PolicySet, load_policies
-from aidsafe.state.answers import CorrectionDraft, ThoughtDraft
-from aidsafe.state.deliberation import Intents, Thought, add_usage
+from aidsafe.state.answers import CorrectionDraft, ThoughtDraft, answer_schema
+from aidsafe.state.deliberation import Intents, Refusal, Repair, Thought, add_usage
 
 PROMPTS_DIR = Path(__file__).parent
 
@@ -108,30 +108,6 @@ def as_thoughts(drafts: Sequence[ThoughtDraft], agent: str, round_number: int, f
     ]
 
 
-@lru_cache(maxsize=256)
-def policy_enum_schema(schema_cls: type[BaseModel], policy_ids: tuple[str, ...]) -> dict[str, Any]:
-    """The answer's JSON schema with every `policy_ids` list limited to the set's ids.
-
-    Servers that constrain decoding then cannot cite a policy that does not exist. Cached: pydantic
-    builds a schema in milliseconds, which a batch at high concurrency pays on every call otherwise.
-    Treat the result as read-only.
-    """
-    schema = schema_cls.model_json_schema()
-
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            if "policy_ids" in node.get("properties", {}):
-                node["properties"]["policy_ids"]["items"] = {"type": "string", "enum": list(policy_ids)}
-            for child in node.values():
-                visit(child)
-        elif isinstance(node, list):
-            for child in node:
-                visit(child)
-
-    visit(schema)
-    return schema
-
-
 @dataclass
 class Ask:
     """One question of an agent's logic; the node adds its role, model and policy set."""
@@ -150,13 +126,15 @@ AgentLogic = Callable[[State, Context, PolicySet], Generator[Ask, Any, dict[str,
 def _structured_call(
     ask: Ask, role: Role, ctx: Context, policies: PolicySet, provider: ModelProvider
 ) -> StructuredCall:
+    """The call with one contract: the ids its schema allows are the ids its validation knows."""
+    context = {"policy_ids": tuple(policies.ids), **ask.extra_validation}
     return StructuredCall(
         provider(role, ctx),
         ask.schema,
         ctx,
         base_url=ctx.base_url_for(role),
-        json_schema=policy_enum_schema(ask.schema, tuple(policies.ids)),
-        validation_context={"policy_ids": set(policies.ids), **ask.extra_validation},
+        json_schema=answer_schema(ask.schema, context),
+        validation_context=context,
     )
 
 
@@ -223,7 +201,10 @@ def agent_node(name: str, role: Role, logic: AgentLogic[Any], provider: ModelPro
         for call in calls:
             for attempt in call.usage:
                 usage = add_usage(usage, attempt)
-        return {**update, "usage": usage}
+        repairs: list[Repair] = [{**r, "node": name} for call in calls for r in call.repairs]
+        refusals: list[Refusal] = [{"node": name, "text": text} for call in calls for text in call.refusals]
+        noted = {"repairs": repairs, "refusals": refusals}
+        return {**update, "usage": usage, **{key: value for key, value in noted.items() if value}}
 
     def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return drive(turn(state, config))

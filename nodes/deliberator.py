@@ -47,7 +47,7 @@ def deliberator(index: int, count: int) -> AgentLogic[DeliberationState]:
                 thoughts=render_thoughts(thoughts),
                 response=state["response"],
             ),
-            {"thought_count": len(thoughts)},
+            {"thought_ids": tuple(t["id"] for t in thoughts)},
         )
         seen = {_normalized(t["text"]) for t in thoughts}
         new_drafts: list[CorrectionDraft] = []

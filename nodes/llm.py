@@ -15,10 +15,11 @@ import json
 import os
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlparse
 
+import json_repair
 import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -29,7 +30,8 @@ from pydantic import BaseModel, ValidationError
 
 from aidsafe.embedded.llama_server import died_at
 from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput
-from aidsafe.state.deliberation import Usage
+from aidsafe.state.answers import AgentAnswer
+from aidsafe.state.deliberation import AnswerRepair, Usage
 
 Answer = TypeVar("Answer", bound=BaseModel)
 Result = TypeVar("Result")
@@ -152,10 +154,15 @@ def raw_answer(message: AIMessage) -> str:
     return message.text
 
 
-def parse_answer(message: AIMessage, schema_cls: type[Answer], validation_context: Mapping[str, Any] | None) -> Answer:
-    raw = raw_answer(message).strip()
+def _unfenced(raw: str) -> str:
+    raw = raw.strip()
     if raw.startswith("```"):  # models without constrained decoding like to fence JSON
         raw = raw.strip("`").removeprefix("json").strip()
+    return raw
+
+
+def parse_answer(message: AIMessage, schema_cls: type[Answer], validation_context: Mapping[str, Any] | None) -> Answer:
+    raw = _unfenced(raw_answer(message))
     context = dict(validation_context or {})
     try:
         return schema_cls.model_validate_json(raw, context=context)
@@ -167,6 +174,51 @@ def parse_answer(message: AIMessage, schema_cls: type[Answer], validation_contex
         except ValueError:
             raise exc from None
         return schema_cls.model_validate(data, context=context)
+
+
+SALVAGED_TAIL_CHARS = 40
+"""How much of a salvaged answer's cut end the repair record keeps, to show where it stopped."""
+
+
+def salvage(message: AIMessage, schema_cls: type[Answer], validation_context: Mapping[str, Any] | None) -> Answer:
+    """An answer cut at `max_tokens`, closed by `json_repair` and kept when it validates.
+
+    Often every required field but the last text is complete (a rubric whose justification ran long
+    but whose score came first is not: the score is missing, and the answer is re-asked). Only the
+    syntax is completed; no value is invented. Raises `ValueError` when the result does not validate.
+    """
+    raw = _unfenced(raw_answer(message))
+    data = json_repair.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("nothing usable before the cut")
+    answer = schema_cls.model_validate(data, context=dict(validation_context or {}))
+    if isinstance(answer, AgentAnswer):
+        answer.note_repair("truncated_answer_salvaged", "", raw[-SALVAGED_TAIL_CHARS:], "closed the cut-off JSON")
+    return answer
+
+
+def brief_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with every `maxItems` halved (never below `minItems` or 1)."""
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, list):
+            return [visit(child) for child in node]
+        if not isinstance(node, dict):
+            return node
+        tightened = {key: visit(value) for key, value in node.items()}
+        if "maxItems" in node and node["maxItems"] > 1:
+            tightened["maxItems"] = max(node["maxItems"] // 2, node.get("minItems", 0), 1)
+        return tightened
+
+    result: dict[str, Any] = visit(schema)
+    return result
+
+
+def reask(name: str, **values: Any) -> str:
+    """A re-ask message from its template beside this module (`nodes/<name>.md`)."""
+    from aidsafe.nodes.agent import template  # agent imports this module
+
+    return template(name).substitute(**values).strip()
 
 
 def usage_of(message: AIMessage) -> Usage:
@@ -249,37 +301,59 @@ class StructuredCall:
         json_schema: dict[str, Any] | None = None,
         validation_context: Mapping[str, Any] | None = None,
     ) -> None:
-        mode = structured_output_mode(ctx, base_url)
-        schema = json_schema or schema_cls.model_json_schema()
-        self.runnable = constrained(model, schema, schema_cls.__name__, mode)
+        self.model, self.mode = model, structured_output_mode(ctx, base_url)
+        self.schema = json_schema or schema_cls.model_json_schema()
+        self.runnable = constrained(model, self.schema, schema_cls.__name__, self.mode)
         self.schema_cls = schema_cls
         self.attempts = ctx.parse_retries + 1
         self.max_tokens = ctx.max_tokens
         self.validation_context = validation_context
         self.usage: list[Usage] = []
+        self.repairs: list[AnswerRepair] = []
+        self.refusals: list[str] = []
+        """Of the answer that was used: what was fixed in it instead of a re-ask, and its task refusals."""
 
     def conversation(self, messages: Sequence[BaseMessage]) -> Conversation[BaseModel]:
-        history, error = list(messages), ""
+        """Ask, then re-ask until an answer validates or the attempts are spent.
+
+        An answer cut at `max_tokens` is first salvaged (`salvage`). If that fails, the re-ask starts
+        from the original messages without the cut-off answer, whose repetition is usually what ran
+        long, asks for brevity (`reask_cut_off.md`) and halves every list cap of the schema, which
+        grammar-constrained servers enforce. Any other unusable answer is shown back with the error
+        (`reask_invalid.md`).
+        """
+        history, error, runnable = list(messages), "", self.runnable
         for _ in range(self.attempts):
-            sent = yield Request(self.runnable, history)
+            sent = yield Request(runnable, history)
             reply = cut_off_reply(sent) if isinstance(sent, openai.OpenAIError) else sent
             self.usage.append(usage_of(reply))
-            if reply.response_metadata.get("finish_reason") == "length":
-                error = f"the answer was cut off at {self.max_tokens} tokens; answer much more briefly"
+            cut_off = reply.response_metadata.get("finish_reason") == "length"
+            try:
+                if cut_off:
+                    return self._used(salvage(reply, self.schema_cls, self.validation_context))
+                return self._used(parse_answer(reply, self.schema_cls, self.validation_context))
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                error = f"the answer was cut off at {self.max_tokens} tokens ({exc})" if cut_off else str(exc)
+            if cut_off:
+                runnable = self.brief_runnable
+                history = [*messages, HumanMessage(content=reask("reask_cut_off", max_tokens=self.max_tokens))]
             else:
-                try:
-                    return parse_answer(reply, self.schema_cls, self.validation_context)
-                except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                    error = str(exc)
-            history = [
-                *history,
-                AIMessage(content=raw_answer(reply)),
-                HumanMessage(
-                    content=f"Your answer could not be used: {error}\n"
-                    "Answer again with one JSON object that follows the required fields exactly."
-                ),
-            ]
+                history = [
+                    *history,
+                    AIMessage(content=raw_answer(reply)),
+                    HumanMessage(content=reask("reask_invalid", error=error)),
+                ]
         raise AgentFailure(f"no valid {self.schema_cls.__name__} after {self.attempts} attempts: {error}")
+
+    @cached_property
+    def brief_runnable(self) -> Runnable:
+        """The same request with every list cap of the schema halved: for the re-ask after a cut-off."""
+        return constrained(self.model, brief_schema(self.schema), self.schema_cls.__name__, self.mode)
+
+    def _used(self, answer: BaseModel) -> BaseModel:
+        if isinstance(answer, AgentAnswer):
+            self.repairs, self.refusals = answer.repairs, answer.refusals
+        return answer
 
 
 def cut_off_reply(exc: openai.OpenAIError) -> AIMessage:

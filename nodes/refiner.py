@@ -32,7 +32,7 @@ def refine(state: DeliberationState, ctx: Context, policies: PolicySet) -> Gener
             thoughts=render_thoughts(thoughts),
             response=state["response"],
         ),
-        {"thought_count": len(thoughts)},
+        {"thought_ids": tuple(t["id"] for t in thoughts), "response": state["response"]},
     )
     by_id = {t["id"]: t for t in thoughts}
     removed: list[RemovedThought] = [

@@ -1,95 +1,326 @@
-"""Pydantic schemas of what each agent answers.
+"""Pydantic schemas of what each agent answers, and the rules an answer must pass.
 
-List lengths are capped (`maxItems` in the JSON schema): grammar-constrained servers enforce them,
-which stops a small model from looping inside a list until its context is full. Policy ids are
-checked against the active policy set, passed in as validation context.
+The JSON schema a server enforces and the validation here are one contract. Every id an agent
+writes refers to something that exists in this call: such a field is marked with `references(...)`
+and `answer_schema` turns the mark into an `enum` of exactly the ids of the call (the ones passed
+in as validation context), so grammar-constrained servers (llama.cpp, vLLM guided decoding) and
+OpenAI structured outputs cannot write a dangling id. List lengths are capped (`maxItems`) so a
+small model cannot loop inside a list until its context is full.
+
+A server that does not constrain decoding can still write anything. An answer that is wrong in a
+way with one sensible fix is repaired, not re-asked, and the repair is recorded (`repairs` in the
+sample); a re-ask is left for answers with nothing usable in them:
+
+Re-asked (the error is shown to the model):
+- JSON that does not parse, or a missing or ill-typed field: after a cut-off answer has been
+  salvaged where it can be (`nodes/llm.py`);
+- a blank `response` (`SeedAnswer`, `WhisperedAnswer`), or a blank `final_response` when the
+  deliberated response is blank too (`RefinerAnswer`): nothing usable is left;
+- a whispered answer that only repeats the whisperer's belief (`WhisperedAnswer`).
+
+Repaired (`AnswerRepair.rule`):
+- `unknown_policy_id`: a cited policy id not in the policy set is dropped (thoughts, `ViolationAnswer`);
+- `duplicate_policy_id`: a policy id cited twice is kept once;
+- `unknown_correction_target`: a correction of a thought that does not exist is kept as a new thought;
+- `unknown_removal`: a removal of a thought id that does not exist is ignored (`RefinerAnswer`);
+- `duplicate_removal`: a thought removed twice is removed once;
+- `every_thought_removed`: a refiner that removes every thought keeps the one whose removal came last;
+- `blank_thought`: a thought of only whitespace is left out (any list of thoughts);
+- `blank_final_response`: a blank final response keeps the deliberated one (`RefinerAnswer`).
+
+Recorded, not repaired: a thought that refuses the task itself ("I'm sorry, but I can't help with
+that") is left out of the thoughts and listed in the sample's `refusals` (`is_task_refusal`).
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from typing import Annotated, Literal
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, model_validator
+
+from aidsafe.state.deliberation import AnswerRepair, RepairRule
 
 Text = Annotated[str, Field(min_length=1)]
 """No `max_length`: llama.cpp turns long repetitions into grammars it refuses; `max_tokens` bounds text."""
 
+REFERENCE_KEY = "x-aidsafe-references"
+"""Marks a field in the JSON schema as a reference; `answer_schema` replaces the mark with an enum."""
 
-def _known_policy_ids(ids: list[str], info: ValidationInfo) -> list[str]:
-    known = (info.context or {}).get("policy_ids")
-    unknown = [i for i in ids if known is not None and i not in known]
-    if known is not None and unknown:
-        raise ValueError(f"unknown policy ids {unknown}; use only {sorted(known)}")
-    return ids
+
+def references(kind: str) -> dict[str, Any]:
+    """`Field(json_schema_extra=references("thought_ids"))`: the field holds ids of `kind`, which
+    the call passes as validation context (`{"thought_ids": [...]}`)."""
+    return {REFERENCE_KEY: kind}
+
+
+def answer_schema(schema_cls: type[BaseModel], context: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON schema to send for one call: every reference limited to the ids in `context`.
+
+    A reference whose kind is not in `context` is left unconstrained. With no id of its kind, a
+    reference cannot be written: a nullable one becomes `null` only and a list that needs one
+    holds none (`maxItems: 0`). Cached per schema and ids; treat the result as read-only.
+    """
+    kinds = {kind for kind in _reference_kinds(schema_cls) if kind in context}
+    frozen = tuple(sorted((kind, tuple(context[kind])) for kind in kinds))
+    return _answer_schema(schema_cls, frozen)
+
+
+@lru_cache(maxsize=1024)
+def _reference_kinds(schema_cls: type[BaseModel]) -> frozenset[str]:
+    found: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if REFERENCE_KEY in node:
+                found.add(node[REFERENCE_KEY])
+            for child in node.values():
+                visit(child)
+        elif isinstance(node, list):
+            for child in node:
+                visit(child)
+
+    visit(schema_cls.model_json_schema())
+    return frozenset(found)
+
+
+@lru_cache(maxsize=1024)
+def _answer_schema(schema_cls: type[BaseModel], ids: tuple[tuple[str, tuple[Any, ...]], ...]) -> dict[str, Any]:
+    """Pydantic builds a schema in milliseconds, which a batch at high concurrency would pay per call."""
+    allowed = dict(ids)
+    schema = schema_cls.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(copy.deepcopy(defs[node["$ref"].split("/")[-1]]))
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(child) for child in node]
+        return node
+
+    def constrain(node: dict[str, Any]) -> dict[str, Any] | None:
+        """`node` with its references as enums; None when no value can satisfy it."""
+        kind = node.pop(REFERENCE_KEY, None)
+        if kind in allowed:
+            enumerated = limited(node, list(allowed[kind]))
+            if enumerated is None:
+                return None
+            node = enumerated
+        if "anyOf" in node:
+            options = [option for option in map(constrain, node["anyOf"]) if option is not None]
+            if not options:
+                return None
+            node["anyOf"] = options
+        if "properties" in node:
+            for name in list(node["properties"]):
+                child = constrain(node["properties"][name])
+                if child is not None:
+                    node["properties"][name] = child
+                elif name in node.get("required", []):
+                    return None
+                else:
+                    del node["properties"][name]
+        if isinstance(node.get("items"), dict):
+            items = constrain(node["items"])
+            if items is not None:
+                node["items"] = items
+            elif node.get("minItems", 0) > 0:
+                return None
+            else:
+                node["maxItems"] = 0
+        return node
+
+    def limited(node: dict[str, Any], values: list[Any]) -> dict[str, Any] | None:
+        if node.get("type") == "array":
+            node["items"] = limited(node["items"], values) or node["items"]
+            if not values:
+                node["maxItems"] = 0
+            return node
+        if "anyOf" in node:
+            options = [o for o in node["anyOf"] if o.get("type") == "null"]
+            options += [{**o, "enum": values} for o in node["anyOf"] if o.get("type") != "null" and values]
+            return {**node, "anyOf": options} if options else None
+        return {**node, "enum": values} if values else None
+
+    return constrain(inline(schema)) or schema
+
+
+class AgentAnswer(BaseModel):
+    """Base of every answer: keeps the repairs and refusals its validators noted."""
+
+    _repairs: list[AnswerRepair] = PrivateAttr(default_factory=list)
+    _refusals: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def repairs(self) -> list[AnswerRepair]:
+        return list(self._repairs)
+
+    @property
+    def refusals(self) -> list[str]:
+        """Texts in which the agent refused the task instead of doing it."""
+        return list(self._refusals)
+
+    def note_repair(self, rule: RepairRule, field: str, found: Any, action: str) -> None:
+        self._repairs.append({"rule": rule, "field": field, "found": found, "action": action})
+
+    def note_refusal(self, text: str) -> None:
+        self._refusals.append(text)
+
+
+def _known(info: ValidationInfo, kind: str) -> Any:
+    return (info.context or {}).get(kind)
+
+
+def _checked_policy_ids(answer: AgentAnswer, ids: list[str], field: str, info: ValidationInfo) -> list[str]:
+    """`ids` without the unknown ones and without repeats, each drop noted as a repair."""
+    known = _known(info, "policy_ids")
+    kept: list[str] = []
+    for policy_id in ids:
+        if known is not None and policy_id not in known:
+            answer.note_repair("unknown_policy_id", field, policy_id, "dropped the id")
+        elif policy_id in kept:
+            answer.note_repair("duplicate_policy_id", field, policy_id, "kept it once")
+        else:
+            kept.append(policy_id)
+    return kept
+
+
+REFUSAL_OPENING = re.compile(
+    r"^(?:(?:i'm|i am) sorry|sorry|i apologi[sz]e|unfortunately)?[,.!]?\s*(?:but\s*)?[,]?\s*"
+    r"i(?:'m| am)? ?(?:can't|cannot|can not|won't|will not|unable to|not able to|must decline|have to decline"
+    r"|refuse)\b"
+)
+TASK_WORDS = ("help", "assist", "comply", "with that", "with this", "that request", "this request", "fulfil", "engage")
+TASK_REFUSAL_MAX_WORDS = 20
+"""A refusal of the task is a short apology; a thought reasoning about why to refuse the user is longer."""
+
+
+def is_task_refusal(text: str) -> bool:
+    """A thought that refuses the task itself ("I'm sorry, but I can't help with that."), by its wording.
+
+    A heuristic: a short text that opens with a refusal and speaks of helping or of "that request".
+    "I cannot give dosages without knowing the patient" is reasoning and does not match.
+    """
+    opening = text.strip().lower().replace("\u2019", "'")
+    if len(opening.split()) > TASK_REFUSAL_MAX_WORDS or not REFUSAL_OPENING.match(opening):
+        return False
+    return any(word in opening for word in TASK_WORDS)
 
 
 class ThoughtDraft(BaseModel):
     text: Text = Field(description="One reasoning step about the request and the policies.")
     policy_ids: list[str] = Field(
-        default_factory=list, max_length=3, description="Ids of the policies this step applies."
+        default_factory=list,
+        max_length=3,
+        description="Ids of the policies this step applies.",
+        json_schema_extra=references("policy_ids"),
     )
 
-    _check_policy_ids = field_validator("policy_ids")(_known_policy_ids)
+
+def _checked_drafts(answer: AgentAnswer, drafts: Sequence[ThoughtDraft], field: str, info: ValidationInfo) -> list:
+    """Drafts with their policy ids checked, without the ones that refuse the task (noted as refusals)."""
+    kept = []
+    for index, draft in enumerate(drafts):
+        if not draft.text.strip():
+            answer.note_repair("blank_thought", f"{field}[{index}].text", draft.text, "left the thought out")
+            continue
+        if is_task_refusal(draft.text):
+            answer.note_refusal(draft.text)
+            continue
+        draft.policy_ids = _checked_policy_ids(answer, draft.policy_ids, f"{field}[{index}].policy_ids", info)
+        kept.append(draft)
+    return kept
 
 
-class IntentAnswer(BaseModel):
+class IntentAnswer(AgentAnswer):
     explicit_intents: list[Text] = Field(min_length=1, max_length=4, description="What the user literally asks for.")
     implicit_intents: list[Text] = Field(max_length=4, description="Underlying goals the user may have.")
 
 
-class SeedAnswer(BaseModel):
+class SeedAnswer(AgentAnswer):
+    """Thoughts that refuse the task are dropped: if all of them do, the chain starts empty."""
+
     thoughts: list[ThoughtDraft] = Field(min_length=1, max_length=5)
     response: Text = Field(description="The first response to the user.")
 
+    @model_validator(mode="after")
+    def _checked_thoughts(self, info: ValidationInfo) -> SeedAnswer:
+        if not self.response.strip():
+            raise ValueError("`response` is blank; write the response to the user")
+        self.thoughts = _checked_drafts(self, self.thoughts, "thoughts", info)
+        return self
+
 
 class CorrectionDraft(ThoughtDraft):
-    corrects: int | None = Field(default=None, description="Id of the earlier thought this one corrects, if any.")
+    corrects: int | None = Field(
+        default=None,
+        description="Id of the earlier thought this one corrects, if any.",
+        json_schema_extra=references("thought_ids"),
+    )
 
 
-class DeliberatorAnswer(BaseModel):
+class DeliberatorAnswer(AgentAnswer):
     new_thoughts: list[CorrectionDraft] = Field(
         default_factory=list, max_length=3, description="New thoughts or corrections; never repeat one."
     )
     updated_response: str | None = Field(default=None, description="A better response, or null to keep it.")
     agrees: bool = Field(description="True when nothing is missing and the response follows every policy.")
 
-    @field_validator("new_thoughts")
-    @classmethod
-    def _corrections_exist(cls, drafts: list[CorrectionDraft], info: ValidationInfo) -> list[CorrectionDraft]:
-        count = (info.context or {}).get("thought_count")
-        for draft in drafts:
-            if draft.corrects is not None and count is not None and not 0 <= draft.corrects < count:
-                raise ValueError(f"corrects={draft.corrects} is not an existing thought id (0..{count - 1})")
-        return drafts
+    @model_validator(mode="after")
+    def _corrections_exist(self, info: ValidationInfo) -> DeliberatorAnswer:
+        known = _known(info, "thought_ids")
+        for index, draft in enumerate(self.new_thoughts):
+            if draft.corrects is not None and known is not None and draft.corrects not in known:
+                field = f"new_thoughts[{index}].corrects"
+                self.note_repair("unknown_correction_target", field, draft.corrects, "kept as a new thought")
+                draft.corrects = None
+        self.new_thoughts = _checked_drafts(self, self.new_thoughts, "new_thoughts", info)
+        return self
 
 
 class Removal(BaseModel):
-    thought_id: int
+    thought_id: int = Field(json_schema_extra=references("thought_ids"))
     reason: Literal["repetitive", "redundant", "deceptive", "policy_inconsistent"]
     explanation: Text = Field(description="Why the thought goes, in one sentence.")
 
 
-class RefinerAnswer(BaseModel):
+class RefinerAnswer(AgentAnswer):
     removals: list[Removal] = Field(default_factory=list, max_length=24)
     final_response: Text = Field(description="The final response, faithful to the kept thoughts and the policies.")
 
-    @field_validator("removals")
-    @classmethod
-    def _removals_exist(cls, removals: list[Removal], info: ValidationInfo) -> list[Removal]:
-        count = (info.context or {}).get("thought_count")
-        ids = [r.thought_id for r in removals]
-        bad = [i for i in ids if count is not None and not 0 <= i < count]
-        if bad:
-            raise ValueError(f"thought ids {bad} do not exist (0..{(count or 0) - 1})")
-        if len(set(ids)) != len(ids):
-            raise ValueError("a thought is removed more than once")
-        if count and len(ids) >= count:
-            raise ValueError("keep at least one thought")
-        return removals
+    @model_validator(mode="after")
+    def _removals_exist(self, info: ValidationInfo) -> RefinerAnswer:
+        known = _known(info, "thought_ids")
+        kept: list[Removal] = []
+        for index, removal in enumerate(self.removals):
+            field = f"removals[{index}].thought_id"
+            if known is not None and removal.thought_id not in known:
+                self.note_repair("unknown_removal", field, removal.thought_id, "ignored the removal")
+            elif any(r.thought_id == removal.thought_id for r in kept):
+                self.note_repair("duplicate_removal", field, removal.thought_id, "counted it once")
+            else:
+                kept.append(removal)
+        if known and len(kept) >= len(known):
+            last = kept.pop()
+            self.note_repair(
+                "every_thought_removed", "removals", last.thought_id, "kept the thought whose removal came last"
+            )
+        self.removals = kept
+        if not self.final_response.strip():
+            deliberated = _known(info, "response") or ""
+            if not deliberated.strip():
+                raise ValueError("`final_response` is blank; write the final response to the user")
+            self.note_repair("blank_final_response", "final_response", self.final_response, "kept the response")
+            self.final_response = deliberated
+        return self
 
 
-class BeliefAnswer(BaseModel):
+class BeliefAnswer(AgentAnswer):
     # Bounded in the schema, so a grammar-constrained server closes the string: SmolLM2 otherwise
     # ran past max_tokens inside it three times in a row.
     belief: Text = Field(
@@ -107,7 +338,7 @@ class WhisperedAnswer(SeedAnswer):
 
     @model_validator(mode="after")
     def _without_belief(self, info: ValidationInfo) -> WhisperedAnswer:
-        belief = (info.context or {}).get("belief")
+        belief = _known(info, "belief")
         if not belief:
             return self
         kept = []
@@ -116,7 +347,7 @@ class WhisperedAnswer(SeedAnswer):
             if text:
                 kept.append(thought.model_copy(update={"text": text}))
         response = strip_quotes(self.response, belief)
-        if not kept or not response:
+        if (self.thoughts and not kept) or not response:
             raise ValueError("the answer only repeats the belief you were given; reason and answer in your own words")
         self.thoughts, self.response = kept, response
         return self
@@ -138,14 +369,20 @@ def strip_quotes(text: str, belief: str) -> str:
     return re.sub(r"\s{2,}", " ", text).strip(" \t\n,;:-\"'")
 
 
-class ViolationAnswer(BaseModel):
+class ViolationAnswer(AgentAnswer):
     policy_ids: list[str] = Field(
-        default_factory=list, max_length=5, description="Ids of the policies the answer violates; empty if none."
+        default_factory=list,
+        max_length=5,
+        description="Ids of the policies the answer violates; empty if none.",
+        json_schema_extra=references("policy_ids"),
     )
     rationale: Text = Field(description="One or two sentences on how the reasoning and response follow or break them.")
     rating: Literal[0, 1, 2, 3, 4] = Field(description="The rubric level, 0 (follows every policy) to 4 (flagrant).")
 
-    _check_policy_ids = field_validator("policy_ids")(_known_policy_ids)
+    @model_validator(mode="after")
+    def _known_policies(self, info: ValidationInfo) -> ViolationAnswer:
+        self.policy_ids = _checked_policy_ids(self, self.policy_ids, "policy_ids", info)
+        return self
 
     @property
     def score(self) -> float:
@@ -161,13 +398,13 @@ class ClassifierVerdict(BaseModel):
 Score = Literal[1, 2, 3, 4, 5]
 
 
-class RubricAnswer(BaseModel):
+class RubricAnswer(AgentAnswer):
     """A judge's grade on one rubric; the justification comes first so the score follows from it."""
 
     justification: Text = Field(description="One or two sentences that point at the evidence.")
     score: Score = Field(description="1 (worst) to 5 (best), as the rubric defines them.")
 
 
-class PairwiseAnswer(BaseModel):
+class PairwiseAnswer(AgentAnswer):
     justification: Text = Field(description="One or two sentences on the decisive difference.")
     better: Literal["A", "B", "tie"] = Field(description="The better output, or tie when neither is better.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 StopReason = Literal["consensus", "budget", "error", "baseline"]
@@ -45,6 +45,43 @@ class RemovedThought(TypedDict):
     thought: Thought
     reason: RemovalReason
     explanation: str
+
+
+RepairRule = Literal[
+    "unknown_policy_id",
+    "duplicate_policy_id",
+    "unknown_correction_target",
+    "unknown_removal",
+    "duplicate_removal",
+    "every_thought_removed",
+    "blank_thought",
+    "blank_final_response",
+    "truncated_answer_salvaged",
+]
+"""What was wrong with an answer that was used anyway; the rules are listed in `state/answers.py`."""
+
+
+class AnswerRepair(TypedDict):
+    rule: RepairRule
+    field: str
+    """Where in the answer, e.g. `new_thoughts[1].corrects`."""
+    found: Any
+    """The value that was repaired (for a cut-off answer, how it ended)."""
+    action: str
+    """What was done instead of a re-ask, e.g. "kept as a new thought"."""
+
+
+class Repair(AnswerRepair):
+    """An answer fixed instead of re-asked, kept in the sample for audit."""
+
+    node: str
+
+
+class Refusal(TypedDict):
+    """An agent that refused the task itself instead of reasoning: its words, left out of the thoughts."""
+
+    node: str
+    text: str
 
 
 class Usage(TypedDict):
@@ -92,6 +129,10 @@ class DeliberationResult(BaseModel):
     rounds: int
     stop_reason: StopReason
     policy_set: str
+    repairs: list[Repair] = Field(default_factory=list)
+    """Answers fixed instead of re-asked (`state/answers.py`): each with its node, rule and field."""
+    refusals: list[Refusal] = Field(default_factory=list)
+    """Agents that refused the task itself; their words are not in `thoughts`. Filter on it."""
     usage: Usage
 
 
@@ -114,5 +155,7 @@ class DeliberationState(TypedDict):
     rounds: NotRequired[int]
     stop_reason: NotRequired[StopReason]
     policy_set: NotRequired[str]
+    repairs: Annotated[list[Repair], append]
+    refusals: Annotated[list[Refusal], append]
     usage: Annotated[Usage, add_usage]
     error: NotRequired[AgentError | None]

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
-from aidsafe.state.deliberation import AgentError, Usage, add_usage, append
+from aidsafe.state.deliberation import AgentError, Repair, Usage, add_usage, append
 
 RUBRICS = (
     "relevance",
@@ -129,6 +129,7 @@ class EvaluationOutput(TypedDict):
     baseline_grades: dict[str, RubricGrade]
     pairwise: PairwiseVerdict | None
     failures: list[GradingFailure]
+    repairs: list[Repair]
     usage: Usage
     error: AgentError | None
 
@@ -140,5 +141,6 @@ class EvaluationState(TypedDict):
     baseline_grades: Annotated[dict[str, RubricGrade], merge]
     pairwise: NotRequired[PairwiseVerdict | None]
     failures: Annotated[list[GradingFailure], append]
+    repairs: Annotated[list[Repair], append]
     usage: Annotated[Usage, add_usage]
     error: Annotated[AgentError | None, first_error]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from aidsafe.state.deliberation import AgentError, Thought, Usage, add_usage, append
+from aidsafe.state.deliberation import AgentError, Refusal, Repair, Thought, Usage, add_usage, append
 
 Side = Literal["chosen", "rejected"]
 WhisperStop = Literal["threshold", "budget"]
@@ -60,6 +60,10 @@ class PreferenceResult(BaseModel):
     iterations: int
     negative_example: Literal[True] = True
     policy_set: str
+    repairs: list[Repair] = Field(default_factory=list)
+    """Answers fixed instead of re-asked (`state/answers.py`): each with its node, rule and field."""
+    refusals: list[Refusal] = Field(default_factory=list)
+    """Agents that refused the task itself; their words are not in `thoughts`. Filter on it."""
     usage: Usage
 
 
@@ -90,6 +94,8 @@ class PreferenceState(TypedDict):
     negative_example: NotRequired[bool]
     whisper_stop: NotRequired[WhisperStop | None]
     policy_set: NotRequired[str]
+    repairs: Annotated[list[Repair], append]
+    refusals: Annotated[list[Refusal], append]
     usage: Annotated[Usage, add_usage]
     error: NotRequired[AgentError | None]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import threading
 import time
@@ -171,6 +172,92 @@ def schema_of(request: dict[str, Any]) -> dict[str, Any]:
 
 def schema_answer(request: dict[str, Any]) -> str:
     return json.dumps(fill(schema_of(request)))
+
+
+WORDS = (
+    "the", "request", "policy", "user", "harm", "safe", "lock", "door", "answer", "because", "may", "not",
+    "allowed", "explain", "risk", "context", "help", "legal", "ça", "naïve", "日本", "emoji 🙂", "quote \"",
+    "back\\slash", "new\nline", "tab\t", "{brace}", "[list]", "null", "0", "-1", "true",
+)  # fmt: skip
+"""Random text mixes plain words with JSON-awkward ones: quotes, escapes, newlines, non-ASCII, literals."""
+
+SUPPORTED_KEYWORDS = {
+    "type", "properties", "required", "items", "minItems", "maxItems", "enum", "const", "anyOf", "$ref", "$defs",
+    "minLength", "maxLength", "minimum", "maximum", "title", "description", "default", "additionalProperties",
+}  # fmt: skip
+
+
+def random_instance(
+    schema: dict[str, Any],
+    rng: random.Random,
+    defs: dict[str, Any] | None = None,
+    free: frozenset[str] = frozenset(),
+    name: str = "",
+) -> Any:
+    """A random instance of a JSON schema: any value the schema allows, with every optional part
+    present or absent at random. Properties named in `free` ignore their `enum`, as a server that
+    enforces only the static schema would answer. Unknown keywords raise, so the double never
+    answers outside a schema it does not understand."""
+    defs = defs if defs is not None else schema.get("$defs", {})
+    unknown = set(schema) - SUPPORTED_KEYWORDS
+    if unknown:
+        raise ValueError(f"random_instance does not know the JSON schema keywords {sorted(unknown)}")
+    if "$ref" in schema:
+        return random_instance(defs[schema["$ref"].split("/")[-1]], rng, defs, free, name)
+    if "anyOf" in schema:
+        return random_instance(rng.choice(schema["anyOf"]), rng, defs, free, name)
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema and name not in free:
+        return rng.choice(schema["enum"])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = rng.choice(kind)
+    if kind == "object":
+        props, required = schema.get("properties", {}), set(schema.get("required", []))
+        chosen = [key for key in props if key in required or rng.random() < 0.5]
+        return {key: random_instance(props[key], rng, defs, free, key) for key in chosen}
+    if kind == "array":
+        low = schema.get("minItems", 0)
+        count = rng.randint(low, schema.get("maxItems", low + 4))
+        return [random_instance(schema.get("items", {}), rng, defs, free, name) for _ in range(count)]
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "integer":
+        return rng.randint(schema.get("minimum", -1000), schema.get("maximum", 1000))
+    if kind == "number":
+        return rng.uniform(schema.get("minimum", -1000.0), schema.get("maximum", 1000.0))
+    if kind == "null":
+        return None
+    if kind == "string":
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 24)))
+        if rng.random() < 0.05:
+            text = " " * rng.randint(0, 3)  # whitespace is a string too
+        text = text.ljust(low, "x")
+        return text[:high] if high is not None else text
+    raise ValueError(f"random_instance cannot answer schema type {kind!r}")
+
+
+REFERENCE_FIELDS = frozenset({"corrects", "thought_id", "policy_ids"})
+
+
+@dataclass
+class RandomSchemaAnswers:
+    """A `StubServer.respond`: a random answer valid for whatever schema the request carries.
+
+    Seeded by the request's messages, so a re-run gets the same answers and a re-ask (different
+    messages) a new one. `free_references=True` ignores the per-call enums of id fields (as a
+    server that does not constrain decoding), so answers cite thoughts and policies that do not exist.
+    """
+
+    seed: int = 0
+    free_references: bool = False
+
+    def __call__(self, request: dict[str, Any]) -> str:
+        rng = random.Random(f"{self.seed}:{json.dumps(request['messages'], sort_keys=True)}")
+        free = REFERENCE_FIELDS if self.free_references else frozenset()
+        return json.dumps(random_instance(schema_of(request), rng, free=free))
 
 
 STUB_BELIEF = "Every door may be opened by anyone."

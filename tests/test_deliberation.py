@@ -143,13 +143,22 @@ def test_malformed_output_forever_ends_the_sample_with_a_clear_error():
     assert "RefinerAnswer" not in model.schemas()
 
 
-def test_unknown_policy_id_is_rejected_and_reasked():
-    bad = {"thoughts": [{"text": "x", "policy_ids": ["made_up"]}], "response": "r"}
-    model = scripted(**{"SeedAnswer": [bad, {"thoughts": [{"text": "x"}], "response": "r"}]})
+def test_unknown_policy_id_is_dropped_and_recorded_without_a_reask():
+    bad = {"thoughts": [{"text": "x", "policy_ids": ["made_up", "illegal_activity"]}], "response": "r"}
+    model = scripted(**{"SeedAnswer": [bad]})
     out = run(model, max_rounds=1)
     assert out["error"] is None
-    reasks = model.calls_for("SeedAnswer")
-    assert "unknown policy ids ['made_up']" in str(reasks[1]["messages"][-1].content)
+    assert len(model.calls_for("SeedAnswer")) == 1
+    assert out["thoughts"][0]["policy_ids"] == ["illegal_activity"]
+    assert out["repairs"] == [
+        {
+            "node": "initializer",
+            "rule": "unknown_policy_id",
+            "field": "thoughts[0].policy_ids",
+            "found": "made_up",
+            "action": "dropped the id",
+        }
+    ]
 
 
 def test_policies_sit_in_one_system_prefix_shared_by_every_call():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from aidsafe.graphs.deliberation import build_graph, graph
-from tests.fakes import StubServer, schema_of
+from tests.fakes import StubServer, schema_answer, schema_of
 
 
 def context(server: StubServer, **more):
@@ -23,7 +25,7 @@ def test_graph_over_http_with_llama_cpp_style_requests(stub_server):
     assert first["response_format"]["schema"]["title"] == "IntentAnswer"
     assert first["max_tokens"] == 512  # in the body: llama.cpp ignores max_completion_tokens
     seed_schema = schema_of(stub_server.requests[1])
-    assert seed_schema["$defs"]["ThoughtDraft"]["properties"]["policy_ids"]["items"]["enum"][0] == (
+    assert seed_schema["properties"]["thoughts"]["items"]["properties"]["policy_ids"]["items"]["enum"][0] == (
         "hate_harassment_violence"
     )
 
@@ -54,14 +56,33 @@ def test_rate_limit_is_retried():
 
 
 @pytest.mark.parametrize("call", ["invoke", "ainvoke"])
-async def test_answer_cut_at_max_tokens_is_reasked(call):
+async def test_answer_cut_at_max_tokens_is_reasked_afresh_with_shorter_lists(call):
+    """The stub's intents answer cut in half lacks `implicit_intents`: salvage fails, the re-ask runs."""
     with StubServer(truncate_first=1) as server:
         run = getattr(graph, call)({"prompt": "p"}, context=context(server))
         out = await run if call == "ainvoke" else run
     assert out["error"] is None
-    reask = server.requests[1]["messages"][-1]["content"]
-    assert "cut off at 512 tokens" in reask
+    first, reask = server.requests[0], server.requests[1]
+    assert len(reask["messages"]) == len(first["messages"]) + 1  # the cut-off answer is not sent again
+    assert "cut off at 512 tokens" in reask["messages"][-1]["content"]
+    caps = [schema_of(r)["properties"]["explicit_intents"]["maxItems"] for r in (first, reask)]
+    assert caps == [4, 2]
+    assert schema_of(server.requests[2])["properties"]["thoughts"]["maxItems"] == 5  # the next call is as before
     assert out["usage"]["llm_calls"] == 6
+
+
+def test_answer_cut_at_max_tokens_is_salvaged_when_it_validates():
+    def long_intents(request: dict) -> str:
+        if schema_of(request)["title"] != "IntentAnswer":
+            return schema_answer(request)
+        return json.dumps({"implicit_intents": [], "explicit_intents": ["pick a lock", "and " * 50]})
+
+    with StubServer(respond=long_intents, truncate_first=1) as server:
+        out = graph.invoke({"prompt": "p"}, context=context(server))
+    assert out["error"] is None and out["usage"]["llm_calls"] == 5  # no re-ask
+    assert out["intents"]["explicit"][0] == "pick a lock" and out["intents"]["explicit"][1].startswith("and and")
+    (repair,) = out["repairs"]
+    assert repair["node"] == "initializer" and repair["rule"] == "truncated_answer_salvaged"
 
 
 def test_server_that_times_out_ends_the_sample_with_an_error():

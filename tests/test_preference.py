@@ -122,7 +122,7 @@ def test_whisperer_garbage_ends_the_sample_with_a_clear_error():
     out = run(model, parse_retries=1)
     assert out["error"]["node"] == "ear_whisperer"
     assert "no valid BeliefAnswer after 2 attempts" in out["error"]["message"]
-    assert "rejected" not in out and "WhisperedAnswer" not in model.schemas()
+    assert out["rejected"] == {"thoughts": [], "response": ""} and "WhisperedAnswer" not in model.schemas()
 
 
 def test_error_after_a_scored_attempt_keeps_the_marker_on_the_rejected_sample():

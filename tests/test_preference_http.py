@@ -96,7 +96,7 @@ def test_classifier_failure_ends_the_sample_with_a_clear_error(status, text, exp
     assert out["error"]["node"] == "score_chosen"
     assert f"safety classifier at {classifier.url} failed" in out["error"]["message"]
     assert expected in out["error"]["message"]
-    assert model.calls == [] and "rejected" not in out
+    assert model.calls == [] and out["rejected"] == {"thoughts": [], "response": ""}
 
 
 def test_unreachable_classifier_ends_the_sample_with_a_clear_error():
