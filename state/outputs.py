@@ -32,13 +32,13 @@ def empty_value(hint: Any) -> Any:
 
 
 def missing_outputs(output_schema: type, state: Mapping[str, Any]) -> dict[str, Any]:
-    """The keys of `output_schema` (a pydantic model or a TypedDict) that `state` lacks, each with
-    its default or its empty value; a TypedDict's `NotRequired` keys stay out."""
+    """The required keys of `output_schema` (a pydantic model or a TypedDict) that `state` lacks,
+    each with its empty value. Optional ones (a default, `NotRequired`) stay out, as on success."""
     if isinstance(output_schema, type) and issubclass(output_schema, BaseModel):
         return {
-            name: empty_value(field.annotation) if field.is_required() else field.get_default(call_default_factory=True)
+            name: empty_value(field.annotation)
             for name, field in output_schema.model_fields.items()
-            if name not in state
+            if name not in state and field.is_required()
         }
     hints = typing.get_type_hints(output_schema, include_extras=True)
     return {
