@@ -41,7 +41,7 @@ from aidsafe.nodes.llm import (
 )
 from aidsafe.policies import PolicyFileError, PolicySet, load_policies
 from aidsafe.state.answers import CorrectionDraft, ThoughtDraft, answer_schema
-from aidsafe.state.deliberation import Intents, Refusal, Repair, Thought, add_usage
+from aidsafe.state.deliberation import DeliberationState, Intents, Refusal, Repair, Thought, add_usage
 
 PROMPTS_DIR = Path(__file__).parent
 
@@ -58,6 +58,9 @@ def system_message(policies: PolicySet) -> SystemMessage:
 
 
 CONTEXT_BLOCKS = ("request", "intents", "thoughts", "response")
+
+NO_RESPONSE_YET = "(none yet: the first draft was blank; write the response)"
+"""The response block while the deliberated response is empty (the initializer's was blank)."""
 """The sample's context, in the order it grows: `nodes/context_<block>.md`. Thoughts only ever get
 appended during a deliberation, so every call of a sample repeats the previous call's text up to
 where something new was written."""
@@ -82,6 +85,16 @@ def messages(
 def intent_values(intents: Intents) -> dict[str, str]:
     """The `explicit` and `implicit` placeholders of the intents block."""
     return {"explicit": "; ".join(intents["explicit"]), "implicit": "; ".join(intents["implicit"]) or "(none)"}
+
+
+def deliberation_blocks(state: DeliberationState) -> dict[str, str]:
+    """The placeholders of every context block, as the deliberators and the refiner show them."""
+    return {
+        "prompt": state["prompt"],
+        **intent_values(state["intents"]),
+        "thoughts": render_thoughts(state["thoughts"]),
+        "response": state["response"] or NO_RESPONSE_YET,
+    }
 
 
 def render_thoughts(thoughts: list[Thought]) -> str:

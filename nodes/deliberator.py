@@ -11,7 +11,7 @@ import re
 from collections.abc import Generator
 from typing import Any
 
-from aidsafe.nodes.agent import CONTEXT_BLOCKS, AgentLogic, Ask, as_thoughts, intent_values, messages, render_thoughts
+from aidsafe.nodes.agent import CONTEXT_BLOCKS, AgentLogic, Ask, as_thoughts, deliberation_blocks, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import CorrectionDraft, DeliberatorAnswer
@@ -42,10 +42,7 @@ def deliberator(index: int, count: int) -> AgentLogic[DeliberationState]:
                 round=round_number,
                 agent_index=index,
                 agent_count=count,
-                prompt=state["prompt"],
-                **intent_values(state["intents"]),
-                thoughts=render_thoughts(thoughts),
-                response=state["response"],
+                **deliberation_blocks(state),
             ),
             {"thought_ids": tuple(t["id"] for t in thoughts)},
         )

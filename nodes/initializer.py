@@ -30,6 +30,7 @@ def initialize(state: DeliberationState, ctx: Context, policies: PolicySet) -> G
             prompt=prompt,
             **intent_values({"explicit": intents.explicit_intents, "implicit": intents.implicit_intents}),
         ),
+        {"response_written_later": True},
     )
     return {
         "intents": {"explicit": intents.explicit_intents, "implicit": intents.implicit_intents},

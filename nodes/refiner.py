@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from aidsafe.nodes.agent import CONTEXT_BLOCKS, Ask, intent_values, messages, render_thoughts
+from aidsafe.nodes.agent import CONTEXT_BLOCKS, Ask, deliberation_blocks, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import RefinerAnswer
@@ -27,10 +27,7 @@ def refine(state: DeliberationState, ctx: Context, policies: PolicySet) -> Gener
             policies,
             "refiner",
             context=CONTEXT_BLOCKS,
-            **intent_values(state["intents"]),
-            prompt=state["prompt"],
-            thoughts=render_thoughts(thoughts),
-            response=state["response"],
+            **deliberation_blocks(state),
         ),
         {"thought_ids": tuple(t["id"] for t in thoughts), "response": state["response"]},
     )

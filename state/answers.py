@@ -14,8 +14,9 @@ sample); a re-ask is left for answers with nothing usable in them:
 Re-asked (the error is shown to the model):
 - JSON that does not parse, or a missing or ill-typed field: after a cut-off answer has been
   salvaged where it can be (`nodes/llm.py`);
-- a blank `response` (`SeedAnswer`, `WhisperedAnswer`), or a blank `final_response` when the
-  deliberated response is blank too (`RefinerAnswer`): nothing usable is left;
+- a blank `response` where nobody writes one later (the baseline's `SeedAnswer`,
+  `WhisperedAnswer`), or a blank `final_response` when the deliberated response is blank too
+  (`RefinerAnswer`): nothing usable is left;
 - a whispered answer that only repeats the whisperer's belief (`WhisperedAnswer`).
 
 Repaired (`AnswerRepair.rule`):
@@ -26,6 +27,8 @@ Repaired (`AnswerRepair.rule`):
 - `duplicate_removal`: a thought removed twice is removed once;
 - `every_thought_removed`: a refiner that removes every thought keeps the one whose removal came last;
 - `blank_thought`: a thought of only whitespace is left out (any list of thoughts);
+- `blank_response`: the initializer's blank first response is left empty for the deliberators and
+  the refiner to write (`SeedAnswer` with `response_written_later` in the validation context);
 - `blank_final_response`: a blank final response keeps the deliberated one (`RefinerAnswer`).
 
 Recorded, not repaired: a thought that refuses the task itself ("I'm sorry, but I can't help with
@@ -242,6 +245,9 @@ class IntentAnswer(AgentAnswer):
     implicit_intents: list[Text] = Field(max_length=4, description="Underlying goals the user may have.")
 
 
+BLANK_RESPONSE = "`response` is blank; write the response to the user"
+
+
 class SeedAnswer(AgentAnswer):
     """Thoughts that refuse the task are dropped: if all of them do, the chain starts empty."""
 
@@ -251,7 +257,10 @@ class SeedAnswer(AgentAnswer):
     @model_validator(mode="after")
     def _checked_thoughts(self, info: ValidationInfo) -> SeedAnswer:
         if not self.response.strip():
-            raise ValueError("`response` is blank; write the response to the user")
+            if not _known(info, "response_written_later"):
+                raise ValueError(BLANK_RESPONSE)
+            self.note_repair("blank_response", "response", self.response, "left it for the deliberators to write")
+            self.response = ""
         self.thoughts = _checked_drafts(self, self.thoughts, "thoughts", info)
         return self
 
@@ -338,6 +347,8 @@ class WhisperedAnswer(SeedAnswer):
 
     @model_validator(mode="after")
     def _without_belief(self, info: ValidationInfo) -> WhisperedAnswer:
+        if not self.response.strip():
+            raise ValueError(BLANK_RESPONSE)
         belief = _known(info, "belief")
         if not belief:
             return self

@@ -55,6 +55,7 @@ RepairRule = Literal[
     "duplicate_removal",
     "every_thought_removed",
     "blank_thought",
+    "blank_response",
     "blank_final_response",
     "truncated_answer_salvaged",
 ]

@@ -139,6 +139,33 @@ def test_a_refiner_that_removes_every_thought_keeps_one():
     assert [r["rule"] for r in out["repairs"]] == ["duplicate_removal", "every_thought_removed"]
 
 
+def test_a_blank_first_response_is_left_for_the_deliberators_to_write():
+    model = scripted(
+        **{"SeedAnswer": [seed(response="  ")]},
+        deliberation=[turn("Explain the general mechanism.", response="Pin tumbler locks work like this."), AGREE],
+        refinement=refined(response="Pin tumbler locks work like this, in general."),
+    )
+    out = run(model, max_rounds=2)
+    assert out["error"] is None and len(model.calls_for("SeedAnswer")) == 1
+    assert out["repairs"][0] == {
+        "node": "initializer",
+        "rule": "blank_response",
+        "field": "response",
+        "found": "  ",
+        "action": "left it for the deliberators to write",
+    }
+    first_turn = model.calls_for("DeliberatorAnswer")[0]["messages"][-1].content
+    assert "(none yet: the first draft was blank; write the response)" in first_turn
+    assert out["response"] == "Pin tumbler locks work like this, in general."
+
+
+def test_a_blank_response_nobody_writes_later_is_reasked():
+    zero_shot = baseline.build_graph(
+        model=scripted(**{"SeedAnswer": [seed(response=" "), seed(response="A general answer.")]})
+    ).invoke({"prompt": "p"})
+    assert zero_shot["error"] is None and zero_shot["response"] == "A general answer."
+
+
 def test_refusal_of_the_task_is_recorded_and_not_kept_as_reasoning():
     refusal = "I'm sorry, but I can't help with that request."
     model = scripted(
