@@ -281,12 +281,19 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
     handler.wfile.write(data)
 
 
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    request_queue_size = 1024
+    """socketserver's default listen backlog is 5: a client opening a hundred connections at once
+    (evaluate's 13 judge calls per sample, times the samples in flight) had most of its SYNs
+    dropped and retransmitted with TCP's exponential backoff, idling the run for minutes."""
+
+
 @dataclass
 class LoopbackJsonServer:
     """A threaded HTTP server on 127.0.0.1, started by `with`: every POSTed JSON body goes to
     `handle`, whose (status, JSON text) is the answer. Stopped (and its port freed) on exit."""
 
-    _server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
+    _server: LoopbackHTTPServer | None = field(default=None, init=False, repr=False)
 
     def handle(self, body: dict[str, Any]) -> tuple[int, str]:
         raise NotImplementedError
@@ -309,7 +316,7 @@ class LoopbackJsonServer:
             def do_POST(self) -> None:
                 send_json(self, *handle(json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
