@@ -35,6 +35,7 @@ from aidsafe.batch.engine import (
 )
 from aidsafe.batch.files import UnsafeOutput, check_outputs
 from aidsafe.batch.inputs import InputProblem, Sample
+from aidsafe.batch.prices import Dollars, PriceError, PriceTable
 from aidsafe.nodes.context import AtLeastOne
 from aidsafe.state.records import ErrorRecord
 
@@ -50,6 +51,10 @@ class BatchOptions:
     progress: bool = True
     reads: tuple[Path, ...] = ()
     """Every path the run reads (inputs, policy file): refused as any of the run's own files."""
+    prices: PriceTable | None = None
+    """Model prices: each record gets its `cost_usd`, the summary and the progress bar the total."""
+    max_cost: Dollars | None = None
+    """USD cap on the output's cost (its earlier records included): no sample starts past it."""
 
     @property
     def errors(self) -> Path:
@@ -94,29 +99,84 @@ class Summary:
     output_tokens: int = 0
     wall_seconds: float = 0.0
     samples_per_second: float = 0.0
+    cost_usd: float | None = None
+    """What this run's model calls cost (failed samples included), when the run had prices."""
+    output_cost_usd: float | None = None
+    """The cost of every record in the output, earlier runs' included, plus this run's failures."""
+    max_cost: float | None = None
+    stopped_at_cost: bool = False
+    """The run stopped at `max_cost`; `not_started` samples are left for a re-run with a higher cap."""
+    not_started: int = 0
 
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.input_errors == 0
 
     def text(self) -> str:
-        return (
+        lines = [
             f"done {self.done}, failed {self.failed}, resumed {self.resumed}, skipped {self.skipped} "
-            f"(already in output), input errors {self.input_errors}\n"
+            f"(already in output), input errors {self.input_errors}",
             f"LLM calls {self.llm_calls}, tokens {self.input_tokens} in / {self.output_tokens} out, "
-            f"wall time {self.wall_seconds:.1f} s ({self.samples_per_second:.2f} samples/s)\n"
-            f"output: {self.output}" + (f"\nerrors: {self.errors}" if not self.ok else "")
-        )
+            f"wall time {self.wall_seconds:.1f} s ({self.samples_per_second:.2f} samples/s)",
+        ]
+        if self.cost_usd is not None:
+            lines.append(f"cost ${self.cost_usd:.4f} this run, ${self.output_cost_usd:.4f} for the whole output")
+        if self.stopped_at_cost:
+            lines.append(
+                f"stopped at --max-cost ${self.max_cost:g}: {self.not_started} samples not started; "
+                "run again with a higher cap to continue"
+            )
+        lines.append(f"output: {self.output}" + (f"\nerrors: {self.errors}" if not self.ok else ""))
+        return "\n".join(lines)
 
 
-def finished_ids(output: Path, record_type: type[pydantic.BaseModel], kind: str) -> set[str]:
-    """Ids already in the output: each line must be a record `record_type` validates, or the run
-    stops (`UnsafeOutput`) naming the line, with nothing written. A last line cut off by a kill
-    mid-write (it starts as this command's lines do and has no line end) is removed, with a note,
-    so appending goes on from a valid file."""
-    ids: set[str] = set()
+@dataclass
+class CostGuard:
+    """Admits a sample only while the money spent, plus the samples in flight and this one at the
+    mean cost per sample so far, stays within the cap. Before any cost is known, samples start."""
+
+    cap: float
+    spent: float
+    """Earlier records' cost plus everything this run has paid."""
+    priced: int
+    """Samples whose cost is in `spent`."""
+    started: int = 0
+    finished: int = 0
+    stopped: bool = False
+
+    def admit(self) -> bool:
+        estimate = self.spent / self.priced if self.priced else 0.0
+        in_flight = max(0, self.started - self.finished)
+        if self.spent >= self.cap or self.spent + (in_flight + 1) * estimate > self.cap:
+            self.stopped = True
+        if self.stopped:
+            return False
+        self.started += 1
+        return True
+
+    def paid(self, cost: float) -> None:
+        self.spent += cost
+        self.priced += 1
+        self.finished += 1
+
+
+@dataclass
+class Finished:
+    """What the output holds already: its ids, and the cost of the records that have one."""
+
+    ids: set[str] = field(default_factory=set)
+    cost_usd: float = 0.0
+    priced: int = 0
+
+
+def finished_records(output: Path, record_type: type[pydantic.BaseModel], kind: str) -> Finished:
+    """Ids and costs already in the output: each line must be a record `record_type` validates, or
+    the run stops (`UnsafeOutput`) naming the line, with nothing written. A last line cut off by a
+    kill mid-write (it starts as this command's lines do and has no line end) is removed, with a
+    note, so appending goes on from a valid file."""
+    finished = Finished()
     if not output.exists():
-        return ids
+        return finished
     cut: int | None = None
     with output.open("rb") as handle:
         complete = 0
@@ -128,12 +188,17 @@ def finished_ids(output: Path, record_type: type[pydantic.BaseModel], kind: str)
             if not line.strip():
                 continue
             try:
-                ids.add(record_type.model_validate_json(line).id)  # type: ignore[attr-defined]
+                record = record_type.model_validate_json(line)
             except ValidationError as exc:
                 raise UnsafeOutput(
                     f"{output}:{number}: not a {kind} record ({_first_problem(exc)}); "
                     "the output file holds other data: choose another output name (-o)"
                 ) from None
+            finished.ids.add(record.id)  # type: ignore[attr-defined]
+            cost = getattr(record, "cost_usd", None)
+            if cost is not None:
+                finished.cost_usd += cost
+                finished.priced += 1
     if cut is not None:
         with output.open("rb+") as handle:
             handle.truncate(cut)
@@ -141,7 +206,7 @@ def finished_ids(output: Path, record_type: type[pydantic.BaseModel], kind: str)
             f"note: {output}: removed a last line cut off by an interrupted write; its sample runs again",
             file=sys.stderr,
         )
-    return ids
+    return finished
 
 
 RECORD_START = b'{"id": '
@@ -250,7 +315,11 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
         output=str(options.output), errors=str(options.errors), concurrency=options.concurrency, workers=workers
     )
     check_outputs(options.reads, options.writes())
-    done_ids = finished_ids(options.output, job.record_type, job.name)
+    finished = finished_records(options.output, job.record_type, job.name)
+    done_ids = finished.ids
+    guard = CostGuard(options.max_cost, finished.cost_usd, finished.priced) if options.max_cost is not None else None
+    if options.prices is not None:
+        summary.cost_usd, summary.output_cost_usd, summary.max_cost = 0.0, finished.cost_usd, options.max_cost
     options.output.parent.mkdir(parents=True, exist_ok=True)
     with options.errors.open("w", encoding="utf-8") as errors:
         with ExitStack() as stack:  # closed before the run: during it only workers touch their shards
@@ -262,12 +331,37 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
         routed = plan.routed
 
         def todo() -> Iterator[Sample]:
-            return (s for s in read() if isinstance(s, Sample) and s.id not in done_ids and s.id not in routed)
+            for sample in read():
+                if isinstance(sample, Sample) and sample.id not in done_ids and sample.id not in routed:
+                    if guard is not None and not guard.admit():
+                        return
+                    yield sample
+
+        def pay(outcome: Outcome, prices: PriceTable) -> None:
+            """Price the outcome: its record's `cost_usd`, the totals, the cost guard."""
+            assert summary.cost_usd is not None
+            try:
+                cost = prices.cost(outcome.usage)
+            except PriceError as exc:
+                if guard is not None and not guard.stopped:
+                    guard.stopped = True
+                    bar.write(f"stopping: --max-cost cannot be kept ({exc})", file=sys.stderr)
+                return
+            if outcome.record is not None:
+                outcome.record["cost_usd"] = round(cost, 8)
+            summary.cost_usd += cost
+            summary.output_cost_usd = (summary.output_cost_usd or 0.0) + cost
+            if guard is not None:
+                guard.paid(cost)
 
         bar = tqdm(total=plan.pending, unit="sample", disable=not options.progress or not plan.pending, file=sys.stderr)
         with options.output.open("a", encoding="utf-8") as output, bar:
 
             def write(outcome: Outcome) -> None:
+                if options.prices is not None:
+                    pay(outcome, options.prices)
+                if outcome.record is not None and outcome.record.get("cost_usd") is None:
+                    outcome.record.pop("cost_usd", None)  # no prices, no key
                 if outcome.record is not None:
                     _write_line(output, outcome.record)
                     summary.done += 1
@@ -280,7 +374,8 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
                 summary.llm_calls += outcome.usage["llm_calls"]
                 summary.input_tokens += outcome.usage["input_tokens"]
                 summary.output_tokens += outcome.usage["output_tokens"]
-                bar.set_postfix(failed=summary.failed, refresh=False)
+                cost = {} if summary.cost_usd is None else {"cost": f"${summary.cost_usd:.4f}"}
+                bar.set_postfix(failed=summary.failed, **cost, refresh=False)
                 bar.update()
 
             if workers > 1:
@@ -290,6 +385,9 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
             else:
                 await run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm, write)
     _remove_empty_shards(options.checkpoints)
+    if guard is not None and guard.stopped:
+        summary.stopped_at_cost = True
+        summary.not_started = plan.pending - summary.done - summary.failed
     summary.wall_seconds = time.monotonic() - started
     summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds
     options.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")

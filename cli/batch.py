@@ -7,7 +7,7 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,9 @@ from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.files import check_outputs
 from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, ReadOptions, Sample, read_samples
-from aidsafe.cli.options import add_model_arguments, add_setting, context_from_args
+from aidsafe.batch.prices import PriceError, PriceOptions, PriceTable
+from aidsafe.cli.main import COST_CAP_REACHED
+from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.llama_server import EmbeddedServerDied, died_at
 from aidsafe.embedded.served import model_server
 from aidsafe.nodes.context import EMBEDDED, Context
@@ -69,13 +71,63 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         "at most one per core; 1 on the embedded model).",
     )
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    add_price_arguments(parser)
+
+
+def add_price_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("dollars (prices in USD per million tokens)")
+    add_setting(
+        group, PriceOptions, "prices", metavar="FILE", help="YAML price file: model -> {input, output, cached_input}."
+    )
+    add_setting(group, PriceOptions, "input_price", metavar="USD", help="Input price of every model not in --prices.")
+    add_setting(group, PriceOptions, "output_price", metavar="USD", help="Output price of every model not in --prices.")
+    add_setting(
+        group,
+        PriceOptions,
+        "cached_input_price",
+        metavar="USD",
+        help="Price of prompt tokens read from a prompt cache.",
+    )
+    add_setting(
+        group,
+        BatchOptions,
+        "max_cost",
+        metavar="USD",
+        help="Start no sample once the output's cost (earlier runs included) would pass this; samples in flight "
+        f"finish, and the exit code is {COST_CAP_REACHED}. Run again with a higher cap to continue. Needs prices.",
+    )
+
+
+def prices_from_args(args: argparse.Namespace, models: Iterable[str]) -> PriceTable | None:
+    """The run's price table, checked against the models it will call; `UsageError` if unusable."""
+    options = PriceOptions(
+        prices=args.prices,
+        input_price=args.input_price,
+        output_price=args.output_price,
+        cached_input_price=args.cached_input_price,
+    )
+    try:
+        prices = options.table()
+        if args.max_cost is not None and prices is None:
+            raise PriceError("--max-cost needs prices: --prices FILE, or --input-price and --output-price")
+        if prices is not None:
+            prices.check_models(models)
+    except PriceError as exc:
+        raise UsageError(str(exc)) from None
+    return prices
 
 
 def default_output(inputs: list[str], kind: str) -> Path:
     return Path(f"{Path(inputs[0]).name.split('.')[0]}.{kind}.jsonl")
 
 
-def batch_options(args: argparse.Namespace, output: Path, embedded: bool, reads: Sequence[Path] = ()) -> BatchOptions:
+def batch_options(
+    args: argparse.Namespace,
+    output: Path,
+    embedded: bool,
+    reads: Sequence[Path] = (),
+    prices: PriceTable | None = None,
+) -> BatchOptions:
     concurrency = args.concurrency or (1 if embedded else REMOTE_CONCURRENCY)
     workers = args.workers or (1 if embedded else min(os.cpu_count() or 1, math.ceil(concurrency / SAMPLES_PER_WORKER)))
     return BatchOptions(
@@ -85,6 +137,8 @@ def batch_options(args: argparse.Namespace, output: Path, embedded: bool, reads:
         workers=max(1, workers),
         progress=not args.no_progress,
         reads=tuple(reads),
+        prices=prices,
+        max_cost=args.max_cost,
     )
 
 
@@ -104,7 +158,9 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     """Check the policies, start the model server if asked, run the batch, print the summary.
 
     Exit code 0 when every sample has a record, 1 when some failed or input lines were bad, 2 for
-    an unusable policy file, 130 on Ctrl-C (finished records are kept; the same command resumes).
+    an unusable flag, policy or price file, `COST_CAP_REACHED` (4) when `--max-cost` stopped the run
+    (a re-run with a higher cap continues), 130 on Ctrl-C (finished records are kept; the same
+    command resumes).
     """
     context = context_from_args(args)
     output = Path(args.output) if args.output else default_output(args.inputs, kind(args) if callable(kind) else kind)
@@ -117,7 +173,9 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
         limit=args.limit,
     )
     reads = [Path(p) for p in args.inputs] + ([Path(context["policy_file"])] if context.get("policy_file") else [])
-    options = batch_options(args, output, embedded, reads)
+    reads += [Path(args.prices)] if args.prices else []
+    prices = prices_from_args(args, make_job(context, args).fingerprint.get("role_models", {}).values())
+    options = batch_options(args, output, embedded, reads, prices)
     check_outputs(options.reads, options.writes())  # before the embedded server starts
     load_policies(context.get("policy_file"))
     try:
@@ -129,6 +187,8 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     print(summary.text())
     if died is not None:
         raise died
+    if summary.stopped_at_cost:
+        return COST_CAP_REACHED
     return 0 if summary.ok else 1
 
 

@@ -37,6 +37,9 @@ USAGE_ERROR = 2
 INTERRUPTED = 130
 INTERNAL_ERROR = 3
 """Exit code of a bug: the message names the log file with the traceback."""
+COST_CAP_REACHED = 4
+"""Exit code of a batch that `--max-cost` stopped: nothing failed, every record is whole, and the
+same command with a higher cap continues (1 would say "something failed", 0 "all done")."""
 
 
 class Parser(argparse.ArgumentParser):

@@ -222,12 +222,24 @@ def reask(name: str, **values: Any) -> str:
 
 
 def usage_of(message: AIMessage) -> Usage:
+    """The call's tokens, also under the model the server says answered (for its price)."""
     usage = message.usage_metadata
-    return {
+    counted: Usage = {
         "llm_calls": 1,
         "input_tokens": usage["input_tokens"] if usage else 0,
         "output_tokens": usage["output_tokens"] if usage else 0,
     }
+    model = message.response_metadata.get("model_name")
+    if model:
+        cached = (usage.get("input_token_details") or {}).get("cache_read", 0) if usage else 0
+        counted["by_model"] = {
+            model: {
+                "input_tokens": counted["input_tokens"],
+                "cached_input_tokens": cached or 0,
+                "output_tokens": counted["output_tokens"],
+            }
+        }
+    return counted
 
 
 @dataclass(frozen=True)
@@ -367,7 +379,7 @@ def cut_off_reply(exc: openai.OpenAIError) -> AIMessage:
     usage = completion.usage
     return AIMessage(
         content=completion.choices[0].message.content or "" if completion.choices else "",
-        response_metadata={"finish_reason": "length"},
+        response_metadata={"finish_reason": "length", "model_name": completion.model},
         usage_metadata={
             "input_tokens": usage.prompt_tokens if usage else 0,
             "output_tokens": usage.completion_tokens if usage else 0,

@@ -85,10 +85,19 @@ class Refusal(TypedDict):
     text: str
 
 
+class ModelUsage(TypedDict):
+    input_tokens: int
+    cached_input_tokens: int
+    """Of `input_tokens`, those the server read from its prompt cache (priced lower by some providers)."""
+    output_tokens: int
+
+
 class Usage(TypedDict):
     llm_calls: int
     input_tokens: int
     output_tokens: int
+    by_model: NotRequired[dict[str, ModelUsage]]
+    """The same tokens per model as the server named it, so that each model's price applies."""
 
 
 class AgentError(TypedDict):
@@ -99,11 +108,20 @@ class AgentError(TypedDict):
 def add_usage(left: Usage | None, right: Usage | None) -> Usage:
     """Reducer: each node reports the usage of its own calls; the state keeps the sum."""
     parts = [part for part in (left, right) if part]
-    return {
+    total: Usage = {
         "llm_calls": sum(part["llm_calls"] for part in parts),
         "input_tokens": sum(part["input_tokens"] for part in parts),
         "output_tokens": sum(part["output_tokens"] for part in parts),
     }
+    by_model: dict[str, ModelUsage] = {}
+    for part in parts:
+        for model, tokens in (part.get("by_model") or {}).items():
+            kept = by_model.setdefault(model, {"input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0})
+            for key in ("input_tokens", "cached_input_tokens", "output_tokens"):
+                kept[key] += tokens[key]  # type: ignore[literal-required]
+    if by_model:
+        total["by_model"] = by_model
+    return total
 
 
 def append(left: list[Any] | None, right: list[Any] | None) -> list[Any]:

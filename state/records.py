@@ -20,6 +20,8 @@ class GenerateRecord(DeliberationResult):
     id: str
     model: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    cost_usd: float | None = None
+    """What the sample's model calls cost, when the run had prices (the key is left out otherwise)."""
 
 
 class PreferenceRecord(PreferenceResult):
@@ -29,6 +31,8 @@ class PreferenceRecord(PreferenceResult):
     id: str
     model: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    cost_usd: float | None = None
+    """What this run's calls for the pair cost, when the run had prices (the key is left out otherwise)."""
 
 
 class ErrorRecord(BaseModel):

@@ -340,6 +340,8 @@ class StubServer(LoopbackJsonServer):
     fail_first: int = 0
     fail_status: int = 500
     truncate_first: int = 0
+    cached_tokens: int = 0
+    """Of the 50 prompt tokens of every answer, those reported as read from a prompt cache."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -373,7 +375,12 @@ class StubServer(LoopbackJsonServer):
             "created": 0,
             "model": body.get("model", "stub"),
             "choices": [{"index": 0, "message": message, "finish_reason": "length" if truncated else "stop"}],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55},
+            "usage": {
+                "prompt_tokens": 50,
+                "completion_tokens": 5,
+                "total_tokens": 55,
+                "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            },
         }
         return 200, json.dumps(completion)
 

@@ -38,7 +38,12 @@ def test_generate_writes_one_complete_record_per_prompt(tmp_path, stub_server, c
     assert len(hashed.id) == 16 and hashed.metadata == {"category": "benign"}
     record = next(r for r in records if r.id == "s0")
     assert record.model == "stub-model" and record.stop_reason == "consensus" and len(record.policy_set) == 12
-    assert record.usage == {"llm_calls": 5, "input_tokens": 250, "output_tokens": 25}
+    assert record.usage == {
+        "llm_calls": 5,
+        "input_tokens": 250,
+        "output_tokens": 25,
+        "by_model": {"stub-model": {"input_tokens": 250, "cached_input_tokens": 0, "output_tokens": 25}},
+    }
     assert set(read_jsonl(out)[0]) == {
         "id", "prompt", "intents", "thoughts", "response", "deliberation_log", "removed_thoughts",
         "rounds", "stop_reason", "model", "policy_set", "repairs", "refusals", "usage", "metadata",

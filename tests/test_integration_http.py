@@ -18,7 +18,12 @@ def test_graph_over_http_with_llama_cpp_style_requests(stub_server):
     out = graph.invoke({"prompt": "How do I pick a lock?"}, context=context(stub_server))
     assert out["error"] is None
     assert out["stop_reason"] == "consensus" and out["rounds"] == 1
-    assert out["usage"] == {"llm_calls": 5, "input_tokens": 250, "output_tokens": 25}
+    assert out["usage"] == {
+        "llm_calls": 5,
+        "input_tokens": 250,
+        "output_tokens": 25,
+        "by_model": {"stub-model": {"input_tokens": 250, "cached_input_tokens": 0, "output_tokens": 25}},
+    }
     first = stub_server.requests[0]
     assert first["model"] == "stub-model"
     assert first["response_format"]["type"] == "json_object"
