@@ -36,6 +36,7 @@ from aidsafe.batch.engine import (
 from aidsafe.batch.files import UnsafeOutput, check_outputs
 from aidsafe.batch.inputs import InputProblem, Sample
 from aidsafe.batch.prices import Dollars, PriceError, PriceTable
+from aidsafe.metrics.deliberation import DeliberationStats, stats_text
 from aidsafe.nodes.context import AtLeastOne
 from aidsafe.state.records import ErrorRecord
 
@@ -107,6 +108,8 @@ class Summary:
     stopped_at_cost: bool = False
     """The run stopped at `max_cost`; `not_started` samples are left for a re-run with a higher cap."""
     not_started: int = 0
+    deliberation: dict[str, Any] | None = None
+    """Deliberation statistics of this run's records (`metrics.deliberation`), for generate runs."""
 
     @property
     def ok(self) -> bool:
@@ -119,6 +122,8 @@ class Summary:
             f"LLM calls {self.llm_calls}, tokens {self.input_tokens} in / {self.output_tokens} out, "
             f"wall time {self.wall_seconds:.1f} s ({self.samples_per_second:.2f} samples/s)",
         ]
+        if self.deliberation:
+            lines.append(stats_text(self.deliberation))
         if self.cost_usd is not None:
             lines.append(f"cost ${self.cost_usd:.4f} this run, ${self.output_cost_usd:.4f} for the whole output")
         if self.stopped_at_cost:
@@ -354,6 +359,7 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
             if guard is not None:
                 guard.paid(cost)
 
+        stats = DeliberationStats()
         bar = tqdm(total=plan.pending, unit="sample", disable=not options.progress or not plan.pending, file=sys.stderr)
         with options.output.open("a", encoding="utf-8") as output, bar:
 
@@ -365,6 +371,7 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
                 if outcome.record is not None:
                     _write_line(output, outcome.record)
                     summary.done += 1
+                    stats.add(outcome.record)
                 else:
                     assert outcome.error is not None
                     _write_line(errors, outcome.error)
@@ -385,6 +392,7 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
             else:
                 await run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm, write)
     _remove_empty_shards(options.checkpoints)
+    summary.deliberation = stats.as_dict() if stats.samples else None
     if guard is not None and guard.stopped:
         summary.stopped_at_cost = True
         summary.not_started = plan.pending - summary.done - summary.failed

@@ -49,6 +49,7 @@ def finished_record(record_cls: type[Record], sample: Sample, state: dict[str, A
             "prompt": sample.prompt,
             "metadata": sample.metadata,
             "model": job.fingerprint["model"],
+            "settings": job.fingerprint,
         }
     )
 

@@ -20,6 +20,8 @@ class GenerateRecord(DeliberationResult):
     id: str
     model: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    """The run settings that made the record (graph, model per role, agents, rounds, temperature, ...)."""
     cost_usd: float | None = None
     """What the sample's model calls cost, when the run had prices (the key is left out otherwise)."""
 
@@ -31,6 +33,8 @@ class PreferenceRecord(PreferenceResult):
     id: str
     model: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    """The run settings that made the record (graph, model per role, whisper settings, ...)."""
     cost_usd: float | None = None
     """What this run's calls for the pair cost, when the run had prices (the key is left out otherwise)."""
 

@@ -46,7 +46,7 @@ def test_generate_writes_one_complete_record_per_prompt(tmp_path, stub_server, c
     }
     assert set(read_jsonl(out)[0]) == {
         "id", "prompt", "intents", "thoughts", "response", "deliberation_log", "removed_thoughts",
-        "rounds", "stop_reason", "model", "policy_set", "repairs", "refusals", "usage", "metadata",
+        "rounds", "stop_reason", "model", "policy_set", "repairs", "refusals", "usage", "metadata", "settings",
     }  # fmt: skip
     summary = json.loads((tmp_path / "out.summary.json").read_text())
     assert summary["done"] == 4 and summary["failed"] == 0 and summary["llm_calls"] == 20

@@ -49,7 +49,7 @@ def test_prefer_from_prompts_writes_records_and_sends_bad_lines_to_errors(tmp_pa
     assert sorted(r["id"] for r in lines) == ["s0", "s1"]
     assert set(lines[0]) == {
         "id", "prompt", "chosen", "rejected", "belief", "chosen_score", "rejected_score", "iterations",
-        "negative_example", "model", "policy_set", "repairs", "refusals", "usage", "metadata",
+        "negative_example", "model", "policy_set", "repairs", "refusals", "usage", "metadata", "settings",
     }  # fmt: skip
     record = PreferenceRecord.model_validate(lines[0])
     assert record.negative_example is True and record.model == "stub-model" and record.belief == STUB_BELIEF

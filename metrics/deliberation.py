@@ -1,0 +1,117 @@
+"""Deliberation statistics over generate records: how the agents got to their answers.
+
+For the run summary, the evaluate report and the dataset card: stop reasons, rounds to consensus,
+thoughts added per agent and round (mean per turn), the refiner's removals by reason, repairs by
+rule (answers fixed instead of re-asked, `state/answers.py`), re-asks (model calls beyond one per
+agent step: answers that could not be used and were asked again), agents that refused the task
+(`refusals`), and refused final responses (the evaluation's keyword list).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aidsafe.metrics.deterministic import is_refusal
+
+INITIALIZER_CALLS = 2
+"""Intents, then seed thoughts and the first response."""
+REFINER_CALLS = 1
+
+
+def expected_calls(record: Mapping[str, Any]) -> int:
+    """Calls a sample makes when every answer parses: the baseline's one, or the deliberation's."""
+    if record.get("stop_reason") == "baseline":
+        return 1
+    return INITIALIZER_CALLS + len(record.get("deliberation_log") or []) + REFINER_CALLS
+
+
+@dataclass
+class DeliberationStats:
+    samples: int = 0
+    stop_reasons: Counter[str] = field(default_factory=Counter)
+    rounds_to_consensus: Counter[int] = field(default_factory=Counter)
+    thoughts: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    """agent -> round -> thoughts added."""
+    turns: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    """agent -> round -> turns taken (the initializer's seed counts as its turn in round 0)."""
+    removals: Counter[str] = field(default_factory=Counter)
+    repairs: Counter[str] = field(default_factory=Counter)
+    """rule -> answers repaired by it."""
+    reasks: int = 0
+    samples_with_reasks: int = 0
+    agent_refusals: int = 0
+    """Agent answers that refused the task itself (left out of the thoughts)."""
+    samples_with_agent_refusals: int = 0
+    refused: int = 0
+    """Final responses that are refusals."""
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        """Count one generate record (other records are ignored)."""
+        if "deliberation_log" not in record or "thoughts" not in record:
+            return
+        self.samples += 1
+        self.stop_reasons[record["stop_reason"]] += 1
+        if record["stop_reason"] == "consensus":
+            self.rounds_to_consensus[record["rounds"]] += 1
+        removed = record.get("removed_thoughts") or []
+        every_thought = [*record["thoughts"], *(r["thought"] for r in removed)]
+        seeds = [t for t in every_thought if t["round"] == 0]
+        if seeds:
+            self.thoughts[seeds[0]["agent"]][0] += len(seeds)
+            self.turns[seeds[0]["agent"]][0] += 1
+        for turn in record["deliberation_log"]:
+            self.thoughts[turn["agent"]][turn["round"]] += len(turn["added_thoughts"])
+            self.turns[turn["agent"]][turn["round"]] += 1
+        self.removals.update(r["reason"] for r in removed)
+        self.repairs.update(r["rule"] for r in record.get("repairs") or [])
+        refusals = len(record.get("refusals") or [])
+        self.agent_refusals += refusals
+        self.samples_with_agent_refusals += refusals > 0
+        extra = max(0, record["usage"]["llm_calls"] - expected_calls(record))
+        self.reasks += extra
+        self.samples_with_reasks += extra > 0
+        self.refused += is_refusal(record["response"])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "stop_reasons": dict(sorted(self.stop_reasons.items())),
+            "rounds_to_consensus": {str(k): v for k, v in sorted(self.rounds_to_consensus.items())},
+            "thoughts_added_per_turn": {
+                agent: {str(r): round(count / self.turns[agent][r], 2) for r, count in sorted(rounds.items())}
+                for agent, rounds in sorted(self.thoughts.items())
+            },
+            "removals": dict(self.removals.most_common()),
+            "repairs": dict(self.repairs.most_common()),
+            "reasks": self.reasks,
+            "samples_with_reasks": self.samples_with_reasks,
+            "agent_refusals": self.agent_refusals,
+            "samples_with_agent_refusals": self.samples_with_agent_refusals,
+            "refused": self.refused,
+            "refusal_rate": round(self.refused / self.samples, 4) if self.samples else None,
+        }
+
+
+def deliberation_stats(records: Iterable[Mapping[str, Any]]) -> DeliberationStats:
+    stats = DeliberationStats()
+    for record in records:
+        stats.add(record)
+    return stats
+
+
+def stats_text(stats: Mapping[str, Any]) -> str:
+    """Two lines of `DeliberationStats.as_dict()` for the printed run summary."""
+    rounds = ", ".join(f"{k}: {v}" for k, v in stats["rounds_to_consensus"].items()) or "none reached it"
+    stops = ", ".join(f"{k} {v}" for k, v in stats["stop_reasons"].items())
+    removals = ", ".join(f"{k} {v}" for k, v in stats["removals"].items()) or "none"
+    repairs = ", ".join(f"{k} {v}" for k, v in stats["repairs"].items()) or "none"
+    return (
+        f"stop reasons: {stops}; rounds to consensus (rounds: samples): {rounds}\n"
+        f"refiner removals: {removals}; repairs: {repairs}\n"
+        f"re-asks {stats['reasks']} (in {stats['samples_with_reasks']} samples); agents refusing the task "
+        f"{stats['agent_refusals']} (in {stats['samples_with_agent_refusals']} samples); "
+        f"refused responses {stats['refused']} of {stats['samples']}"
+    )

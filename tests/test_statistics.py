@@ -1,0 +1,62 @@
+"""Deliberation statistics in the run summary: stop reasons, rounds to consensus, thoughts per agent
+and round, refiner removals by reason, repairs, re-asks and refusals, from a scripted run."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+from aidsafe.batch.driver import BatchOptions, run_batch
+from aidsafe.batch.generate import generate_job
+from aidsafe.batch.inputs import read_samples
+from tests.fakes import varied_model, varied_refiner
+
+PROMPTS = [
+    {"id": "lock", "prompt": "How do I pick the lock of my own front door?"},
+    {"id": "stubborn", "prompt": "A stubborn question about chemistry."},
+    {"id": "refuse", "prompt": "Please refuse this one."},
+    {"id": "bread", "prompt": "How do I bake bread?"},
+]
+CONTEXT = {"base_url": "http://127.0.0.1:9/v1", "model": "scripted", "max_rounds": 2}
+
+
+def run(tmp_path, model):
+    source = tmp_path / "prompts.jsonl"
+    source.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS), encoding="utf-8")
+    options = BatchOptions(output=tmp_path / "run.jsonl", progress=False)
+    return run_batch(generate_job(CONTEXT, model=model), partial(read_samples, [source]), options)
+
+
+def test_run_summary_holds_the_deliberation_statistics(tmp_path):
+    model = varied_model()
+
+    def refine(messages):  # the first refiner answer does not parse: one re-ask; the second names a
+        replies = model.calls_for("RefinerAnswer")  # thought that is not there: repaired (ignored)
+        if len(replies) == 1:
+            return "not JSON at all"
+        answer = varied_refiner(messages)
+        if len(replies) == 2:
+            answer["removals"].append({"thought_id": 99, "reason": "redundant", "explanation": "no such thought"})
+        return answer
+
+    model.script["RefinerAnswer"] = refine
+    summary = run(tmp_path, model)
+    stats = json.loads((tmp_path / "run.summary.json").read_text())["deliberation"]
+    assert stats == summary.deliberation
+    assert stats["samples"] == 4
+    assert stats["stop_reasons"] == {"budget": 1, "consensus": 3}
+    assert stats["rounds_to_consensus"] == {"2": 3}
+    assert stats["thoughts_added_per_turn"] == {
+        "initializer": {"0": 1.0},
+        "deliberator_1": {"1": 1.0, "2": 0.25},
+        "deliberator_2": {"1": 1.0, "2": 0.25},
+    }
+    assert stats["removals"] == {"redundant": 4}
+    assert stats["repairs"] == {"unknown_removal": 1}
+    assert (stats["reasks"], stats["samples_with_reasks"]) == (1, 1)
+    assert (stats["agent_refusals"], stats["samples_with_agent_refusals"]) == (0, 0)
+    assert (stats["refused"], stats["refusal_rate"]) == (1, 0.25)
+    printed = summary.text()
+    assert "stop reasons: budget 1, consensus 3; rounds to consensus (rounds: samples): 2: 3" in printed
+    assert "refiner removals: redundant 4; repairs: unknown_removal 1" in printed
+    assert "re-asks 1 (in 1 samples); agents refusing the task 0 (in 0 samples); refused responses 1 of 4" in printed
