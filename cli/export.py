@@ -21,6 +21,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"aidsafe export: {exc}", file=sys.stderr)
         return 1
     print(f"{result.rows} {args.format} rows: {result.jsonl}" + (f" and {result.parquet}" if result.rows else ""))
+    if result.card.name == "README.md":
+        print(f"dataset card: {result.card} (the folder uploads with `huggingface-cli upload`, see the card)")
+    else:
+        print(
+            f"dataset card: {result.card}: {result.card.parent}/README.md is not an aidsafe card and was left alone; "
+            "export into a folder of its own (-o folder/name.jsonl) to upload it with the card",
+            file=sys.stderr,
+        )
     if result.bad_lines:
         print(f"{result.bad_lines} lines of {records} were not valid records (see above)", file=sys.stderr)
     return 0 if result.rows and not result.bad_lines else 1

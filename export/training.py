@@ -32,6 +32,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from aidsafe.batch.files import check_outputs, replace_together
+from aidsafe.export.card import CardFacts, card_path, render_card
 from aidsafe.state.deliberation import Thought
 from aidsafe.state.records import ChatMessage, DpoRecord, GenerateRecord, PreferenceRecord, SftRecord
 
@@ -74,6 +75,8 @@ class ExportResult:
     parquet: Path
     rows: int
     bad_lines: int
+    card: Path
+    """The dataset card (`README.md` beside the data, unless that file is the user's)."""
 
 
 def default_output(records: Path, fmt: str) -> Path:
@@ -100,7 +103,8 @@ def _problem(line: bytes, fmt: str) -> str | None:
 
 
 def export(records: Path, fmt: str, output: Path) -> ExportResult:
-    """Write `output` (JSONL) and the same rows as a parquet dataset in `output` with `.parquet`.
+    """Write `output` (JSONL), the same rows as a parquet dataset in `output` with `.parquet`, and
+    the dataset card (`export.card`) beside them.
 
     A line that is not a valid record is reported with its file and line and left out. Both files
     are written beside their targets and renamed over them together, and only when at least one
@@ -111,9 +115,11 @@ def export(records: Path, fmt: str, output: Path) -> ExportResult:
 
     exporter = EXPORTERS[fmt]
     parquet = output.with_suffix(".parquet")
-    check_outputs([records], [output, parquet])
+    card = card_path(output.parent, parquet.stem)
+    check_outputs([records], [output, parquet, card])
+    facts = CardFacts()
     rows = bad = 0
-    with replace_together([output, parquet]) as (jsonl_part, parquet_part):
+    with replace_together([output, parquet, card]) as (jsonl_part, parquet_part, card_part):
         with records.open("rb") as source, jsonl_part.open("w", encoding="utf-8") as sink:
             for number, line in enumerate(source, start=1):
                 if not line.strip():
@@ -128,11 +134,14 @@ def export(records: Path, fmt: str, output: Path) -> ExportResult:
                     print(f"{records}:{number}: not a {fmt} input record ({hint})", file=sys.stderr)
                     continue
                 sink.write(json.dumps(exporter.convert(record).model_dump(mode="json"), ensure_ascii=False) + "\n")
+                facts.add(record)
                 rows += 1
+        facts.bad_lines = bad
         if not rows:
             raise NothingToExport(f"{records}: no valid {fmt} input records; nothing written")
         pyarrow.parquet.write_table(pyarrow.json.read_json(jsonl_part), parquet_part)
-    return ExportResult(output, parquet, rows, bad)
+        card_part.write_text(render_card(fmt, parquet, facts, parquet_part), encoding="utf-8")
+    return ExportResult(output, parquet, rows, bad, card=card)
 
 
 class NothingToExport(ValueError):
