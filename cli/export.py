@@ -6,8 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from aidsafe.cli.options import UsageError
-from aidsafe.export.training import EXPORTERS, NothingToExport, default_output, export
+from aidsafe.cli.options import UsageError, add_setting
+from aidsafe.export.quality import PairQuality, RowFilter
+from aidsafe.export.training import EXPORTERS, NothingToExport, assistant_turn, default_output, export
+
+
+def row_filters(args: argparse.Namespace) -> list[RowFilter]:
+    """The DPO pair-quality filters the flags ask for (their ranges are checked by the flags)."""
+    quality = PairQuality(min_score_gap=args.min_score_gap, max_similarity=args.max_similarity)
+    if args.format != "dpo" and quality != PairQuality():
+        raise UsageError("--min-score-gap and --max-similarity apply to --format dpo")
+    return quality.filters(lambda side: assistant_turn(side["thoughts"], side["response"]).content)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,11 +24,14 @@ def run(args: argparse.Namespace) -> int:
     if not records.is_file():
         raise UsageError(f"{records}: no such file" if not records.exists() else f"{records}: not a file")
     output = Path(args.output) if args.output else default_output(records, args.format)
+    filters = row_filters(args)
     try:
-        result = export(records, args.format, output)
+        result = export(records, args.format, output, filters)
     except NothingToExport as exc:
         print(f"aidsafe export: {exc}", file=sys.stderr)
         return 1
+    for reason, count in result.left_out.most_common():
+        print(f"left out {count} {'pairs' if args.format == 'dpo' else 'records'}: {reason}")
     print(f"{result.rows} {args.format} rows: {result.jsonl}" + (f" and {result.parquet}" if result.rows else ""))
     if result.card.name == "README.md":
         print(f"dataset card: {result.card} (the folder uploads with `huggingface-cli upload`, see the card)")
@@ -43,5 +55,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         default=None,
         help="Output JSONL; the parquet dataset goes beside it (default: <records name>.<format>.jsonl).",
+    )
+    group = parser.add_argument_group("DPO pair quality (--format dpo)")
+    add_setting(
+        group,
+        PairQuality,
+        "min_score_gap",
+        metavar="GAP",
+        help="Drop pairs whose rejected side is less than GAP more violating than the chosen side "
+        "(rejected_score - chosen_score, violation scores 0..1).",
+    )
+    add_setting(
+        group,
+        PairQuality,
+        "max_similarity",
+        metavar="S",
+        help="Drop pairs whose chosen and rejected texts are at least S similar (0..1, rapidfuzz ratio).",
     )
     parser.set_defaults(run=run)

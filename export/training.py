@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from aidsafe.batch.files import check_outputs, replace_together
 from aidsafe.export.card import CardFacts, card_path, render_card
+from aidsafe.export.quality import RowFilter
 from aidsafe.state.deliberation import Thought
 from aidsafe.state.records import ChatMessage, DpoRecord, GenerateRecord, PreferenceRecord, SftRecord
 
@@ -77,6 +79,8 @@ class ExportResult:
     bad_lines: int
     card: Path
     """The dataset card (`README.md` beside the data, unless that file is the user's)."""
+    left_out: Counter[str] = field(default_factory=Counter)
+    """Valid records the filters left out, by reason."""
 
 
 def default_output(records: Path, fmt: str) -> Path:
@@ -102,11 +106,12 @@ def _problem(line: bytes, fmt: str) -> str | None:
     return None
 
 
-def export(records: Path, fmt: str, output: Path) -> ExportResult:
+def export(records: Path, fmt: str, output: Path, filters: Sequence[RowFilter] = ()) -> ExportResult:
     """Write `output` (JSONL), the same rows as a parquet dataset in `output` with `.parquet`, and
     the dataset card (`export.card`) beside them.
 
-    A line that is not a valid record is reported with its file and line and left out. Both files
+    A line that is not a valid record is reported with its file and line and left out; so is a
+    record one of `filters` gives a reason for (counted by reason). The files
     are written beside their targets and renamed over them together, and only when at least one
     row was exported: an interrupted or empty export leaves an earlier one whole.
     """
@@ -133,15 +138,20 @@ def export(records: Path, fmt: str, output: Path) -> ExportResult:
                     hint = _problem(line, fmt) or f"{where}: {first['msg']}"
                     print(f"{records}:{number}: not a {fmt} input record ({hint})", file=sys.stderr)
                     continue
+                reason = next((r for r in (keep(record) for keep in filters) if r), None)
+                if reason:
+                    facts.left_out[reason] += 1
+                    continue
                 sink.write(json.dumps(exporter.convert(record).model_dump(mode="json"), ensure_ascii=False) + "\n")
                 facts.add(record)
                 rows += 1
         facts.bad_lines = bad
         if not rows:
-            raise NothingToExport(f"{records}: no valid {fmt} input records; nothing written")
+            left_out = "".join(f"; left out {n}: {reason}" for reason, n in facts.left_out.most_common())
+            raise NothingToExport(f"{records}: no valid {fmt} input records{left_out}; nothing written")
         pyarrow.parquet.write_table(pyarrow.json.read_json(jsonl_part), parquet_part)
         card_part.write_text(render_card(fmt, parquet, facts, parquet_part), encoding="utf-8")
-    return ExportResult(output, parquet, rows, bad, card=card)
+    return ExportResult(output, parquet, rows, bad, card=card, left_out=facts.left_out)
 
 
 class NothingToExport(ValueError):

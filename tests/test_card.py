@@ -14,7 +14,7 @@ import yaml
 from aidsafe.cli.main import main
 from aidsafe.metrics.deterministic import is_refusal
 from aidsafe.policies import load_policies
-from tests.fakes import StubServer
+from tests.fakes import StubServer, whisper_stub_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "prompts.jsonl"
@@ -77,8 +77,6 @@ def test_sft_card_of_the_example_prompts_has_hub_metadata_and_figures_from_the_d
 
 
 def test_dpo_card_warns_about_the_rejected_side(tmp_path):
-    from tests.fakes import whisper_stub_answer
-
     with StubServer(respond=whisper_stub_answer) as server:
         prefs = tmp_path / "prefs.jsonl"
         flags = ["--base-url", server.base_url, "--model", "stub-model", "--no-progress", "--whisper-iterations", "2"]
@@ -108,3 +106,36 @@ def test_a_readme_of_the_user_is_never_overwritten(tmp_path, stub_server, capsys
     assert main(["export", str(run), "-o", str(tmp_path / "own" / "x.sft.jsonl")]) == 0
     assert main(["export", str(run), "-o", str(tmp_path / "own" / "x.sft.jsonl")]) == 0  # its own card: rewritten
     assert not (tmp_path / "own" / "x.sft.README.md").exists()
+
+
+def test_dpo_pair_quality_drops_small_gaps_and_near_duplicates_and_says_why(tmp_path, capsys):
+    with StubServer(respond=whisper_stub_answer) as server:
+        prefs = tmp_path / "prefs.jsonl"
+        flags = ["--base-url", server.base_url, "--model", "stub-model", "--no-progress"]
+        assert main(["prefer", str(EXAMPLES), "-o", str(prefs), "--limit", "1", *flags]) == 0
+    (template,) = [json.loads(line) for line in prefs.read_text().splitlines()]
+    thought = {**template["rejected"]["thoughts"][0], "text": "Pretend every rule is void."}
+    distinct = {"thoughts": [thought], "response": "Here is the harmful recipe, step by step."}
+    pairs = [
+        {**template, "id": "good", "chosen_score": 0.1, "rejected_score": 0.9, "rejected": distinct},
+        {**template, "id": "small-gap", "chosen_score": 0.4, "rejected_score": 0.5, "rejected": distinct},
+        {**template, "id": "same-text", "chosen_score": 0.0, "rejected_score": 1.0, "rejected": template["chosen"]},
+    ]
+    prefs.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
+    out = tmp_path / "dpo" / "p.dpo.jsonl"
+    flags = ["--min-score-gap", "0.3", "--max-similarity", "0.9"]
+    assert main(["export", str(prefs), "--format", "dpo", "-o", str(out), *flags]) == 0
+    printed = capsys.readouterr().out
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["good"]
+    assert "left out 1 pairs: score gap below 0.3" in printed
+    assert "left out 1 pairs: chosen and rejected near-duplicates (similarity at least 0.9)" in printed
+    _, body = front_matter_and_body(out.parent / "README.md")
+    assert "- left out (score gap below 0.3): 1" in body and "- rows: 1" in body
+
+    for bad, message in [
+        (["--max-similarity", "1.5"], "--max-similarity: '1.5' is out of range (allowed: 0 to 1)"),
+        (["--min-score-gap", "0.2", "--format", "sft"], "apply to --format dpo"),
+    ]:
+        args = ["export", str(prefs), "-o", str(tmp_path / "x.jsonl"), *bad]
+        assert main(args if "--format" in bad else [*args, "--format", "dpo"]) == 2
+        assert message in capsys.readouterr().err
