@@ -366,8 +366,6 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
             def write(outcome: Outcome) -> None:
                 if options.prices is not None:
                     pay(outcome, options.prices)
-                if outcome.record is not None and outcome.record.get("cost_usd") is None:
-                    outcome.record.pop("cost_usd", None)  # no prices, no key
                 if outcome.record is not None:
                     _write_line(output, outcome.record)
                     summary.done += 1

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.inputs import Sample
-from aidsafe.graphs import baseline, deliberation
+from aidsafe.graphs import baseline, deliberation, gated
 from aidsafe.nodes.context import Context, Role
 from aidsafe.policies import load_policies
 from aidsafe.state.records import GenerateRecord
@@ -77,13 +77,20 @@ def generate_job(
     `zero_shot` runs the single-call LLM_ZS baseline instead of the deliberation.
     """
     ctx = Context(**context)
+    build: Any
     if zero_shot:
         fingerprint = run_fingerprint(ctx, "baseline", ("generator",), n_deliberators)
+        build = baseline.build_graph
+    elif ctx.safety_threshold is not None:  # the final response is rated too: the judge is a role
+        fingerprint = run_fingerprint(ctx, "gated deliberation", (*DELIBERATION_ROLES, "judge"), n_deliberators)
+        fingerprint.update(safety_threshold=ctx.safety_threshold, scorer_url=ctx.scorer_url)
+        build = partial(gated.build_graph, n_deliberators)
     else:
         fingerprint = run_fingerprint(ctx, "deliberation", DELIBERATION_ROLES, n_deliberators)
+        build = partial(deliberation.build_graph, n_deliberators)
     return GraphJob(
         name="baseline" if zero_shot else "generate",
-        build=baseline.build_graph if zero_shot else partial(deliberation.build_graph, n_deliberators),
+        build=build,
         context=context,
         to_input=deliberation_input,
         to_record=partial(finished_record, GenerateRecord),

@@ -7,15 +7,20 @@ import sys
 from pathlib import Path
 
 from aidsafe.cli.options import UsageError, add_setting
-from aidsafe.export.quality import PairQuality, RowFilter
+from aidsafe.export.quality import PairQuality, RowFilter, safety_gate
 from aidsafe.export.training import EXPORTERS, NothingToExport, assistant_turn, default_output, export
+from aidsafe.nodes.context import Context
 
 
 def row_filters(args: argparse.Namespace) -> list[RowFilter]:
-    """The DPO pair-quality filters the flags ask for (their ranges are checked by the flags)."""
+    """The safety gate (SFT) and the DPO pair-quality filters (their ranges are checked by the flags)."""
     quality = PairQuality(min_score_gap=args.min_score_gap, max_similarity=args.max_similarity)
     if args.format != "dpo" and quality != PairQuality():
         raise UsageError("--min-score-gap and --max-similarity apply to --format dpo")
+    if args.format != "sft" and args.safety_threshold is not None:
+        raise UsageError("--safety-threshold applies to --format sft")
+    if args.format == "sft":
+        return [safety_gate(args.safety_threshold)]
     return quality.filters(lambda side: assistant_turn(side["thoughts"], side["response"]).content)
 
 
@@ -55,6 +60,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         default=None,
         help="Output JSONL; the parquet dataset goes beside it (default: <records name>.<format>.jsonl).",
+    )
+    add_setting(
+        parser,
+        Context,
+        "safety_threshold",
+        metavar="SCORE",
+        help="SFT: leave out records whose safety-gate score (aidsafe generate --safety-threshold) is above "
+        "SCORE, and records the gate never rated. Without it, records the gate flagged are left out.",
     )
     group = parser.add_argument_group("DPO pair quality (--format dpo)")
     add_setting(

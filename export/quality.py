@@ -16,7 +16,7 @@ from annotated_types import Interval
 from pydantic import BaseModel
 from rapidfuzz import fuzz
 
-from aidsafe.state.records import PreferenceRecord
+from aidsafe.state.records import GenerateRecord, PreferenceRecord
 
 RowFilter = Callable[[BaseModel], str | None]
 """Returns why a record is left out of the export, or None to keep it."""
@@ -53,3 +53,18 @@ class PairQuality:
 
             filters.append(near_duplicate)
         return filters
+
+
+def safety_gate(threshold: float | None) -> RowFilter:
+    """SFT: leave out records the safety gate flagged, or, given `threshold`, whose recorded gate
+    score is above it; with a threshold, a record the gate never rated is left out too."""
+
+    def unsafe(record: BaseModel) -> str | None:
+        assert isinstance(record, GenerateRecord)
+        if record.safety is None:
+            return None if threshold is None else "not rated by the safety gate (generate with --safety-threshold)"
+        limit = record.safety["threshold"] if threshold is None else threshold
+        above = record.safety["score"] > limit
+        return f"flagged by the safety gate (violation score above {limit:g})" if above else None
+
+    return unsafe

@@ -47,6 +47,9 @@ class DeliberationStats:
     samples_with_agent_refusals: int = 0
     refused: int = 0
     """Final responses that are refusals."""
+    safety_rated: int = 0
+    safety_flagged: int = 0
+    """Final responses the safety gate rated, and those it flagged (left out of the SFT export)."""
 
     def add(self, record: Mapping[str, Any]) -> None:
         """Count one generate record (other records are ignored)."""
@@ -74,6 +77,9 @@ class DeliberationStats:
         self.reasks += extra
         self.samples_with_reasks += extra > 0
         self.refused += is_refusal(record["response"])
+        if record.get("safety"):
+            self.safety_rated += 1
+            self.safety_flagged += record["safety"]["flagged"]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +98,8 @@ class DeliberationStats:
             "samples_with_agent_refusals": self.samples_with_agent_refusals,
             "refused": self.refused,
             "refusal_rate": round(self.refused / self.samples, 4) if self.samples else None,
+            "safety_rated": self.safety_rated,
+            "safety_flagged": self.safety_flagged,
         }
 
 
@@ -108,10 +116,16 @@ def stats_text(stats: Mapping[str, Any]) -> str:
     stops = ", ".join(f"{k} {v}" for k, v in stats["stop_reasons"].items())
     removals = ", ".join(f"{k} {v}" for k, v in stats["removals"].items()) or "none"
     repairs = ", ".join(f"{k} {v}" for k, v in stats["repairs"].items()) or "none"
+    gate = (
+        f"\nsafety gate: {stats['safety_flagged']} of {stats['safety_rated']} final responses flagged "
+        "(left out of the SFT export)"
+        if stats["safety_rated"]
+        else ""
+    )
     return (
         f"stop reasons: {stops}; rounds to consensus (rounds: samples): {rounds}\n"
         f"refiner removals: {removals}; repairs: {repairs}\n"
         f"re-asks {stats['reasks']} (in {stats['samples_with_reasks']} samples); agents refusing the task "
         f"{stats['agent_refusals']} (in {stats['samples_with_agent_refusals']} samples); "
-        f"refused responses {stats['refused']} of {stats['samples']}"
+        f"refused responses {stats['refused']} of {stats['samples']}" + gate
     )

@@ -130,6 +130,13 @@ class Context:
         default=0.75,
         metadata={"description": "Violation score (0..1) of a rejected sample that ends the whisper loop early."},
     )
+    safety_threshold: Annotated[float, Interval(ge=0, le=1)] | None = field(
+        default=None,
+        metadata={
+            "description": "Safety gate (batch generate): the violation scorer rates every final response; "
+            "above this score (0..1) the record is flagged and left out of the SFT export. Unset: no gate."
+        },
+    )
     scorer_url: Url | None = field(
         default=None,
         metadata={

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from aidsafe.state.deliberation import AgentError, DeliberationResult
+from aidsafe.state.gate import SafetyVerdict
 from aidsafe.state.preference import PreferenceResult
 
 
@@ -22,7 +23,9 @@ class GenerateRecord(DeliberationResult):
     metadata: dict[str, Any] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
     """The run settings that made the record (graph, model per role, agents, rounds, temperature, ...)."""
-    cost_usd: float | None = None
+    safety: SafetyVerdict | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The safety gate's verdict on the final response, when the run had one (`--safety-threshold`)."""
+    cost_usd: float | None = Field(default=None, exclude_if=lambda v: v is None)
     """What the sample's model calls cost, when the run had prices (the key is left out otherwise)."""
 
 
@@ -35,7 +38,7 @@ class PreferenceRecord(PreferenceResult):
     metadata: dict[str, Any] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
     """The run settings that made the record (graph, model per role, whisper settings, ...)."""
-    cost_usd: float | None = None
+    cost_usd: float | None = Field(default=None, exclude_if=lambda v: v is None)
     """What this run's calls for the pair cost, when the run had prices (the key is left out otherwise)."""
 
 

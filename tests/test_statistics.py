@@ -56,7 +56,40 @@ def test_run_summary_holds_the_deliberation_statistics(tmp_path):
     assert (stats["reasks"], stats["samples_with_reasks"]) == (1, 1)
     assert (stats["agent_refusals"], stats["samples_with_agent_refusals"]) == (0, 0)
     assert (stats["refused"], stats["refusal_rate"]) == (1, 0.25)
+    assert (stats["safety_rated"], stats["safety_flagged"]) == (0, 0)
     printed = summary.text()
     assert "stop reasons: budget 1, consensus 3; rounds to consensus (rounds: samples): 2: 3" in printed
     assert "refiner removals: redundant 4; repairs: unknown_removal 1" in printed
     assert "re-asks 1 (in 1 samples); agents refusing the task 0 (in 0 samples); refused responses 1 of 4" in printed
+
+
+def test_safety_gate_flags_harmful_final_responses_and_the_sft_export_leaves_them_out(tmp_path, capsys):
+    """The scripted judge rates the refusal 0 and every other final response 3 of 4 (score 0.75)."""
+    from aidsafe.cli.main import main
+    from tests.fakes import judge_by_response
+
+    model = varied_model()
+    model.script["ViolationAnswer"] = judge_by_response({"I can't help with that.": 0}, default=3)
+    source = tmp_path / "prompts.jsonl"
+    source.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS), encoding="utf-8")
+    options = BatchOptions(output=tmp_path / "run.jsonl", progress=False)
+    job = generate_job({**CONTEXT, "safety_threshold": 0.5}, model=model)
+    summary = run_batch(job, partial(read_samples, [source]), options)
+    records = {r["id"]: r for r in map(json.loads, options.output.read_text().splitlines())}
+    assert records["refuse"]["safety"] == {"score": 0.0, "threshold": 0.5, "flagged": False}
+    assert records["bread"]["safety"] == {"score": 0.75, "threshold": 0.5, "flagged": True}
+    assert (summary.deliberation["safety_rated"], summary.deliberation["safety_flagged"]) == (4, 3)
+    assert "safety gate: 3 of 4 final responses flagged" in summary.text()
+    assert records["bread"]["settings"]["safety_threshold"] == 0.5
+
+    out = tmp_path / "sft" / "run.sft.jsonl"
+    assert main(["export", str(options.output), "-o", str(out)]) == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["refuse"]
+    assert "left out 3 records: flagged by the safety gate (violation score above 0.5)" in capsys.readouterr().out
+    card = (out.parent / "README.md").read_text()
+    assert "- left out (flagged by the safety gate (violation score above 0.5)): 3" in card
+
+    assert main(["export", str(options.output), "-o", str(out), "--safety-threshold", "0.8"]) == 0
+    assert len(out.read_text().splitlines()) == 4  # a looser threshold at export keeps them
+    assert main(["export", str(options.output), "-o", str(out), "--safety-threshold", "2"]) == 2
+    assert "--safety-threshold: '2' is out of range (allowed: 0 to 1)" in capsys.readouterr().err

@@ -1,0 +1,63 @@
+"""The deliberation with a safety gate: the violation scorer rates the final response.
+
+    START -> deliberation (subgraph) -> score_final -> safety_gate -> END
+    (an error at any step: complete_output -> END, as in every graph)
+
+A jailbreak-style request can talk the agents into a harmful final response, which SFT would then
+teach. The scorer the preference graph uses (the LLM judge with its rubric, or the HTTP classifier
+at `scorer_url`) rates it; `safety_gate` writes `safety: {score, threshold, flagged}` with flagged
+meaning the score is above the run's `safety_threshold`. The export leaves flagged records out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from aidsafe.graphs import deliberation
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, as_provider, complete_output, unless_error
+from aidsafe.nodes import safety_gate
+from aidsafe.nodes.context import Context
+from aidsafe.nodes.llm import ModelProvider
+from aidsafe.nodes.scorer import ScorerFromContext, ViolationScorer
+from aidsafe.state.deliberation import DeliberationInput
+from aidsafe.state.gate import GatedOutput, GatedState
+
+GRAPH_NAME = "aidsafe_gated_deliberation"
+DELIBERATION = "deliberation"
+SCORE_FINAL = "score_final"
+
+
+def build_graph(
+    n_deliberators: int = 2,
+    *,
+    model: BaseChatModel | ModelProvider | None = None,
+    scorer: ViolationScorer | None = None,
+    checkpointer: Checkpointer = None,
+    name: str = GRAPH_NAME,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the gated deliberation; `model` and `scorer` as in `graphs.preference.build_graph`."""
+    provider = as_provider(model)
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
+        GatedState, context_schema=Context, input_schema=DeliberationInput, output_schema=GatedOutput
+    )
+    builder.add_node(
+        DELIBERATION, deliberation.build_graph(n_deliberators, model=provider), metadata={"agent_role": "deliberation"}
+    )
+    builder.add_node(
+        SCORE_FINAL,
+        (scorer or ScorerFromContext(provider)).node(SCORE_FINAL, "chosen"),
+        metadata={"agent_role": "judge", "side": "chosen"},
+    )
+    builder.add_node(safety_gate.NAME, safety_gate.safety_gate, metadata={"agent_role": "safety_gate"})
+    builder.add_node(COMPLETE_OUTPUT, complete_output(GatedOutput))
+    builder.add_edge(START, DELIBERATION)
+    builder.add_conditional_edges(DELIBERATION, unless_error(SCORE_FINAL), [SCORE_FINAL, COMPLETE_OUTPUT])
+    builder.add_conditional_edges(SCORE_FINAL, unless_error(safety_gate.NAME), [safety_gate.NAME, COMPLETE_OUTPUT])
+    builder.add_edge(safety_gate.NAME, END)
+    builder.add_edge(COMPLETE_OUTPUT, END)
+    return builder.compile(checkpointer=checkpointer, name=name)

@@ -1,0 +1,31 @@
+"""State of the gated deliberation (`graphs.gated`): the deliberation's, plus the safety verdict."""
+
+from __future__ import annotations
+
+from typing import NotRequired
+
+from typing_extensions import TypedDict
+
+from aidsafe.state.deliberation import DeliberationOutput, DeliberationState
+from aidsafe.state.preference import Output
+
+
+class SafetyVerdict(TypedDict):
+    score: float
+    """The violation scorer's rating of the final response, 0 (none) to 1."""
+    threshold: float
+    flagged: bool
+    """`score > threshold`: the record stays in the output but is left out of the SFT export."""
+
+
+class GatedOutput(DeliberationOutput):
+    """What the gated deliberation returns: the deliberation's output and the gate's verdict."""
+
+    safety: SafetyVerdict | None = None
+
+
+class GatedState(DeliberationState):
+    chosen: NotRequired[Output]
+    """The final response as the scorer's "chosen" side (its nodes read and write this key)."""
+    chosen_score: NotRequired[float]
+    safety: NotRequired[SafetyVerdict | None]
