@@ -31,6 +31,7 @@ from aidsafe.batch.inputs import ReadOptions
 from aidsafe.cli.batch import add_batch_arguments, batch_options, interrupted, server_death
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.served import model_server
+from aidsafe.metrics.deliberation import file_stats
 from aidsafe.metrics.judged import SampleResult, deterministic_result
 from aidsafe.metrics.records import RecordsFileError
 from aidsafe.nodes.context import EMBEDDED, Context
@@ -127,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
         judge=judge,
         seconds=time.monotonic() - started,
     )
+    summary["deliberation"] = {
+        "run": file_stats(run_file, {s.id for s in samples if s.run}),
+        "baseline": file_stats(baseline_file, {s.id for s in samples if s.baseline}) if baseline_file else None,
+    }
     paths = write_report(out, summary)
     print(f"report: {paths['report.md']}  summary: {paths['summary.json']}")
     if failed or bad_lines:

@@ -10,9 +10,12 @@ agent step: answers that could not be used and were asked again), agents that re
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from aidsafe.metrics.deterministic import is_refusal
 
@@ -129,3 +132,20 @@ def stats_text(stats: Mapping[str, Any]) -> str:
         f"{stats['agent_refusals']} (in {stats['samples_with_agent_refusals']} samples); "
         f"refused responses {stats['refused']} of {stats['samples']}" + gate
     )
+
+
+def file_stats(path: str | Path, ids: Collection[str]) -> dict[str, Any] | None:
+    """`as_dict()` over the generate records of `path` whose id is in `ids` (what an evaluation
+    read); other lines are skipped, the evaluation reports them. None without generate records."""
+    from aidsafe.state.records import GenerateRecord
+
+    stats = DeliberationStats()
+    with Path(path).open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            try:
+                record = GenerateRecord.model_validate_json(line)
+            except ValidationError:
+                continue
+            if record.id in ids:
+                stats.add(record.model_dump(mode="json"))
+    return stats.as_dict() if stats.samples else None

@@ -31,6 +31,26 @@ def metrics_table(summary: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def deliberation_section(stats: dict[str, Any]) -> list[str]:
+    """How the graded records were made (`metrics.deliberation`), per file that has generate records."""
+    from aidsafe.metrics.deliberation import stats_text
+
+    lines: list[str] = []
+    for file, label in (("run", "AIDSAFE (run)"), ("baseline", "baseline")):
+        if stats.get(file):
+            lines += ["", f"## Deliberation statistics: {label}", ""]
+            lines += [f"- {line}" for line in stats_text(stats[file]).splitlines()]
+            per_turn = stats[file]["thoughts_added_per_turn"]
+            lines += [
+                "- thoughts added per turn (mean): "
+                + "; ".join(
+                    f"{agent} " + ", ".join(f"r{r} {v}" for r, v in rounds.items())
+                    for agent, rounds in per_turn.items()
+                )
+            ]
+    return lines
+
+
 def render(summary: dict[str, Any], charts: Sequence[str] = ()) -> str:
     files, samples = summary["files"], summary["samples"]
     lines = [
@@ -62,6 +82,7 @@ def render(summary: dict[str, Any], charts: Sequence[str] = ()) -> str:
             "",
         ]
     lines += [f"![{name}](charts/{name})" for name in charts]
+    lines += deliberation_section(summary.get("deliberation") or {})
     lines += ["", f"## Failed grades ({len(summary['failures'])})", ""]
     lines += [f"- `{f['id']}` {f['side']} / {f['check']}: {f['message']}" for f in summary["failures"]] or ["none"]
     lines += ["", f"## Unusable input lines ({len(summary['bad_lines'])})", ""]

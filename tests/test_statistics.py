@@ -62,6 +62,15 @@ def test_run_summary_holds_the_deliberation_statistics(tmp_path):
     assert "refiner removals: redundant 4; repairs: unknown_removal 1" in printed
     assert "re-asks 1 (in 1 samples); agents refusing the task 0 (in 0 samples); refused responses 1 of 4" in printed
 
+    from aidsafe.cli.main import main  # the evaluate report shows the same figures for the graded file
+
+    assert main(["evaluate", str(tmp_path / "run.jsonl"), "--out", str(tmp_path / "eval"), "--no-judge"]) == 0
+    report = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert report["deliberation"] == {"run": stats, "baseline": None}
+    markdown = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Deliberation statistics: AIDSAFE (run)" in markdown
+    assert "- refiner removals: redundant 4; repairs: unknown_removal 1" in markdown
+
 
 def test_safety_gate_flags_harmful_final_responses_and_the_sft_export_leaves_them_out(tmp_path, capsys):
     """The scripted judge rates the refusal 0 and every other final response 3 of 4 (score 0.75)."""
