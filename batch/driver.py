@@ -379,8 +379,10 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
                 summary.llm_calls += outcome.usage["llm_calls"]
                 summary.input_tokens += outcome.usage["input_tokens"]
                 summary.output_tokens += outcome.usage["output_tokens"]
-                cost = {} if summary.cost_usd is None else {"cost": f"${summary.cost_usd:.4f}"}
-                bar.set_postfix(failed=summary.failed, **cost, refresh=False)
+                shown: dict[str, object] = {"failed": summary.failed}
+                if summary.cost_usd is not None:
+                    shown["cost"] = f"${summary.cost_usd:.4f}"
+                bar.set_postfix(shown, refresh=False)
                 bar.update()
 
             if workers > 1:

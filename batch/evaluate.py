@@ -16,7 +16,7 @@ from typing import Any
 
 import pydantic
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from aidsafe.batch.engine import GraphJob, SampleFailure
 from aidsafe.batch.inputs import InputProblem, Sample, content_id
@@ -68,6 +68,8 @@ class GradedSample(BaseModel):
     baseline: SideResult | None
     pairwise: PairwiseVerdict | None
     usage: Usage
+    cost_usd: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    """What the sample's judge calls cost, when the run had prices."""
 
 
 def read_pairs(run_file: Path, baseline_file: Path | None, limit: int | None) -> tuple[list[PairSample], list[BadLine]]:

@@ -4,7 +4,8 @@ Deterministic metrics for every record; with a judge (default) the six rubric gr
 and, given a baseline file, a pairwise verdict per prompt, on the batch engine: one line per id in
 DIR/samples.jsonl as it finishes, per-sample checkpoints, and the same command resumes after a
 kill without paying again for finished grades. Unusable lines and failed grades are reported by
-file:line and id; the exit code is 1 when there were any, 2 when nothing could run.
+file:line and id; the exit code is 1 when there were any, 2 when nothing could run, 4 when
+`--max-cost` stopped the grading (the report covers what was graded; a higher cap continues).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from aidsafe.batch.evaluate import (
 )
 from aidsafe.batch.files import check_outputs, replace_together
 from aidsafe.batch.inputs import ReadOptions
-from aidsafe.cli.batch import add_batch_arguments, batch_options, interrupted, server_death
+from aidsafe.cli.batch import add_batch_arguments, batch_options, interrupted, prices_from_args, server_death
+from aidsafe.cli.main import COST_CAP_REACHED
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.served import model_server
 from aidsafe.metrics.deliberation import file_stats
@@ -84,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     embedded = ctx.base_url_for("judge") == EMBEDDED
     if args.concurrency is None and not embedded:
         args.concurrency = REMOTE_CONCURRENCY
-    options = batch_options(args, out / "samples.jsonl", embedded and not args.no_judge, reads)
+    reads += [Path(args.prices)] if args.prices else []
+    prices = None if args.no_judge else prices_from_args(args, [ctx.model_for("judge")])
+    options = batch_options(args, out / "samples.jsonl", embedded and not args.no_judge, reads, prices)
     report_files = [out / name for name in (*REPORT_FILES, "metrics.jsonl", "charts/scores.png", "charts/pairwise.png")]
     check_outputs(reads, [*options.writes(), *report_files], folders=[out, out / "charts"])
     policy_ids = load_policies(context.get("policy_file")).ids
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_judge:
         results = [deterministic_result(sample.pair(), policy_ids) for sample in samples]
         write_metrics(out / "metrics.jsonl", results)
-        judge, failed = None, 0
+        judge, failed, stopped_at_cost = None, 0, False
     else:
         judge = f"{ctx.model_for('judge')} at {ctx.base_url_for('judge')}"
         parallel_calls = args.parallel_calls or (1 if embedded else None)
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         if died is not None:  # no report from a grading the server ended; the same command resumes it
             raise died
         results = graded_results(options, samples)
-        failed = batch.failed
+        failed, stopped_at_cost = batch.failed, batch.stopped_at_cost
     summary = summarize(
         results,
         run_file=str(run_file),
@@ -136,6 +140,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {paths['report.md']}  summary: {paths['summary.json']}")
     if failed or bad_lines:
         print(f"aidsafe evaluate: {failed} samples with failed grades, {len(bad_lines)} unusable lines")
+    if stopped_at_cost:
+        print(
+            f"aidsafe evaluate: the report covers the {len(results)} samples graded within --max-cost; "
+            "run again with a higher cap to grade the rest"
+        )
+        return COST_CAP_REACHED
     return 1 if failed or bad_lines else 0
 
 

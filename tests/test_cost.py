@@ -121,3 +121,29 @@ def test_price_lookup_exact_then_longest_prefix_then_default():
     with pytest.raises(PriceError, match="no price for model 'b'"):
         no_default.cost({"llm_calls": 1, "input_tokens": 1, "output_tokens": 1, "by_model": {
             "b": {"input_tokens": 1, "cached_input_tokens": 0, "output_tokens": 1}}})  # fmt: skip
+
+
+def test_evaluate_max_cost_stops_the_grading_and_a_higher_cap_grades_the_rest(tmp_path, capsys):
+    from tests.test_cli_evaluate import generate_record
+
+    run_file = write_jsonl(tmp_path / "run.jsonl", [generate_record(f"r{i}") for i in range(5)])
+    out = tmp_path / "eval"
+    flags = ["--input-price", "2", "--output-price", "8", "--concurrency", "1", "--no-progress"]
+
+    def evaluate(server: StubServer, cap: str) -> int:
+        args = ["evaluate", str(run_file), "-o", str(out), "--base-url", server.base_url, "--model", "judge"]
+        return main([*args, *flags, "--max-cost", cap])
+
+    with StubServer() as server:
+        assert evaluate(server, "0.002") == COST_CAP_REACHED
+        graded = read_jsonl(out / "samples.jsonl")
+        per_sample = graded[0]["cost_usd"]
+        spent = sum(g["cost_usd"] for g in graded)
+        assert len(graded) == 2 and spent <= 0.002 < spent + per_sample
+        assert "the report covers the 2 samples graded within --max-cost" in capsys.readouterr().out
+        assert json.loads((out / "summary.json").read_text())["samples"]["run"] == 2
+        calls = len(server.requests)
+
+        assert evaluate(server, "1") == 0
+        assert len(read_jsonl(out / "samples.jsonl")) == 5
+        assert len(server.requests) - calls == 3 * calls // 2  # only the 3 ungraded samples were paid for
