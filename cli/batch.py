@@ -174,10 +174,10 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     )
     reads = [Path(p) for p in args.inputs] + ([Path(context["policy_file"])] if context.get("policy_file") else [])
     reads += [Path(args.prices)] if args.prices else []
-    prices = prices_from_args(args, make_job(context, args).fingerprint.get("role_models", {}).values())
-    options = batch_options(args, output, embedded, reads, prices)
+    options = batch_options(args, output, embedded, reads)
     check_outputs(options.reads, options.writes())  # before the embedded server starts
     load_policies(context.get("policy_file"))
+    options.prices = prices_from_args(args, make_job(context, args).fingerprint.get("role_models", {}).values())
     try:
         with model_server(context) as served:
             summary = run_batch(make_job(served, args), read, options)

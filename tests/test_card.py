@@ -69,6 +69,11 @@ def test_sft_card_of_the_example_prompts_has_hub_metadata_and_figures_from_the_d
         assert f"| {reason} | {count} |" in body
     refused = sum(is_refusal(r["response"]) for r in records)
     assert f"({refused} of {len(records)})" in body
+    repairs = Counter(p["rule"] for r in records for p in r["repairs"])
+    shown = ", ".join(f"{k} {v}" for k, v in repairs.most_common()) or "none"
+    assert "- repairs (answers fixed instead of re-asked, kept in each record's `repairs`): " + shown + "\n" in body
+    refusing = sum(len(r["refusals"]) for r in records), sum(bool(r["refusals"]) for r in records)
+    assert f"kept in each record's `refusals`, not in its thoughts): {refusing[0]} in {refusing[1]} samples" in body
     calls = sum(r["usage"]["llm_calls"] for r in records)
     tokens_in = sum(r["usage"]["input_tokens"] for r in records)
     assert f"- model calls: {calls}; tokens in {tokens_in}, out " in body
