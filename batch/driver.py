@@ -3,32 +3,32 @@
 Files beside the output `out.jsonl`: `out.errors.jsonl` (what failed in the latest run: bad input
 lines and failed samples; rewritten by each run), `out.summary.json` (the run's figures) and
 `out.checkpoints.sqlite` (per-sample LangGraph checkpoints; removed once nothing is left in it),
-plus `out.checkpoints.K.sqlite` for worker process K when `workers > 1`.
+plus `out.checkpoints.K.sqlite` for worker process K when `workers > 1`, unless the checkpoints go
+to Postgres (`BatchOptions.checkpoint`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Literal
 
 import pydantic
 from annotated_types import Interval
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError
 from tqdm import tqdm
 
+from aidsafe.batch.endpoints import add_tallies
 from aidsafe.batch.engine import (
     GraphJob,
-    InlineSqliteSaver,
     Outcome,
     checkpoint_shard,
     existing_shards,
-    open_checkpointer,
     run_async,
     run_in_processes,
     run_inline,
@@ -36,9 +36,20 @@ from aidsafe.batch.engine import (
 from aidsafe.batch.files import UnsafeOutput, check_outputs
 from aidsafe.batch.inputs import InputProblem, Sample
 from aidsafe.batch.prices import Dollars, PriceError, PriceTable
+from aidsafe.batch.stores import CheckpointStore, PostgresUrl, checkpoint_store
 from aidsafe.metrics.deliberation import DeliberationStats, stats_text
 from aidsafe.nodes.context import AtLeastOne
 from aidsafe.state.records import ErrorRecord
+
+
+def _ray_address(value: str) -> str:
+    if value == "auto" or re.fullmatch(r"(ray://)?[^\s:/]+:\d+", value):
+        return value
+    raise ValueError(f"expected auto, host:port or ray://host:port, got {value!r}")
+
+
+RayAddress = Annotated[str, AfterValidator(_ray_address)]
+"""A running Ray cluster, as `ray.init(address=...)` takes it."""
 
 
 @pydantic.dataclasses.dataclass(kw_only=True)
@@ -56,6 +67,13 @@ class BatchOptions:
     """Model prices: each record gets its `cost_usd`, the summary and the progress bar the total."""
     max_cost: Dollars | None = None
     """USD cap on the output's cost (its earlier records included): no sample starts past it."""
+    engine: Literal["local", "ray"] = "local"
+    """`local`: this process, or worker processes; `ray`: Ray actors (see `batch/ray_engine.py`)."""
+    ray_address: RayAddress | None = None
+    """With `engine="ray"`: `auto`, `host:port` or `ray://host:port` of a running cluster; `None`
+    starts a local Ray for the run."""
+    checkpoint: PostgresUrl | None = None
+    """A `postgresql://` URL for LangGraph's Postgres checkpointer; `None`: SQLite files beside the output."""
 
     @property
     def errors(self) -> Path:
@@ -84,7 +102,10 @@ class Summary:
     errors: str
     concurrency: int = 1
     workers: int = 1
-    """Worker processes (1: the batch ran in the main process)."""
+    """Worker processes or Ray actors (1 and engine `local`: the batch ran in the main process)."""
+    engine: str = "local"
+    endpoints: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Model calls and errors per endpoint URL."""
     done: int = 0
     """Records written by this run."""
     failed: int = 0
@@ -131,6 +152,11 @@ class Summary:
                 f"stopped at --max-cost ${self.max_cost:g}: {self.not_started} samples not started; "
                 "run again with a higher cap to continue"
             )
+        lines += [
+            f"endpoint {url}: {seen['calls']} calls, {seen['errors']} errors"
+            for url, seen in self.endpoints.items()
+            if len(self.endpoints) > 1
+        ]
         lines.append(f"output: {self.output}" + (f"\nerrors: {self.errors}" if not self.ok else ""))
         return "\n".join(lines)
 
@@ -234,21 +260,14 @@ ReadSamples = Callable[[], Iterator[Sample | InputProblem]]
 """Reads the input from the start each time: the driver counts first (for the ETA), then runs."""
 
 
-def _unfinished_threads(savers: dict[int, InlineSqliteSaver]) -> dict[str, int]:
-    """Thread id -> shard, for every sample an interrupted run left checkpointed."""
-    return {
-        checkpoint.config["configurable"]["thread_id"]: shard
-        for shard, saver in savers.items()
-        for checkpoint in saver.list(None)
-    }
-
-
 @dataclass
 class _Plan:
     pending: int = 0
     """Samples to run (for the ETA)."""
     resume: dict[int, list[Sample]] = field(default_factory=dict)
     """Samples a worker's shard holds from an interrupted run: that worker continues them first."""
+    stale: list[tuple[str, int]] = field(default_factory=list)
+    """Threads to prune before the run: `(thread id, shard)`."""
 
     @property
     def routed(self) -> set[str]:
@@ -260,19 +279,20 @@ def _plan(
     job: GraphJob,
     read: ReadSamples,
     done_ids: set[str],
-    savers: dict[int, InlineSqliteSaver],
+    unfinished: dict[str, int],
+    sharded: bool,
     workers: int,
     summary: Summary,
     errors: IO[str],
 ) -> _Plan:
     """One pass over the input: report bad lines, count what is left, route checkpointed samples.
 
-    A thread whose sample is already in the output (killed between the write and the prune) is
-    pruned. A thread in a shard no worker of this run owns (an earlier run had more workers) is
-    dropped, and its sample starts over.
+    `unfinished` maps the thread of every checkpointed sample to its shard. A thread whose sample is
+    already in the output (killed between the write and the prune) is pruned. With `sharded`
+    checkpoints, a thread in a shard no worker of this run owns (an earlier run had more workers)
+    is dropped, and its sample starts over; a shared store needs no routing.
     """
     plan, restarted = _Plan(), 0
-    unfinished = _unfinished_threads(savers)
     for item in read():
         if isinstance(item, InputProblem):
             summary.input_errors += 1
@@ -285,13 +305,15 @@ def _plan(
         if item.id in done_ids:
             summary.skipped += 1
             if shard is not None:
-                savers[shard].delete_thread(thread_id)
+                plan.stale.append((thread_id, shard))
             continue
         plan.pending += 1
-        if shard is not None and shard >= workers:
-            savers[shard].delete_thread(thread_id)
+        if shard is None or not sharded:
+            continue
+        if shard >= workers:
+            plan.stale.append((thread_id, shard))
             restarted += 1
-        elif shard is not None and workers > 1:
+        elif workers > 1:
             plan.resume.setdefault(shard, []).append(item)
     if restarted:
         print(
@@ -302,37 +324,40 @@ def _plan(
     return plan
 
 
-def _remove_empty_shards(checkpoints: Path) -> None:
-    """Delete every shard file no thread is left in (the workers have stopped: nothing writes)."""
-    for shard in existing_shards(checkpoints):
-        path = checkpoint_shard(checkpoints, shard)
-        with open_checkpointer(path) as saver:
-            empty = next(saver.list(None, limit=1), None) is None
-        if empty:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
     started = time.monotonic()
     workers = min(options.workers, options.concurrency)
     summary = Summary(
-        output=str(options.output), errors=str(options.errors), concurrency=options.concurrency, workers=workers
+        output=str(options.output),
+        errors=str(options.errors),
+        concurrency=options.concurrency,
+        workers=workers,
+        engine=options.engine,
     )
     check_outputs(options.reads, options.writes())
-    finished = finished_records(options.output, job.record_type, job.name)
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    store = checkpoint_store(options.checkpoint, options.checkpoints, options.output)
+    async with store.lease(options.output):
+        job = replace(job, namespace=store.namespace(options.output))
+        await _run_leased(job, read, options, store, workers, summary)
+    summary.wall_seconds = time.monotonic() - started
+    summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds
+    options.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+async def _run_leased(
+    job: GraphJob, read: ReadSamples, options: BatchOptions, store: CheckpointStore, workers: int, summary: Summary
+) -> None:
+    finished = finished_records(options.output, job.record_type, job.name)  # under the lease: it may cut a line
     done_ids = finished.ids
     guard = CostGuard(options.max_cost, finished.cost_usd, finished.priced) if options.max_cost is not None else None
     if options.prices is not None:
         summary.cost_usd, summary.output_cost_usd, summary.max_cost = 0.0, finished.cost_usd, options.max_cost
-    options.output.parent.mkdir(parents=True, exist_ok=True)
     with options.errors.open("w", encoding="utf-8") as errors:
-        with ExitStack() as stack:  # closed before the run: during it only workers touch their shards
-            savers = {
-                shard: stack.enter_context(open_checkpointer(checkpoint_shard(options.checkpoints, shard)))
-                for shard in existing_shards(options.checkpoints)
-            }
-            plan = _plan(job, read, done_ids, savers, workers, summary, errors)
+        unfinished = await store.unfinished(f"{job.name}-")
+        plan = _plan(job, read, done_ids, unfinished, store.sharded, workers, summary, errors)
+        await store.delete(plan.stale)  # before the run: during it only workers touch the store
         routed = plan.routed
 
         def todo() -> Iterator[Sample]:
@@ -379,27 +404,38 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
                 summary.llm_calls += outcome.usage["llm_calls"]
                 summary.input_tokens += outcome.usage["input_tokens"]
                 summary.output_tokens += outcome.usage["output_tokens"]
+                add_tallies(summary.endpoints, outcome.endpoints)
                 shown: dict[str, object] = {"failed": summary.failed}
                 if summary.cost_usd is not None:
                     shown["cost"] = f"${summary.cost_usd:.4f}"
                 bar.set_postfix(shown, refresh=False)
                 bar.update()
 
-            if workers > 1:
+            if options.engine == "ray":
+                from aidsafe.batch.ray_engine import run_on_ray
+
+                await run_on_ray(
+                    job,
+                    todo(),
+                    store,
+                    options.concurrency,
+                    options.rpm,
+                    workers,
+                    plan.resume,
+                    write,
+                    options.ray_address,
+                )
+            elif workers > 1:
                 await run_in_processes(
-                    job, todo(), options.checkpoints, options.concurrency, options.rpm, workers, plan.resume, write
+                    job, todo(), store, options.concurrency, options.rpm, workers, plan.resume, write
                 )
             else:
-                await run_inline(job, todo(), options.checkpoints, options.concurrency, options.rpm, write)
-    _remove_empty_shards(options.checkpoints)
+                await run_inline(job, todo(), store, options.concurrency, options.rpm, write)
+    await store.finish()
     summary.deliberation = stats.as_dict() if stats.samples else None
     if guard is not None and guard.stopped:
         summary.stopped_at_cost = True
         summary.not_started = plan.pending - summary.done - summary.failed
-    summary.wall_seconds = time.monotonic() - started
-    summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds
-    options.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
-    return summary
 
 
 def run_batch(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:

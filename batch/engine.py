@@ -33,9 +33,8 @@ from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmana
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import openai
 from aiolimiter import AsyncLimiter
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import BaseRateLimiter
@@ -44,11 +43,16 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel, ValidationError
 
+from aidsafe.batch.endpoints import BalancedClient, EndpointTally, endpoint_groups, endpoint_tally
 from aidsafe.batch.inputs import Sample
 from aidsafe.embedded.llama_server import EmbeddedServerDied
+from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import openai_compatible_model
 from aidsafe.state.deliberation import Usage, add_usage
 from aidsafe.state.records import ErrorRecord
+
+if TYPE_CHECKING:
+    from aidsafe.batch.stores import CheckpointStore
 
 SQLITE_BUSY_TIMEOUT = 60.0
 """Seconds a statement waits for another connection's write. A run never makes two processes write
@@ -105,9 +109,12 @@ class GraphJob:
     """A chat model that replaces the HTTP client for every role (tests, custom providers)."""
     run_config: dict[str, Any] = field(default_factory=dict)
     """Merged into every sample's run config, e.g. `max_concurrency` for the calls of one sample."""
+    namespace: str = ""
+    """Set by the driver for a checkpoint store that several outputs share (`CheckpointStore.namespace`)."""
 
     def thread_id(self, sample: Sample) -> str:
-        key = json.dumps([self.name, self.fingerprint, sample.id, sample.checkpoint_key()], sort_keys=True)
+        parts = [self.name, self.fingerprint, sample.id, sample.checkpoint_key()]
+        key = json.dumps([*parts, self.namespace] if self.namespace else parts, sort_keys=True)
         return f"{self.name}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
 
@@ -125,6 +132,8 @@ class Outcome:
     """False when the graph raised mid-way: keep the checkpoint so a re-run continues from it."""
     shard: int = 0
     """The checkpoint shard (worker) that holds the sample's thread."""
+    endpoints: EndpointTally = field(default_factory=dict)
+    """Model calls and errors per endpoint URL made for this sample by this run."""
 
 
 class SampleFailure(Exception):
@@ -150,6 +159,13 @@ async def run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
     node's write was saved but the following checkpoint was not. A dead embedded server is not the
     sample's failure: it ends the batch, the sample's checkpoint kept for the re-run.
     """
+    with endpoint_tally() as tally:
+        outcome = await _run_sample(job, graph, sample)
+    outcome.endpoints = tally
+    return outcome
+
+
+async def _run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
     config = {**job.run_config, "configurable": {"thread_id": job.thread_id(sample)}}
     resumed = False
     try:
@@ -266,16 +282,19 @@ def open_checkpointer(path: Path) -> Iterator[InlineSqliteSaver]:
 
 
 @asynccontextmanager
-async def open_graph(job: GraphJob, checkpoints: Path, rpm: float | None) -> AsyncIterator[Any]:
-    """The job's graph with a checkpointer, an aiohttp-based OpenAI client and the rate limit.
+async def open_graph(job: GraphJob, store: CheckpointStore, shard: int, rpm: float | None) -> AsyncIterator[Any]:
+    """The job's graph with its checkpointer (shard `shard` of `store`), an aiohttp-based OpenAI
+    client and the rate limit.
 
     aiohttp costs less client CPU per call than httpx, which decides throughput at high concurrency.
     """
     async with AsyncExitStack() as stack:
-        saver = stack.enter_context(open_checkpointer(checkpoints))
+        saver = await stack.enter_async_context(store.saver(shard))
         model: Any = job.model
         if model is None:
-            client = openai.DefaultAioHttpClient(timeout=job.context.get("request_timeout", 120.0))
+            ctx = Context(**job.context)
+            groups = endpoint_groups([ctx.base_url, ctx.judge_base_url])
+            client = BalancedClient(groups, timeout=ctx.request_timeout)
             stack.push_async_callback(client.aclose)
             limiter = RequestsPerMinute(rpm) if rpm else None
             model = partial(openai_compatible_model, http_async_client=client, rate_limiter=limiter)
@@ -318,7 +337,7 @@ WriteOutcome = Callable[[Outcome], None]
 async def run_inline(
     job: GraphJob,
     samples: Iterator[Sample],
-    checkpoints: Path,
+    store: CheckpointStore,
     concurrency: int,
     rpm: float | None,
     write: WriteOutcome,
@@ -328,7 +347,7 @@ async def run_inline(
     async def next_sample() -> Sample | None:
         return next(samples, None)
 
-    async with open_graph(job, checkpoints, rpm) as graph:
+    async with open_graph(job, store, 0, rpm) as graph:
         async for outcome in _pool(partial(run_sample, job, graph), next_sample, concurrency):
             write(outcome)
             if outcome.prune:
@@ -355,7 +374,7 @@ def _exit_with_parent() -> None:
 def _worker_main(
     job: GraphJob,
     shard: int,
-    checkpoints: Path,
+    store: CheckpointStore,
     concurrency: int,
     rpm: float | None,
     resume: list[Sample],
@@ -381,7 +400,7 @@ def _worker_main(
             sample: Sample | None = await loop.run_in_executor(None, tasks.get)
             return sample
 
-        async with open_graph(job, checkpoint_shard(checkpoints, shard), rpm) as graph:
+        async with open_graph(job, store, shard, rpm) as graph:
             unpruned = 0
 
             async def prune(wait: bool) -> None:
@@ -407,7 +426,7 @@ def _worker_main(
 async def run_in_processes(
     job: GraphJob,
     samples: Iterator[Sample],
-    checkpoints: Path,
+    store: CheckpointStore,
     concurrency: int,
     rpm: float | None,
     workers: int,
@@ -431,7 +450,7 @@ async def run_in_processes(
             args=(
                 job,
                 shard,
-                checkpoints,
+                store,
                 per_worker,
                 rpm / workers if rpm else None,
                 resume.get(shard, []),

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.engine import GraphJob
@@ -21,7 +21,7 @@ from aidsafe.cli.main import COST_CAP_REACHED
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.llama_server import EmbeddedServerDied, died_at
 from aidsafe.embedded.served import model_server
-from aidsafe.nodes.context import EMBEDDED, Context
+from aidsafe.nodes.context import EMBEDDED, Context, setting_annotation
 from aidsafe.policies import load_policies
 
 REMOTE_CONCURRENCY = 16
@@ -71,6 +71,32 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         "at most one per core; 1 on the embedded model).",
     )
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    add_setting(
+        parser,
+        BatchOptions,
+        "engine",
+        choices=get_args(setting_annotation(BatchOptions, "engine")),
+        default="local",
+        help="local: this machine's processes (default); ray: Ray actors, on a cluster or a local Ray "
+        "started for the run (needs the [ray] extra). --workers is then the number of actors.",
+    )
+    add_setting(
+        parser,
+        BatchOptions,
+        "ray_address",
+        default=None,
+        help="With --engine ray: a running cluster (auto, host:port or ray://host:port); needs --checkpoint "
+        "postgresql://... since its workers may be on other machines (default: a local Ray for the run).",
+    )
+    add_setting(
+        parser,
+        BatchOptions,
+        "checkpoint",
+        default=None,
+        metavar="postgresql://...",
+        help="Keep per-sample checkpoints in this Postgres database (LangGraph's Postgres saver, [ray] extra) "
+        "instead of SQLite files beside the output; any worker on any machine can then continue any sample.",
+    )
     add_price_arguments(parser)
 
 
@@ -128,6 +154,11 @@ def batch_options(
     reads: Sequence[Path] = (),
     prices: PriceTable | None = None,
 ) -> BatchOptions:
+    if args.ray_address and not args.checkpoint:
+        raise UsageError(
+            "--ray-address needs --checkpoint postgresql://... (the cluster's workers may be on other "
+            "machines, where SQLite files beside the output are not)"
+        )
     concurrency = args.concurrency or (1 if embedded else REMOTE_CONCURRENCY)
     workers = args.workers or (1 if embedded else min(os.cpu_count() or 1, math.ceil(concurrency / SAMPLES_PER_WORKER)))
     return BatchOptions(
@@ -139,6 +170,9 @@ def batch_options(
         reads=tuple(reads),
         prices=prices,
         max_cost=args.max_cost,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        checkpoint=args.checkpoint,
     )
 
 
@@ -158,9 +192,10 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     """Check the policies, start the model server if asked, run the batch, print the summary.
 
     Exit code 0 when every sample has a record, 1 when some failed or input lines were bad, 2 for
-    an unusable flag, policy or price file, `COST_CAP_REACHED` (4) when `--max-cost` stopped the run
-    (a re-run with a higher cap continues), 130 on Ctrl-C (finished records are kept; the same
-    command resumes).
+    an unusable flag, policy or price file or a run that cannot start (another run holds the output,
+    the checkpoint store or the Ray cluster is unreachable), `COST_CAP_REACHED` (4) when `--max-cost`
+    stopped the run (a re-run with a higher cap continues), 130 on Ctrl-C (finished records are kept;
+    the same command resumes).
     """
     context = context_from_args(args)
     output = Path(args.output) if args.output else default_output(args.inputs, kind(args) if callable(kind) else kind)

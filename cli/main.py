@@ -70,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean "fix the command", each with a message naming what and where."""
     from aidsafe.batch.files import UnsafeOutput
+    from aidsafe.batch.stores import RunFailure
     from aidsafe.cli.options import UsageError
     from aidsafe.policies import PolicyFileError
 
-    return UsageError, UnsafeOutput, PolicyFileError
+    return UsageError, UnsafeOutput, PolicyFileError, RunFailure
 
 
 def log_traceback() -> Path:

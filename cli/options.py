@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, get_args
 
 from pydantic import ValidationError
@@ -19,6 +20,8 @@ from aidsafe.nodes.context import Context, Deliberators, check_value, context_pr
 
 ENVIRONMENT_DEFAULTS = {"model": "AIDSAFE_MODEL", "base_url": "OPENAI_BASE_URL"}
 """Context fields whose default comes from an environment variable (named in messages)."""
+ENDPOINT_FIELDS = ("base_url", "judge_base_url")
+"""Fields whose flag may be repeated (or name a file of URLs): several endpoints of one model."""
 
 
 class UsageError(Exception):
@@ -49,13 +52,48 @@ def add_setting(parser: Any, owner: type, name: str, *flags: str, **options: Any
     )
 
 
+def endpoints_type(annotation: Any) -> Callable[[str], str]:
+    """An argparse `type` for a `base_url` flag: URLs, or a file with one URL per line (`#`
+    comments), joined by commas and checked by the setting's annotation."""
+    check = setting_type(annotation)
+
+    def parse(text: str) -> str:
+        path = Path(text)
+        if "://" in text or not path.is_file():
+            try:
+                return str(check(text))
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(f"{exc}, nor a file of URLs") from None
+        lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+        urls = [line for line in lines if line]
+        if not urls:
+            raise argparse.ArgumentTypeError(f"{text}: no URL in the file (one http(s):// URL per line)")
+        try:
+            return str(check(",".join(urls)))
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{text}: {exc}") from None
+
+    return parse
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and deliberation (default: the embedded SmolLM2-135M)")
     hints = typing.get_type_hints(Context)
     for field in dataclasses.fields(Context):
         hint = hints[field.name]
+        description = field.metadata.get("description")
+        if field.name in ENDPOINT_FIELDS:
+            group.add_argument(
+                flag_of(field.name),
+                dest=field.name,
+                type=endpoints_type(setting_annotation(Context, field.name)),
+                action="append",
+                default=None,
+                help=f"{description} Repeat the flag, or give a file of URLs.",
+            )
+            continue
         choices = get_args(hint) if typing.get_origin(hint) is typing.Literal else None
-        add_setting(group, Context, field.name, choices=choices, default=None, help=field.metadata.get("description"))
+        add_setting(group, Context, field.name, choices=choices, default=None, help=description)
     group.add_argument(
         "--n-deliberators",
         type=setting_type(Deliberators),
@@ -75,6 +113,9 @@ def context_from_args(args: argparse.Namespace) -> dict[str, Any]:
         for field in dataclasses.fields(Context)
         if getattr(args, field.name, None) is not None
     }
+    for name in ENDPOINT_FIELDS:
+        if isinstance(values.get(name), list):
+            values[name] = ",".join(values[name])
     try:
         Context(**values)
     except ValidationError as exc:

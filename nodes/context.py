@@ -37,7 +37,18 @@ StructuredOutput = Literal["auto", "json_schema", "json_object", "function_calli
 def _base_url(value: str) -> str:
     if value == EMBEDDED:
         return value
-    return _url(value)
+    urls = endpoint_urls(value)
+    if not urls:
+        raise ValueError("must not be empty")
+    for url in urls:
+        _url(url)
+    return ",".join(urls)
+
+
+def endpoint_urls(base_url: str) -> list[str]:
+    """The endpoints of a `base_url` value: one URL, or several separated by commas (the batch
+    engine spreads requests over them; see `batch/endpoints.py`)."""
+    return [url.strip() for url in base_url.split(",") if url.strip()]
 
 
 def _not_blank(value: str) -> str:
@@ -58,7 +69,7 @@ AtLeastZero = Annotated[int, Interval(ge=0)]
 Seconds = Annotated[float, Interval(gt=0)]
 Name = Annotated[str, AfterValidator(_not_blank)]
 BaseUrl = Annotated[str, AfterValidator(_base_url)]
-"""An http(s) URL, or 'embedded' for the bundled model."""
+"""An http(s) URL, several separated by commas (endpoints of one model), or 'embedded' for the bundled model."""
 Url = Annotated[str, AfterValidator(_url)]
 Deliberators = AtLeastOne
 """Deliberating agents per round: a graph-building argument, bounded like the context's settings."""
@@ -77,8 +88,8 @@ class Context:
     base_url: BaseUrl = field(
         default_factory=lambda: os.environ.get("OPENAI_BASE_URL", EMBEDDED),
         metadata={
-            "description": "OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); "
-            "'embedded' runs the bundled SmolLM2-135M on llama.cpp."
+            "description": "OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); several endpoints "
+            "of one model separated by commas; 'embedded' runs the bundled SmolLM2-135M on llama.cpp."
         },
     )
     temperature: Annotated[float, Interval(ge=0, le=2)] = field(
@@ -120,7 +131,9 @@ class Context:
     judge_model: Name | None = field(default=None, metadata={"description": "Model override for judges and graders."})
     judge_base_url: BaseUrl | None = field(
         default=None,
-        metadata={"description": "Server for the judge when it is not the generator's server."},
+        metadata={
+            "description": "Server for the judge when it is not the generator's server (or several, with commas)."
+        },
     )
     whisper_iterations: AtLeastOne = field(
         default=3,

@@ -29,7 +29,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ValidationError
 
 from aidsafe.embedded.llama_server import died_at
-from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput
+from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput, endpoint_urls
 from aidsafe.state.answers import AgentAnswer
 from aidsafe.state.deliberation import AnswerRepair, Usage
 
@@ -46,15 +46,18 @@ class AgentFailure(RuntimeError):
 
 
 def resolve_base_url(base_url: str) -> str:
+    """The URL the chat model is built for: the embedded server's, or the first endpoint's (a batch
+    client spreads the requests over all of them)."""
     if base_url == EMBEDDED:
         from aidsafe.embedded import shared_server
 
         return shared_server().base_url
-    return base_url
+    return endpoint_urls(base_url)[0]
 
 
 def _is_openai(base_url: str) -> bool:
-    return urlparse(base_url).hostname == "api.openai.com"
+    urls = endpoint_urls(base_url)
+    return bool(urls) and urlparse(urls[0]).hostname == "api.openai.com"
 
 
 def structured_output_mode(ctx: Context, base_url: str) -> StructuredOutput:
@@ -116,8 +119,14 @@ def openai_compatible_model(
     """The default provider: `ChatOpenAI` against the configured OpenAI-compatible server.
 
     A batch passes its own `http_async_client` (e.g. `openai.DefaultAioHttpClient()`, less CPU per
-    call than httpx) and a shared `rate_limiter`.
+    call than httpx) and a shared `rate_limiter`. Several endpoints in one `base_url` need the batch
+    engine's client, which spreads the requests over them.
     """
+    if http_async_client is None and len(endpoint_urls(ctx.base_url_for(role))) > 1:
+        raise ValueError(
+            "several base URLs are spread over by the batch engine (aidsafe generate, prefer, evaluate); "
+            "give one URL here"
+        )
     return _chat_openai(
         ctx.model_for(role),
         resolve_base_url(ctx.base_url_for(role)),

@@ -313,6 +313,9 @@ class LoopbackJsonServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:  # the health probe of a client with several endpoints
+                send_json(self, 200, json.dumps({"object": "list", "data": [{"id": "stub", "object": "model"}]}))
+
             def do_POST(self) -> None:
                 send_json(self, *handle(json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
 
