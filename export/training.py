@@ -47,7 +47,9 @@ def assistant_turn(thoughts: list[Thought], response: str) -> ChatMessage:
 
 def sft_row(record: GenerateRecord) -> SftRecord:
     user = ChatMessage(role="user", content=record.prompt)
-    return SftRecord(id=record.id, messages=[user, assistant_turn(record.thoughts, record.response)])
+    return SftRecord(
+        id=record.id, messages=[user, assistant_turn(record.thoughts, record.response)], policy_set=record.policy_set
+    )
 
 
 def dpo_row(record: PreferenceRecord) -> DpoRecord:
@@ -56,6 +58,7 @@ def dpo_row(record: PreferenceRecord) -> DpoRecord:
         prompt=[ChatMessage(role="user", content=record.prompt)],
         chosen=[assistant_turn(record.chosen["thoughts"], record.chosen["response"])],
         rejected=[assistant_turn(record.rejected["thoughts"], record.rejected["response"])],
+        policy_set=record.policy_set,
     )
 
 

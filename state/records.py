@@ -60,6 +60,8 @@ class SftRecord(BaseModel):
 
     id: str
     messages: list[ChatMessage]
+    policy_set: str
+    """Hash of the policy set the record was made with: `aidsafe train` names it in the model card."""
 
 
 class DpoRecord(BaseModel):
@@ -69,3 +71,4 @@ class DpoRecord(BaseModel):
     prompt: list[ChatMessage]
     chosen: list[ChatMessage]
     rejected: list[ChatMessage]
+    policy_set: str

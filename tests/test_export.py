@@ -31,7 +31,7 @@ def test_sft_export_is_trl_conversational_with_a_think_block(tmp_path, stub_serv
     thoughts = "\n".join(t["text"] for t in source["s0"]["thoughts"])
     assert assistant == {"role": "assistant", "content": f"<think>\n{thoughts}\n</think>\n\n{source['s0']['response']}"}
     table = datasets.Dataset.from_parquet(str(tmp_path / "sft.parquet"))
-    assert table.num_rows == 2 and table.column_names == ["id", "messages"]
+    assert table.num_rows == 2 and table.column_names == ["id", "messages", "policy_set"]
     assert table[0]["messages"][1]["role"] == "assistant"
     assert "2 sft rows" in capsys.readouterr().out
 
@@ -74,4 +74,4 @@ def test_dpo_export_is_trl_conversational_without_the_belief(tmp_path, capsys):
         assert row[side] == [{"role": "assistant", "content": content}]
     assert STUB_BELIEF not in json.dumps(rows)
     table = datasets.Dataset.from_parquet(str(tmp_path / "pairs.dpo.parquet"))
-    assert table.num_rows == 2 and table.column_names == ["id", "prompt", "chosen", "rejected"]
+    assert table.num_rows == 2 and table.column_names == ["id", "prompt", "chosen", "rejected", "policy_set"]
