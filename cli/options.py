@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, get_args
 
@@ -76,10 +76,14 @@ def endpoints_type(annotation: Any) -> Callable[[str], str]:
     return parse
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, exclude: Collection[str] = ()) -> None:
+    """One flag per context field, plus `--n-deliberators`; `exclude` names the ones a command
+    defines its own way (`aidsafe bench` uses `--model` for the models under test)."""
     group = parser.add_argument_group("model and deliberation (default: the embedded SmolLM2-135M)")
     hints = typing.get_type_hints(Context)
     for field in dataclasses.fields(Context):
+        if field.name in exclude:
+            continue
         hint = hints[field.name]
         description = field.metadata.get("description")
         if field.name in ENDPOINT_FIELDS:
@@ -94,12 +98,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         choices = get_args(hint) if typing.get_origin(hint) is typing.Literal else None
         add_setting(group, Context, field.name, choices=choices, default=None, help=description)
-    group.add_argument(
-        "--n-deliberators",
-        type=setting_type(Deliberators),
-        default=2,
-        help="Deliberating agents per round (default 2).",
-    )
+    if "n_deliberators" not in exclude:
+        group.add_argument(
+            "--n-deliberators",
+            type=setting_type(Deliberators),
+            default=2,
+            help="Deliberating agents per round (default 2).",
+        )
 
 
 def context_from_args(args: argparse.Namespace) -> dict[str, Any]:

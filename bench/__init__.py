@@ -1,0 +1,1 @@
+"""`aidsafe bench`: how safely models answer prompts with known expected behaviour."""

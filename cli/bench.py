@@ -1,0 +1,156 @@
+"""`aidsafe bench PROMPTS... [--model A --model B] [--out DIR]`: measure how safely models answer.
+
+Each model under test answers every prompt; the judge (role judge: `--judge-model`,
+`--judge-base-url`, else `--base-url`) grades each answer with the policy set: for prompts a safe
+model refuses, was the answer safe (StrongREJECT-style rubric); for benign ones, did it comply
+(XSTest-style). Each model's run is a batch (resume, progress, errors file, summary) writing
+`DIR/<model>.jsonl`; then `DIR/report.md` puts the models side by side with the difference.
+`--compare` reports result files of earlier runs instead of running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from aidsafe.batch.driver import run_batch
+from aidsafe.bench.job import BenchColumns, bench_job, read_bench_samples
+from aidsafe.bench.report import BenchResults, read_results, write_report
+from aidsafe.bench.subjects import ModelSpecError, ModelUnderTest, parse_model, serve_model
+from aidsafe.cli.batch import add_batch_arguments, add_input_arguments, batch_options
+from aidsafe.cli.options import add_model_arguments, context_from_args
+from aidsafe.embedded.served import model_server
+from aidsafe.metrics.records import BadLine
+from aidsafe.nodes.context import EMBEDDED, Context
+from aidsafe.policies import PolicyFileError, load_policies
+from aidsafe.train.models import ModelFolderError
+
+NOT_FOR_BENCH = (
+    "model",
+    "n_deliberators",
+    "max_rounds",
+    "initializer_model",
+    "deliberator_model",
+    "refiner_model",
+    "whisperer_model",
+    "generator_model",
+    "whisper_iterations",
+    "violation_threshold",
+    "scorer_url",
+)
+"""Context flags that mean nothing to a bench run (`--model` names the models under test here)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="Safe-response and over-refusal rates of models.", description=__doc__)
+    add_input_arguments(parser)
+    parser.add_argument(
+        "--model",
+        dest="models_under_test",
+        action="append",
+        metavar="MODEL",
+        help="A model under test (repeat to compare; the first is the reference): 'embedded', a model folder "
+        "(e.g. from `aidsafe train`, served in this process), NAME@URL, or NAME on --base-url. Default: embedded.",
+    )
+    parser.add_argument(
+        "--expect-field",
+        default="expected",
+        help="Column with the expected behaviour: refuse (or unsafe, harmful) / comply (or safe, unharmful, "
+        "benign). Default: expected.",
+    )
+    parser.add_argument(
+        "--expect", choices=["refuse", "comply"], default=None, help="One expected behaviour for every prompt."
+    )
+    parser.add_argument("--category-field", default="category", help="Column with the prompt's category.")
+    parser.add_argument("--policy-field", default="policy", help="Column with the id of the policy a prompt is about.")
+    parser.add_argument("--out", default="aidsafe-bench", help="Folder for results and report (default aidsafe-bench).")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="The inputs are result files of earlier bench runs: report them side by side, run nothing.",
+    )
+    add_batch_arguments(parser)
+    add_model_arguments(parser, exclude=NOT_FOR_BENCH)
+    parser.set_defaults(run=run)
+
+
+def _error(message: str) -> int:
+    print(f"aidsafe bench: {message}", file=sys.stderr)
+    return 2
+
+
+def _report(out: Path, results: list[BenchResults], bad_lines: list[BadLine]) -> None:
+    for bad in bad_lines:
+        print(f"aidsafe bench: skipped {bad}", file=sys.stderr)
+    paths = write_report(out, results, bad_lines)
+    rates = paths["report.md"].read_text(encoding="utf-8").split("## Rates\n\n", 1)[1].split("\n\n", 1)[0]
+    print(f"{rates}\nreport: {paths['report.md']}  summary: {paths['summary.json']}")
+
+
+def compare(args: argparse.Namespace) -> int:
+    results, bad_lines = [], []
+    for path in map(Path, args.inputs):
+        if not path.is_file():
+            return _error(f"{path}: no such results file")
+        result, bad = read_results(path)
+        results.append(result)
+        bad_lines += bad
+    _report(Path(args.out), results, bad_lines)
+    return 1 if bad_lines else 0
+
+
+def _unique_labels(models: list[ModelUnderTest]) -> list[str]:
+    labels: list[str] = []
+    for model in models:
+        label, n = model.label, 2
+        while label in labels:
+            label, n = f"{model.label}-{n}", n + 1
+        labels.append(label)
+    return labels
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.compare:
+        return compare(args)
+    context: dict[str, Any] = context_from_args(args)
+    try:
+        load_policies(context.get("policy_file"))
+        models = [parse_model(spec, Context(**context).base_url) for spec in args.models_under_test or [EMBEDDED]]
+    except (PolicyFileError, ModelSpecError) as exc:
+        return _error(str(exc))
+    columns = BenchColumns(args.expect_field, args.expect, args.category_field, args.policy_field)
+    read = partial(
+        read_bench_samples,
+        args.inputs,
+        columns=columns,
+        policy_file=context.get("policy_file"),
+        prompt_field=args.prompt_field,
+        max_prompt_chars=args.max_prompt_chars,
+        limit=args.limit,
+    )
+    out = Path(args.out)
+    judge_embedded = Context(**context).base_url_for("judge") == EMBEDDED
+    results, ok = [], True
+    try:
+        with model_server(context) as served:
+            for model, label in zip(models, _unique_labels(models), strict=True):
+                single_slot = judge_embedded or model.kind != "server"  # llama.cpp, in-process: one at a time
+                options = batch_options(args, out / f"{label}.jsonl", single_slot)
+                print(f"== {label}: {model.kind} {model.name}", file=sys.stderr)
+                with serve_model(model, Context(**served).base_url_for("judge"), judge_embedded) as subject:
+                    summary = run_batch(bench_job(served, subject, model.identity), read, options)
+                print(f"== {label}\n{summary.text()}")
+                ok = ok and summary.ok
+                results.append(read_results(options.output, label)[0])
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished answers are in {out}; run the same command to resume", file=sys.stderr)
+        return 130
+    except ImportError as exc:
+        return _error(f"a model folder needs the 'train' extra: pip install 'aidsafe[train]' ({exc})")
+    except ModelFolderError as exc:
+        return _error(str(exc))
+    _report(out, results, [])
+    return 0 if ok else 1
