@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from aidsafe.metrics.records import BadLine
+from aidsafe.report.charts import pyplot
 from aidsafe.report.markdown import _number, _rate
 from aidsafe.state.bench import BenchRecord
 
@@ -165,12 +166,8 @@ def render(summary: dict[str, Any], charts: Sequence[str] = ()) -> str:
 
 def write_charts(summary: dict[str, Any], directory: Path) -> list[str]:
     """Grouped bars of the two rates, overall and per category; none without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return []
     directory.mkdir(parents=True, exist_ok=True)
     models = summary["models"]

@@ -11,14 +11,22 @@ from aidsafe.state.evaluation import RUBRICS
 FILE_LABELS = {"run": "AIDSAFE", "baseline": "baseline"}
 
 
-def write_charts(summary: dict[str, Any], directory: Path) -> list[str]:
-    """Write the charts the summary has data for; returns their file names."""
+def pyplot() -> Any | None:
+    """`matplotlib.pyplot` on the Agg backend, or None without the `report` extra."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def write_charts(summary: dict[str, Any], directory: Path) -> list[str]:
+    """Write the charts the summary has data for; returns their file names."""
+    plt = pyplot()
+    if plt is None:
         return []
     directory.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
