@@ -41,10 +41,10 @@ def load_base(source: dict[str, Any]) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(source["path"], dtype="float32", **gguf, **quantization)
     except (OSError, ValueError) as exc:
         raise ModelFolderError(f"cannot load base model {source['path']}: {exc}") from exc
-    if gguf:
-        # Every weight is unpacked into a plain fp32 layer, yet the model still carries the GGUF
+    quantizer: Any = getattr(model, "hf_quantizer", None)
+    if gguf and quantizer is not None:
+        # Every weight is unpacked into a plain fp32 layer, yet a model may still carry the GGUF
         # quantizer, and trainers refuse a quantized model: drop the marker, as `dequantize()` does.
-        quantizer: Any = model.hf_quantizer
         quantizer.remove_quantization_config(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
