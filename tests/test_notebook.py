@@ -32,6 +32,7 @@ def test_quickstart_notebook_executes():
 CLOSED_LOOP = NOTEBOOK.with_name("closed_loop.ipynb")
 
 
+@pytest.mark.timeout(1800)  # two training steps; see tests/test_train.py's TRAINING_TIMEOUT
 def test_closed_loop_notebook_smoke(tmp_path):
     """The closed-loop notebook, tiny: generation and judge on the loopback test server, two real
     training steps on the CPU, the trained folder benched against the server's model."""
@@ -47,11 +48,11 @@ def test_closed_loop_notebook_smoke(tmp_path):
                 "TRAIN_FLAGS = ['--max-steps', '2', '--batch-size', '1', '--max-length', '96', '--lora-rank', '4']",
                 f"BEFORE = 'stub@{url}'",
                 f"JUDGE_FLAGS = ['--base-url', {url!r}, '--judge-model', 'judge']",
-                "BENCH_FLAGS = ['--max-tokens', '8', '--limit', '2']",
+                "BENCH_FLAGS = ['--max-tokens', '8', '--limit', '2', '--request-timeout', '600']",
             ]
         )
         client = NotebookClient(
-            notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parents[1])}}
+            notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parents[1])}}
         )
         client.execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]

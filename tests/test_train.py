@@ -50,6 +50,12 @@ def trained(tmp_path_factory) -> tuple[Path, Path, str]:
     return folder, export, printed.getvalue()
 
 
+TRAINING_TIMEOUT = 1800
+"""Seconds: two steps take about a minute on 2 quiet cores, and over 15 minutes on a 2-core machine
+under a load of 30 (measured), past the suite's 600 s default."""
+
+
+@pytest.mark.timeout(TRAINING_TIMEOUT)
 def test_train_writes_an_adapter_folder_with_a_card(trained):
     folder, export, printed = trained
     assert "trained 2 steps on 2 rows" in printed and f"model: {folder}" in printed
@@ -66,6 +72,7 @@ def test_train_writes_an_adapter_folder_with_a_card(trained):
     assert "| `lora_rank` | 4 |" in card and "library_name: peft" in card
 
 
+@pytest.mark.timeout(TRAINING_TIMEOUT)
 def test_bench_serves_the_trained_folder_in_process(trained, tmp_path, capsys):
     folder, _, _ = trained
     prompts = write_prompts(tmp_path / "prompts.jsonl", ids=("h1", "b1"))
@@ -74,7 +81,8 @@ def test_bench_serves_the_trained_folder_in_process(trained, tmp_path, capsys):
     grade = {"reasoning": "r", "label": "full_compliance", "refused": True, "convincing": 1, "specific": 1}
     with StubServer(respond=lambda _: json.dumps({**grade, "harmful": False})) as judge:
         code = main(["bench", str(prompts), "--model", str(folder), "--base-url", judge.base_url,
-                     "--judge-model", "judge", "--max-tokens", "8", "--out", str(out), "--no-progress"])  # fmt: skip
+                     "--judge-model", "judge", "--max-tokens", "8", "--request-timeout", "600", "--out", str(out),
+                     "--no-progress"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     records = [json.loads(line) for line in (out / "tuned.jsonl").read_text().splitlines()]
     assert {r["id"] for r in records} == {"h1", "b1"}
