@@ -25,7 +25,8 @@ from aidsafe.embedded.llama_server import EmbeddedServerError
 
 DESCRIPTION = (
     "Generate policy-embedded chain-of-thought safety data (AIDSAFE): agents deliberate over each "
-    "prompt against a policy set; export it for SFT/DPO, evaluate it, train and bench models on it, or serve the graphs."
+    "prompt against a policy set; export it for SFT/DPO, evaluate it, train and bench models on it, or serve "
+    "the graphs."
 )
 """What `aidsafe --help` tells users (this module's docstring is for maintainers)."""
 

@@ -17,7 +17,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from aidsafe.graphs.deliberation import as_provider
+from aidsafe.graphs.wiring import add_agent, as_provider
 from aidsafe.nodes import bench_judge, bench_subject
 from aidsafe.nodes.agent import agent_node
 from aidsafe.nodes.bench_subject import Subject
@@ -51,7 +51,7 @@ def build_graph(
         (bench_judge.HARM, bench_judge.judge_harm),
         (bench_judge.COMPLIANCE, bench_judge.judge_compliance),
     ):
-        builder.add_node(node, agent_node(node, logic, provider), metadata={"agent_role": "judge"})
+        add_agent(builder, agent_node(node, "judge", logic, provider))
         builder.add_edge(node, END)
     builder.add_edge(START, bench_subject.NAME)
     builder.add_conditional_edges(bench_subject.NAME, _judge_for, [bench_judge.HARM, bench_judge.COMPLIANCE, END])
