@@ -148,6 +148,7 @@ def bench_job(context: dict[str, Any], subject: Subject, identity: str, model: B
         context=context,
         to_input=bench_input,
         to_record=bench_record,
+        record_type=BenchRecord,
         fingerprint=fingerprint,
         model=model,
     )

@@ -38,3 +38,34 @@ def database(postgres: str) -> str:
     with psycopg.connect(postgres, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return postgres.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """A real causal LM folder small enough to train in seconds: SmolLM2's own tokenizer and chat
+    template (from the embedded GGUF) on a 2-layer Llama of width 32 with random weights, for the
+    tests of `aidsafe train --base-model FOLDER`; the embedded 135M base has its own (slower) test."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from aidsafe.train.models import base_source
+
+    folder = tmp_path_factory.mktemp("tiny-base")
+    source = base_source("embedded")
+    tokenizer = AutoTokenizer.from_pretrained(source["path"], gguf_file=source["gguf_file"])
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -32,10 +32,9 @@ def test_quickstart_notebook_executes():
 CLOSED_LOOP = NOTEBOOK.with_name("closed_loop.ipynb")
 
 
-@pytest.mark.timeout(1800)  # two training steps; see tests/test_train.py's TRAINING_TIMEOUT
-def test_closed_loop_notebook_smoke(tmp_path):
+def test_closed_loop_notebook_smoke(tmp_path, tiny_base):
     """The closed-loop notebook, tiny: generation and judge on the loopback test server, two real
-    training steps on the CPU, the trained folder benched against the server's model."""
+    training steps on the CPU of a tiny real model, the trained folder benched against the server's model."""
     notebook = nbformat.read(CLOSED_LOOP, as_version=4)
     parameters = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
     with StubServer(respond=lambda r: schema_answer(r) if r.get("response_format") else "I can't help.") as server:
@@ -45,14 +44,15 @@ def test_closed_loop_notebook_smoke(tmp_path):
                 f"WORK = {str(tmp_path / 'run')!r}",
                 f"GENERATE_FLAGS = ['--base-url', {url!r}, '--http-retries', '0']",
                 "GENERATE_LIMIT = 2",
-                "TRAIN_FLAGS = ['--max-steps', '2', '--batch-size', '1', '--max-length', '96', '--lora-rank', '4']",
+                "TRAIN_FLAGS = ['--max-steps', '2', '--batch-size', '1', '--max-length', '96', '--lora-rank', '4', "
+                f"'--base-model', {str(tiny_base)!r}]",
                 f"BEFORE = 'stub@{url}'",
                 f"JUDGE_FLAGS = ['--base-url', {url!r}, '--judge-model', 'judge']",
                 "BENCH_FLAGS = ['--max-tokens', '8', '--limit', '2', '--request-timeout', '600']",
             ]
         )
         client = NotebookClient(
-            notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parents[1])}}
+            notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parents[1])}}
         )
         client.execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]

