@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from aidsafe.batch.driver import run_batch
+from aidsafe.batch.files import check_outputs
 from aidsafe.bench.job import BenchColumns, bench_job, read_bench_samples
 from aidsafe.bench.report import BenchResults, read_results, write_report
 from aidsafe.bench.subjects import ModelSpecError, ModelUnderTest, parse_model, serve_model
-from aidsafe.cli.batch import add_batch_arguments, add_input_arguments, batch_options
-from aidsafe.cli.options import add_model_arguments, context_from_args
+from aidsafe.cli.batch import add_batch_arguments, add_input_arguments, batch_options, interrupted, server_death
+from aidsafe.cli.options import UsageError, add_model_arguments, context_from_args
 from aidsafe.embedded.served import model_server
 from aidsafe.metrics.records import BadLine
 from aidsafe.nodes.context import EMBEDDED, Context
-from aidsafe.policies import PolicyFileError, load_policies
+from aidsafe.policies import load_policies
 from aidsafe.train.models import ModelFolderError
 
 NOT_FOR_BENCH = (
@@ -77,11 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _error(message: str) -> int:
-    print(f"aidsafe bench: {message}", file=sys.stderr)
-    return 2
-
-
 def _report(out: Path, results: list[BenchResults], bad_lines: list[BadLine]) -> None:
     for bad in bad_lines:
         print(f"aidsafe bench: skipped {bad}", file=sys.stderr)
@@ -94,7 +90,7 @@ def compare(args: argparse.Namespace) -> int:
     results, bad_lines = [], []
     for path in map(Path, args.inputs):
         if not path.is_file():
-            return _error(f"{path}: no such results file")
+            raise UsageError(f"{path}: no such results file")
         result, bad = read_results(path)
         results.append(result)
         bad_lines += bad
@@ -116,11 +112,11 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         return compare(args)
     context: dict[str, Any] = context_from_args(args)
+    load_policies(context.get("policy_file"))
     try:
-        load_policies(context.get("policy_file"))
         models = [parse_model(spec, Context(**context).base_url) for spec in args.models_under_test or [EMBEDDED]]
-    except (PolicyFileError, ModelSpecError) as exc:
-        return _error(str(exc))
+    except ModelSpecError as exc:
+        raise UsageError(str(exc)) from None
     columns = BenchColumns(args.expect_field, args.expect, args.category_field, args.policy_field)
     read = partial(
         read_bench_samples,
@@ -133,24 +129,31 @@ def run(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     judge_embedded = Context(**context).base_url_for("judge") == EMBEDDED
+    reads = [Path(p) for p in args.inputs] + ([Path(context["policy_file"])] if context.get("policy_file") else [])
+    runs = []
+    for model, label in zip(models, _unique_labels(models), strict=True):
+        single_slot = judge_embedded or model.kind != "server"  # llama.cpp, in-process: one at a time
+        runs.append((model, label, batch_options(args, out / f"{label}.jsonl", single_slot, reads)))
+    writes = [path for _, _, options in runs for path in options.writes()]
+    check_outputs(reads, [*writes, out / "report.md", out / "summary.json"], folders=[out, out / "charts"])
     results, ok = [], True
     try:
         with model_server(context) as served:
-            for model, label in zip(models, _unique_labels(models), strict=True):
-                single_slot = judge_embedded or model.kind != "server"  # llama.cpp, in-process: one at a time
-                options = batch_options(args, out / f"{label}.jsonl", single_slot)
+            for model, label, options in runs:
                 print(f"== {label}: {model.kind} {model.name}", file=sys.stderr)
                 with serve_model(model, Context(**served).base_url_for("judge"), judge_embedded) as subject:
                     summary = run_batch(bench_job(served, subject, model.identity), read, options)
                 print(f"== {label}\n{summary.text()}")
+                died = server_death(served, judge_embedded)
+                if died is not None:  # no report from a run the server ended; the same command resumes it
+                    raise died
                 ok = ok and summary.ok
                 results.append(read_results(options.output, label)[0])
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished answers are in {out}; run the same command to resume", file=sys.stderr)
-        return 130
+        return interrupted(out)
     except ImportError as exc:
-        return _error(f"a model folder needs the 'train' extra: pip install 'aidsafe[train]' ({exc})")
+        raise UsageError(f"a model folder needs the 'train' extra: pip install 'aidsafe[train]' ({exc})") from None
     except ModelFolderError as exc:
-        return _error(str(exc))
+        raise UsageError(str(exc)) from None
     _report(out, results, [])
     return 0 if ok else 1

@@ -8,67 +8,70 @@ embedded SmolLM2-135M, so the loop runs offline on a CPU. Needs the `[train]` ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import sys
+import typing
 from typing import Any
 
-from aidsafe.train.models import EMBEDDED_BASE, ModelFolderError
+from aidsafe.cli.main import INTERRUPTED
+from aidsafe.cli.options import UsageError, add_setting
+from aidsafe.train.models import ModelFolderError
+from aidsafe.train.training import TrainError, TrainSettings
+
+TRAIN_EXTRA = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
+"""What `aidsafe train` imports from the `[train]` extra (datasets comes with trl)."""
+
+HELP = {
+    "output": "New folder for the model (never overwritten).",
+    "format": "The export's format (default sft).",
+    "base_model": "Local folder or hub id to start from (default: the embedded SmolLM2-135M, dequantised from "
+    "its GGUF).",
+    "max_steps": "Optimizer steps (default: --epochs).",
+    "epochs": "Passes over the data (default 1).",
+    "learning_rate": "Default 2e-4 (LoRA), 2e-5 (full).",
+    "batch_size": "Rows per step (default 2).",
+    "max_length": "Tokens per row; longer rows are cut (default 1024).",
+    "lora_rank": "LoRA rank (default 16).",
+    "lora_alpha": "LoRA alpha (default: twice the rank).",
+    "beta": "DPO's beta (default 0.1).",
+    "seed": "Random seed (default 0).",
+}
+SWITCHES = {"full": "Full fine-tuning instead of LoRA.", "merge": "Save the LoRA adapter merged into the base model."}
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("train", help="Fine-tune a model on an aidsafe export (TRL).", description=__doc__)
     parser.add_argument("data", metavar="EXPORT", help="JSONL or parquet written by `aidsafe export`.")
-    parser.add_argument("-o", "--output", required=True, help="New folder for the model (never overwritten).")
-    parser.add_argument("--format", choices=["sft", "dpo"], default="sft", help="The export's format (default sft).")
-    parser.add_argument(
-        "--base-model",
-        default=EMBEDDED_BASE,
-        help="Local folder or hub id to start from (default: the embedded SmolLM2-135M, dequantised from its GGUF).",
-    )
-    parser.add_argument("--full", action="store_true", help="Full fine-tuning instead of LoRA.")
-    parser.add_argument("--merge", action="store_true", help="Save the LoRA adapter merged into the base model.")
-    parser.add_argument("--max-steps", type=int, default=None, help="Optimizer steps (default: --epochs).")
-    parser.add_argument("--epochs", type=float, default=1.0, help="Passes over the data (default 1).")
-    parser.add_argument("--learning-rate", type=float, default=None, help="Default 2e-4 (LoRA), 2e-5 (full).")
-    parser.add_argument("--batch-size", type=int, default=2, help="Rows per step (default 2).")
-    parser.add_argument("--max-length", type=int, default=1024, help="Tokens per row; longer rows are cut.")
-    parser.add_argument("--lora-rank", type=int, default=16, help="LoRA rank (default 16).")
-    parser.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default: twice the rank).")
-    parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta (default 0.1).")
-    parser.add_argument("--seed", type=int, default=0)
+    hints = typing.get_type_hints(TrainSettings)
+    for field in dataclasses.fields(TrainSettings):
+        if field.name in SWITCHES:
+            parser.add_argument(f"--{field.name}", action="store_true", help=SWITCHES[field.name])
+        elif field.name != "data":
+            hint = hints[field.name]
+            choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+            flags = ("-o", "--output") if field.name == "output" else ()
+            extra = {"required": True} if field.name == "output" else {"default": field.default}
+            add_setting(parser, TrainSettings, field.name, *flags, choices=choices, help=HELP[field.name], **extra)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from aidsafe.train.training import TrainError, TrainSettings, train
-    except ImportError as exc:
-        print(f"aidsafe train needs the 'train' extra: pip install 'aidsafe[train]' ({exc})", file=sys.stderr)
-        return 2
-    settings = TrainSettings(
-        data=args.data,
-        output=args.output,
-        format=args.format,
-        base_model=args.base_model,
-        full=args.full,
-        merge=args.merge,
-        max_steps=args.max_steps,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
-        beta=args.beta,
-        seed=args.seed,
-    )
+    """Exit 0 with the model folder written; 2 for unusable data, base or output (or no `[train]`
+    extra), with nothing written; 130 on Ctrl-C, with no model folder."""
+    missing = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"aidsafe train needs the 'train' extra: pip install 'aidsafe[train]' (missing {missing})")
+    from aidsafe.train.training import train
+
+    settings = TrainSettings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainSettings)})
     try:
         result = train(settings)
     except (TrainError, ModelFolderError) as exc:
-        print(f"aidsafe train: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
-        print("\ninterrupted: no model folder was written", file=sys.stderr)
-        return 130
+        print("\naidsafe train: interrupted; no model folder was written", file=sys.stderr)
+        return INTERRUPTED
     print(
         f"trained {result.steps} steps on {result.rows} rows in {result.seconds:.1f} s "
         f"({result.seconds_per_step:.1f} s per step, final loss {result.final_loss})\nmodel: {result.output}"

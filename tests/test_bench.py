@@ -209,6 +209,15 @@ def test_unusable_model_under_test(prompts, tmp_path, capsys, spec, message):
     assert not (tmp_path / "bench").exists()
 
 
+def test_bench_never_writes_over_its_inputs(prompts, stub_server, capsys):
+    """A results folder that is a prompts file is refused before any model is asked."""
+    before = prompts.read_text()
+    code = bench(str(prompts), "--model", f"subject@{stub_server.base_url}", "--base-url", stub_server.base_url,
+                 "--out", str(prompts))  # fmt: skip
+    assert code == 2 and "is a file, not a folder" in capsys.readouterr().err
+    assert prompts.read_text() == before and stub_server.requests == []
+
+
 def test_compare_reports_lines_that_are_not_bench_records(prompts, tmp_path, capsys):
     code = bench(str(prompts), "--compare", "--out", str(tmp_path / "cmp"))
     assert code == 1

@@ -157,3 +157,13 @@ def test_train_starts_from_the_embedded_gguf_by_default(tmp_path):
     model, tokenizer = load_model_folder(folder)
     assert isinstance(model, PeftModel) and model.config.num_hidden_layers == 30
     assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).startswith("<|im_start|>")
+
+
+def test_train_names_a_missing_base_model_and_out_of_range_flags(tmp_path, capsys):
+    export = write_jsonl(tmp_path / "sft.jsonl", sft_rows(1))
+    missing = tmp_path / "no-such-base"
+    assert main(["train", str(export), "-o", str(tmp_path / "m"), "--base-model", str(missing)]) == 2
+    assert f"--base-model {missing}: no such model folder" in capsys.readouterr().err
+    assert main(["train", str(export), "-o", str(tmp_path / "m"), "--lora-rank", "0"]) == 2
+    assert "--lora-rank: '0' is out of range (allowed: 1 or more)" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

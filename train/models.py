@@ -27,7 +27,10 @@ def base_source(base: str) -> dict[str, Any]:
     """`{"path", "gguf_file"}` for `from_pretrained`: a local folder, a hub id, or the embedded GGUF."""
     if base == EMBEDDED_BASE:
         return {"path": str(bundled_model_path().parent), "gguf_file": GGUF_NAME}
-    return {"path": base, "gguf_file": None}
+    path = Path(base).expanduser()
+    if not path.exists() and (path.is_absolute() or base.startswith((".", "~"))):
+        raise ModelFolderError(f"--base-model {base}: no such model folder")
+    return {"path": str(path) if path.exists() else base, "gguf_file": None}
 
 
 def load_base(source: dict[str, Any]) -> tuple[Any, Any]:

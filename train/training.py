@@ -16,11 +16,15 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from annotated_types import Interval
+
+from aidsafe.nodes.context import AtLeastOne, AtLeastZero, Name
 from aidsafe.train.models import EMBEDDED_BASE, SETTINGS_FILE, base_source, load_base
 
 Method = Literal["sft", "dpo"]
+Positive = Annotated[float, Interval(gt=0)]
 COLUMNS: dict[Method, tuple[str, ...]] = {"sft": ("messages",), "dpo": ("prompt", "chosen", "rejected")}
 """What TRL's trainer reads in each format, as `aidsafe export --format` writes it."""
 
@@ -31,30 +35,31 @@ class TrainError(ValueError):
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Every knob of a training run; all of it goes into the model card."""
+    """Every knob of a training run; all of it goes into the model card. Each annotation is the
+    knob's valid range (`aidsafe train`'s flags check it)."""
 
-    data: str
-    output: str
+    data: Name
+    output: Name
     format: Method = "sft"
-    base_model: str = EMBEDDED_BASE
+    base_model: Name = EMBEDDED_BASE
     """A local folder or hub id `transformers` can load, or `embedded` (SmolLM2-135M from its GGUF)."""
     full: bool = False
     """Full fine-tuning instead of LoRA."""
     merge: bool = False
     """Save the LoRA adapter merged into the base (a plain model folder) instead of the adapter."""
-    max_steps: int | None = None
+    max_steps: AtLeastOne | None = None
     """Optimizer steps; None trains for `epochs`."""
-    epochs: float = 1.0
-    learning_rate: float | None = None
+    epochs: Positive = 1.0
+    learning_rate: Positive | None = None
     """None: 2e-4 with LoRA, 2e-5 for full fine-tuning."""
-    batch_size: int = 2
-    max_length: int = 1024
-    lora_rank: int = 16
-    lora_alpha: int | None = None
+    batch_size: AtLeastOne = 2
+    max_length: AtLeastOne = 1024
+    lora_rank: AtLeastOne = 16
+    lora_alpha: AtLeastOne | None = None
     """None: twice the rank."""
-    beta: float = 0.1
+    beta: Positive = 0.1
     """DPO's KL weight."""
-    seed: int = 0
+    seed: AtLeastZero = 0
 
     @property
     def lr(self) -> float:
