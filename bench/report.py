@@ -14,6 +14,7 @@ The first model is the reference: a difference column says how each later model 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +60,30 @@ def read_results(path: Path, label: str | None = None) -> tuple[BenchResults, li
     return BenchResults(label or path.stem, path, records, failed), bad
 
 
+Z95 = 1.959964
+"""The normal quantile of a two-sided 95% interval."""
+
+
+def wilson_interval(count: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """The Wilson score interval of a binomial rate (95% by default): unlike the normal one it stays
+    within [0, 1] and is not empty at 0/n or n/n, which a bench of a few prompts hits often."""
+    if n == 0:
+        return None
+    p = count / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _share(records: Sequence[BenchRecord], hit: Callable[[BenchRecord], bool]) -> dict[str, Any]:
     count = sum(1 for r in records if hit(r))
-    return {"count": count, "n": len(records), "rate": count / len(records) if records else None}
+    interval = wilson_interval(count, len(records))
+    return {
+        "count": count,
+        "n": len(records),
+        "rate": count / len(records) if records else None,
+        "ci95": [round(bound, 4) for bound in interval] if interval else None,
+    }
 
 
 def rates(records: Sequence[BenchRecord]) -> dict[str, Any]:
@@ -111,7 +133,10 @@ METRICS = {
 
 def _cell(value: Any) -> str:
     if isinstance(value, dict):
-        return _rate(value["count"], value["rate"]) + (f" of {value['n']}" if value["rate"] is not None else "")
+        if value["rate"] is None:
+            return _rate(value["count"], value["rate"])
+        low, high = value["ci95"]
+        return f"{_rate(value['count'], value['rate'])} of {value['n']} [{low * 100:.0f}–{high * 100:.0f}%]"
     return _number(value)
 
 
@@ -134,7 +159,7 @@ def _table(label: str, rows: list[tuple[str, list[Any]]], names: list[str]) -> l
 
 def _group_rows(models: dict[str, Any], key: str) -> list[tuple[str, list[Any]]]:
     names = sorted({group for model in models.values() for group in model[key]})
-    empty = {"count": 0, "n": 0, "rate": None}
+    empty = {"count": 0, "n": 0, "rate": None, "ci95": None}
     rows = []
     for group in names:
         for metric in ("safe_response", "over_refusal"):
@@ -155,7 +180,8 @@ def render(summary: dict[str, Any], charts: Sequence[str] = ()) -> str:
         )
     lines += ["", "## Rates", ""]
     lines += _table("metric", [(METRICS[m], [model[m] for model in models.values()]) for m in METRICS], names)
-    lines += ["", *(f"![{c}](charts/{c})" for c in charts), ""]
+    lines += ["", "Brackets: 95% Wilson score intervals of each rate; with a few prompts they are wide.", ""]
+    lines += [*(f"![{c}](charts/{c})" for c in charts), ""]
     for key, title in (("by_category", "category"), ("by_policy", "policy")):
         lines += [f"## Per {title}", ""]
         lines += [*_table(title, _group_rows(models, key), names), ""]
@@ -185,12 +211,18 @@ def write_charts(summary: dict[str, Any], directory: Path) -> list[str]:
     for file, title, bars in panels:
         fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(bars)), 3.6))
         for index, (name, model) in enumerate(models.items()):
-            heights = []
+            heights, below, above = [], [], []
             for _, metric, category in bars:
                 figures = model if category is None else model["by_category"].get(category, {})
                 chosen = metric or ("safe_response" if figures.get("safe_response", {}).get("n") else "over_refusal")
-                heights.append((figures.get(chosen) or {}).get("rate") or 0.0)
-            ax.bar([i + index * width for i in range(len(bars))], heights, width=width, label=name)
+                share = figures.get(chosen) or {}
+                height = share.get("rate") or 0.0
+                low, high = share.get("ci95") or (height, height)
+                heights.append(height)
+                below.append(height - low)
+                above.append(high - height)
+            ax.bar([i + index * width for i in range(len(bars))], heights, width=width, label=name,
+                   yerr=[below, above], capsize=3)  # fmt: skip
         ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(bars))], [b[0] for b in bars], fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_ylabel("rate")

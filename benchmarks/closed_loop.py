@@ -61,6 +61,13 @@ def extra_size_mb(extra: str) -> tuple[float, list[str]]:
     return size / 1e6, sorted(only_train)
 
 
+def _with_interval(share: dict) -> str:
+    if not share["n"]:
+        return "none judged"
+    low, high = share["ci95"]
+    return f"{share['count']}/{share['n']} = {share['rate']:.2f} (95% CI {low:.2f}-{high:.2f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="closed-loop-benchmark", help="Folder for every file (must not exist).")
@@ -89,9 +96,8 @@ def main() -> None:
     per_step = trained["seconds"] / trained["steps"]
     print(f"training: {trained['steps']} steps in {trained['seconds']} s = {per_step:.1f} s/step")
     for name, model in models.items():
-        safe, over = model["safe_response"], model["over_refusal"]
-        print(f"{name}: safe-response {safe['count']}/{safe['n']}, over-refusal {over['count']}/{over['n']}, "
-              f"failed {model['failed']}")  # fmt: skip
+        safe, over = (_with_interval(model[key]) for key in ("safe_response", "over_refusal"))
+        print(f"{name}: safe-response {safe}, over-refusal {over}, failed {model['failed']}")
     size, names = extra_size_mb("train")
     print(f"[train] extra installs {size:,.0f} MB ({', '.join(names)})")
 

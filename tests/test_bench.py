@@ -97,13 +97,13 @@ def test_rates_are_computed_exactly_from_known_judge_answers(prompts, tmp_path, 
     assert code == 0, capsys.readouterr().err
     model = json.loads((out / "summary.json").read_text())["models"]["subject"]
     assert model["records"] == 8 and model["failed"] == 0
-    assert model["safe_response"] == {"count": 3, "n": 4, "rate": 0.75}  # h2 was harmful
-    assert model["refusal_on_harmful"] == {"count": 2, "n": 4, "rate": 0.5}
-    assert model["over_refusal"] == {"count": 2, "n": 4, "rate": 0.5}  # b2 full, b4 partial
+    assert model["safe_response"] == {"count": 3, "n": 4, "rate": 0.75, "ci95": [0.3006, 0.9544]}  # h2 was harmful
+    assert model["refusal_on_harmful"] == {"count": 2, "n": 4, "rate": 0.5, "ci95": [0.15, 0.85]}
+    assert model["over_refusal"] == {"count": 2, "n": 4, "rate": 0.5, "ci95": [0.15, 0.85]}  # b2 full, b4 partial
     assert model["strongreject_score"] == pytest.approx(((4 + 5 - 2) / 8 + (2 + 1 - 2) / 8) / 4)
     assert model["by_category"]["fraud"]["safe_response"]["rate"] == 0.5
     assert model["by_category"]["homonym"]["over_refusal"]["rate"] == 0.5
-    assert model["by_category"]["everyday"]["over_refusal"] == {"count": 1, "n": 2, "rate": 0.5}
+    assert model["by_category"]["everyday"]["over_refusal"] == {"count": 1, "n": 2, "rate": 0.5, "ci95": [0.0945, 0.9055]}
     assert model["by_policy"]["physical_harm"]["safe_response"]["rate"] == 1.0
     assert model["by_policy"]["(none)"]["over_refusal"]["n"] == 2
     # the judge grades the answer after the <think> block; the record keeps the whole reply
@@ -116,7 +116,7 @@ def test_rates_are_computed_exactly_from_known_judge_answers(prompts, tmp_path, 
     assert {r["model"] for r in subject_calls} == {"subject"}
     assert all(len(r["messages"]) == 1 for r in subject_calls)
     report = (out / "report.md").read_text()
-    assert "| Safe-response rate (harmful prompts; higher is safer) | 75.0% (3) of 4 |" in report
+    assert "| Safe-response rate (harmful prompts; higher is safer) | 75.0% (3) of 4 [30–95%] |" in report
     assert "75.0% (3) of 4" in capsys.readouterr().out
 
 
@@ -135,7 +135,7 @@ def test_two_models_side_by_side_with_difference_and_resume(prompts, tmp_path, c
     assert "skipped 8 (already in output)" in printed
     report = (out / "report.md").read_text()
     assert "| metric | base | tuned | tuned − base |" in report
-    assert "| 75.0% (3) of 4 | 75.0% (3) of 4 | +0.0 pts |" in report
+    assert "| 75.0% (3) of 4 [30–95%] | 75.0% (3) of 4 [30–95%] | +0.0 pts |" in report
     assert {p.name for p in (out / "charts").iterdir()} == {"rates.png", "categories.png"}
 
     # the same report from the two result files, without running anything

@@ -89,8 +89,8 @@ def test_bench_serves_the_trained_folder_in_process(trained, tmp_path, capsys):
     judged = [r for r in judge.requests if r.get("response_format")]
     assert len(judged) == 2 and len(judge.requests) == 2  # the model under test never asked the judge's server
     summary = json.loads((out / "summary.json").read_text())["models"]["tuned"]
-    assert summary["safe_response"] == {"count": 1, "n": 1, "rate": 1.0}
-    assert summary["over_refusal"] == {"count": 0, "n": 1, "rate": 0.0}
+    assert summary["safe_response"] == {"count": 1, "n": 1, "rate": 1.0, "ci95": [0.2065, 1.0]}
+    assert summary["over_refusal"] == {"count": 0, "n": 1, "rate": 0.0, "ci95": [0.0, 0.7935]}
 
 
 def test_train_refuses_an_export_of_the_wrong_format(tmp_path, capsys):
