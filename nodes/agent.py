@@ -16,6 +16,7 @@ agent index), so a LangSmith project can be filtered by any of them. The role is
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from contextlib import suppress
@@ -40,7 +41,7 @@ from aidsafe.nodes.llm import (
     openai_compatible_model,
 )
 from aidsafe.policies import PolicyFileError, PolicySet, load_policies
-from aidsafe.state.answers import CorrectionDraft, ThoughtDraft, answer_schema
+from aidsafe.state.answers import AnswerContext, CorrectionDraft, ThoughtDraft, answer_schema
 from aidsafe.state.deliberation import DeliberationState, Intents, Refusal, Repair, Thought, add_usage
 
 PROMPTS_DIR = Path(__file__).parent
@@ -127,8 +128,8 @@ class Ask:
 
     schema: type[BaseModel]
     messages: list[BaseMessage]
-    extra_validation: Mapping[str, Any] = field(default_factory=dict)
-    """Validation context besides the policy ids, which the node adds."""
+    checks: AnswerContext = field(default_factory=AnswerContext)
+    """What the answer is checked against, besides the policy ids, which the node adds."""
 
 
 State = TypeVar("State", contravariant=True)
@@ -140,7 +141,7 @@ def _structured_call(
     ask: Ask, role: Role, ctx: Context, policies: PolicySet, provider: ModelProvider
 ) -> StructuredCall:
     """The call with one contract: the ids its schema allows are the ids its validation knows."""
-    context = {"policy_ids": tuple(policies.ids), **ask.extra_validation}
+    context = dataclasses.replace(ask.checks, policy_ids=tuple(policies.ids))
     return StructuredCall(
         provider(role, ctx),
         ask.schema,

@@ -14,7 +14,7 @@ from typing import Any
 from aidsafe.nodes.agent import CONTEXT_BLOCKS, AgentLogic, Ask, as_thoughts, deliberation_blocks, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
-from aidsafe.state.answers import CorrectionDraft, DeliberatorAnswer
+from aidsafe.state.answers import AnswerContext, CorrectionDraft, DeliberatorAnswer
 from aidsafe.state.deliberation import DeliberationState, Thought, Turn
 
 
@@ -44,7 +44,7 @@ def deliberator(index: int, count: int) -> AgentLogic[DeliberationState]:
                 agent_count=count,
                 **deliberation_blocks(state),
             ),
-            {"thought_ids": tuple(t["id"] for t in thoughts)},
+            AnswerContext(thought_ids=tuple(t["id"] for t in thoughts)),
         )
         seen = {_normalized(t["text"]) for t in thoughts}
         new_drafts: list[CorrectionDraft] = []

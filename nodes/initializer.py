@@ -12,7 +12,7 @@ from typing import Any
 from aidsafe.nodes.agent import Ask, as_thoughts, intent_values, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
-from aidsafe.state.answers import IntentAnswer, SeedAnswer
+from aidsafe.state.answers import AnswerContext, IntentAnswer, SeedAnswer
 from aidsafe.state.deliberation import DeliberationState
 
 NAME = "initializer"
@@ -30,7 +30,7 @@ def initialize(state: DeliberationState, ctx: Context, policies: PolicySet) -> G
             prompt=prompt,
             **intent_values({"explicit": intents.explicit_intents, "implicit": intents.implicit_intents}),
         ),
-        {"response_written_later": True},
+        AnswerContext(response_written_later=True),
     )
     return {
         "intents": {"explicit": intents.explicit_intents, "implicit": intents.implicit_intents},

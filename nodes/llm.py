@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any, Generic, TypeVar
@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from aidsafe.embedded.llama_server import died_at
 from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput, endpoint_urls
-from aidsafe.state.answers import AgentAnswer
+from aidsafe.state.answers import AgentAnswer, AnswerContext
 from aidsafe.state.deliberation import AnswerRepair, Usage
 
 Answer = TypeVar("Answer", bound=BaseModel)
@@ -170,9 +170,8 @@ def _unfenced(raw: str) -> str:
     return raw
 
 
-def parse_answer(message: AIMessage, schema_cls: type[Answer], validation_context: Mapping[str, Any] | None) -> Answer:
+def parse_answer(message: AIMessage, schema_cls: type[Answer], context: AnswerContext | None) -> Answer:
     raw = _unfenced(raw_answer(message))
-    context = dict(validation_context or {})
     try:
         return schema_cls.model_validate_json(raw, context=context)
     except ValidationError as exc:
@@ -189,7 +188,7 @@ SALVAGED_TAIL_CHARS = 40
 """How much of a salvaged answer's cut end the repair record keeps, to show where it stopped."""
 
 
-def salvage(message: AIMessage, schema_cls: type[Answer], validation_context: Mapping[str, Any] | None) -> Answer:
+def salvage(message: AIMessage, schema_cls: type[Answer], context: AnswerContext | None) -> Answer:
     """An answer cut at `max_tokens`, closed by `json_repair` and kept when it validates.
 
     Often every required field but the last text is complete (a rubric whose justification ran long
@@ -200,7 +199,7 @@ def salvage(message: AIMessage, schema_cls: type[Answer], validation_context: Ma
     data = json_repair.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("nothing usable before the cut")
-    answer = schema_cls.model_validate(data, context=dict(validation_context or {}))
+    answer = schema_cls.model_validate(data, context=context)
     if isinstance(answer, AgentAnswer):
         answer.note_repair("truncated_answer_salvaged", "", raw[-SALVAGED_TAIL_CHARS:], "closed the cut-off JSON")
     return answer
@@ -320,7 +319,7 @@ class StructuredCall:
         ctx: Context,
         base_url: str = "",
         json_schema: dict[str, Any] | None = None,
-        validation_context: Mapping[str, Any] | None = None,
+        validation_context: AnswerContext | None = None,
     ) -> None:
         self.model, self.mode = model, structured_output_mode(ctx, base_url)
         self.schema = json_schema or schema_cls.model_json_schema()

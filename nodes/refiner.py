@@ -13,7 +13,7 @@ from typing import Any
 from aidsafe.nodes.agent import CONTEXT_BLOCKS, Ask, deliberation_blocks, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
-from aidsafe.state.answers import RefinerAnswer
+from aidsafe.state.answers import AnswerContext, RefinerAnswer
 from aidsafe.state.deliberation import DeliberationState, RemovedThought, Thought
 
 NAME = "refiner"
@@ -29,7 +29,7 @@ def refine(state: DeliberationState, ctx: Context, policies: PolicySet) -> Gener
             context=CONTEXT_BLOCKS,
             **deliberation_blocks(state),
         ),
-        {"thought_ids": tuple(t["id"] for t in thoughts), "response": state["response"]},
+        AnswerContext(thought_ids=tuple(t["id"] for t in thoughts), response=state["response"]),
     )
     by_id = {t["id"]: t for t in thoughts}
     removed: list[RemovedThought] = [

@@ -13,7 +13,7 @@ from typing import Any
 from aidsafe.nodes.agent import Ask, as_thoughts, messages
 from aidsafe.nodes.context import Context
 from aidsafe.policies import PolicySet
-from aidsafe.state.answers import WhisperedAnswer
+from aidsafe.state.answers import AnswerContext, WhisperedAnswer
 from aidsafe.state.preference import PreferenceState
 
 NAME = "whispered_generator"
@@ -30,7 +30,7 @@ def generate(state: PreferenceState, ctx: Context, policies: PolicySet) -> Gener
     answer: WhisperedAnswer = yield Ask(
         WhisperedAnswer,
         messages(policies, NAME, prompt=state["prompt"], belief=belief_block(belief)),
-        {"belief": belief},
+        AnswerContext(belief=belief),
     )
     iteration = len(state.get("attempts") or []) + 1
     return {"candidate": {"thoughts": as_thoughts(answer.thoughts, NAME, iteration), "response": answer.response}}

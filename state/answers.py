@@ -3,7 +3,7 @@
 The JSON schema a server enforces and the validation here are one contract. Every id an agent
 writes refers to something that exists in this call: such a field is marked with `references(...)`
 and `answer_schema` turns the mark into an `enum` of exactly the ids of the call (the ones passed
-in as validation context), so grammar-constrained servers (llama.cpp, vLLM guided decoding) and
+in as its `AnswerContext`), so grammar-constrained servers (llama.cpp, vLLM guided decoding) and
 OpenAI structured outputs cannot write a dangling id. List lengths are capped (`maxItems`) so a
 small model cannot loop inside a list until its context is full.
 
@@ -28,7 +28,7 @@ Repaired (`AnswerRepair.rule`):
 - `every_thought_removed`: a refiner that removes every thought keeps the one whose removal came last;
 - `blank_thought`: a thought of only whitespace is left out (any list of thoughts);
 - `blank_response`: the initializer's blank first response is left empty for the deliberators and
-  the refiner to write (`SeedAnswer` with `response_written_later` in the validation context);
+  the refiner to write (`SeedAnswer` with `response_written_later` in its `AnswerContext`);
 - `blank_final_response`: a blank final response keeps the deliberated one (`RefinerAnswer`).
 
 Recorded, not repaired: a thought that refuses the task itself ("I'm sorry, but I can't help with
@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -54,21 +55,43 @@ REFERENCE_KEY = "x-aidsafe-references"
 """Marks a field in the JSON schema as a reference; `answer_schema` replaces the mark with an enum."""
 
 
-def references(kind: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AnswerContext:
+    """What one call's answer is checked against: pydantic's validation context for every answer.
+
+    A field left `None` is not checked (a test validating an answer on its own).
+    """
+
+    policy_ids: tuple[str, ...] | None = None
+    """The policy set's ids: every cited policy id must be one of them."""
+    thought_ids: tuple[int, ...] | None = None
+    """The ids of the sample's thoughts so far, which corrections and removals refer to."""
+    response: str | None = None
+    """The deliberated response, which a blank final response keeps (`RefinerAnswer`)."""
+    belief: str | None = None
+    """The whisperer's belief, cut from the whispered answer (`WhisperedAnswer`)."""
+    response_written_later: bool = False
+    """A blank response is a draft others complete (the initializer's), not a re-ask."""
+
+
+ReferenceKind = Literal["policy_ids", "thought_ids"]
+
+
+def references(kind: ReferenceKind) -> dict[str, Any]:
     """`Field(json_schema_extra=references("thought_ids"))`: the field holds ids of `kind`, which
-    the call passes as validation context (`{"thought_ids": [...]}`)."""
+    the call passes in its `AnswerContext`."""
     return {REFERENCE_KEY: kind}
 
 
-def answer_schema(schema_cls: type[BaseModel], context: Mapping[str, Any]) -> dict[str, Any]:
+def answer_schema(schema_cls: type[BaseModel], context: AnswerContext) -> dict[str, Any]:
     """The JSON schema to send for one call: every reference limited to the ids in `context`.
 
     A reference whose kind is not in `context` is left unconstrained. With no id of its kind, a
     reference cannot be written: a nullable one becomes `null` only and a list that needs one
     holds none (`maxItems: 0`). Cached per schema and ids; treat the result as read-only.
     """
-    kinds = {kind for kind in _reference_kinds(schema_cls) if kind in context}
-    frozen = tuple(sorted((kind, tuple(context[kind])) for kind in kinds))
+    known = {kind: getattr(context, kind) for kind in _reference_kinds(schema_cls)}
+    frozen = tuple(sorted((kind, tuple(ids)) for kind, ids in known.items() if ids is not None))
     return _answer_schema(schema_cls, frozen)
 
 
@@ -175,13 +198,14 @@ class AgentAnswer(BaseModel):
         self._refusals.append(text)
 
 
-def _known(info: ValidationInfo, kind: str) -> Any:
-    return (info.context or {}).get(kind)
+def _answer_context(info: ValidationInfo) -> AnswerContext:
+    context = info.context
+    return context if isinstance(context, AnswerContext) else AnswerContext()
 
 
 def _checked_policy_ids(answer: AgentAnswer, ids: list[str], field: str, info: ValidationInfo) -> list[str]:
     """`ids` without the unknown ones and without repeats, each drop noted as a repair."""
-    known = _known(info, "policy_ids")
+    known = _answer_context(info).policy_ids
     kept: list[str] = []
     for policy_id in ids:
         if known is not None and policy_id not in known:
@@ -257,7 +281,7 @@ class SeedAnswer(AgentAnswer):
     @model_validator(mode="after")
     def _checked_thoughts(self, info: ValidationInfo) -> SeedAnswer:
         if not self.response.strip():
-            if not _known(info, "response_written_later"):
+            if not _answer_context(info).response_written_later:
                 raise ValueError(BLANK_RESPONSE)
             self.note_repair("blank_response", "response", self.response, "left it for the deliberators to write")
             self.response = ""
@@ -282,7 +306,7 @@ class DeliberatorAnswer(AgentAnswer):
 
     @model_validator(mode="after")
     def _corrections_exist(self, info: ValidationInfo) -> DeliberatorAnswer:
-        known = _known(info, "thought_ids")
+        known = _answer_context(info).thought_ids
         for index, draft in enumerate(self.new_thoughts):
             if draft.corrects is not None and known is not None and draft.corrects not in known:
                 field = f"new_thoughts[{index}].corrects"
@@ -304,7 +328,7 @@ class RefinerAnswer(AgentAnswer):
 
     @model_validator(mode="after")
     def _removals_exist(self, info: ValidationInfo) -> RefinerAnswer:
-        known = _known(info, "thought_ids")
+        known = _answer_context(info).thought_ids
         kept: list[Removal] = []
         for index, removal in enumerate(self.removals):
             field = f"removals[{index}].thought_id"
@@ -321,7 +345,7 @@ class RefinerAnswer(AgentAnswer):
             )
         self.removals = kept
         if not self.final_response.strip():
-            deliberated = _known(info, "response") or ""
+            deliberated = _answer_context(info).response or ""
             if not deliberated.strip():
                 raise ValueError("`final_response` is blank; write the final response to the user")
             self.note_repair("blank_final_response", "final_response", self.final_response, "kept the response")
@@ -349,7 +373,7 @@ class WhisperedAnswer(SeedAnswer):
     def _without_belief(self, info: ValidationInfo) -> WhisperedAnswer:
         if not self.response.strip():
             raise ValueError(BLANK_RESPONSE)
-        belief = _known(info, "belief")
+        belief = _answer_context(info).belief
         if not belief:
             return self
         kept = []

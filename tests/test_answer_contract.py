@@ -6,6 +6,7 @@ refusals recorded, and every output key on a sample that ends in `error`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -17,6 +18,7 @@ from aidsafe.graphs import baseline, deliberation, evaluation, preference
 from aidsafe.state.answers import (
     REFERENCE_KEY,
     AgentAnswer,
+    AnswerContext,
     BeliefAnswer,
     DeliberatorAnswer,
     IntentAnswer,
@@ -40,7 +42,7 @@ ANSWERS = [
     ViolationAnswer, RubricAnswer, PairwiseAnswer,
 ]  # fmt: skip
 POLICY_IDS = ("harm", "fraud", "helpfulness")
-CONTEXT = {"policy_ids": POLICY_IDS, "thought_ids": (0, 1, 2)}
+CONTEXT = AnswerContext(policy_ids=POLICY_IDS, thought_ids=(0, 1, 2))
 
 
 def run(model, n=1, **context):
@@ -58,7 +60,7 @@ def test_references_become_enums_of_exactly_this_calls_ids():
 
 
 def test_with_no_thought_to_refer_to_no_reference_can_be_written():
-    nothing = {"policy_ids": POLICY_IDS, "thought_ids": ()}
+    nothing = AnswerContext(policy_ids=POLICY_IDS, thought_ids=())
     assert answer_schema(RefinerAnswer, nothing)["properties"]["removals"]["maxItems"] == 0
     corrects = answer_schema(DeliberatorAnswer, nothing)["properties"]["new_thoughts"]["items"]["properties"]
     assert corrects["corrects"]["anyOf"] == [{"type": "null"}]
@@ -83,7 +85,7 @@ def test_every_answer_valid_for_the_schema_sent_is_accepted(schema_cls):
 def accepted(schema_cls: type[AgentAnswer], answer: dict) -> AgentAnswer | None:
     """The validated answer, or None for the one re-ask rule a schema-valid answer can meet."""
     try:
-        return schema_cls.model_validate(answer, context={**CONTEXT, "response": "deliberated"})
+        return schema_cls.model_validate(answer, context=dataclasses.replace(CONTEXT, response="deliberated"))
     except ValidationError as exc:
         assert "`response` is blank" in str(exc) and not answer["response"].strip()
         return None
