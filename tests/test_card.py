@@ -50,11 +50,11 @@ def test_sft_card_of_the_example_prompts_has_hub_metadata_and_figures_from_the_d
     ]
     (split,) = meta["dataset_info"]["splits"]
     assert split["name"] == "train" and split["num_examples"] == len(records) == 5
-    assert [f["name"] for f in meta["dataset_info"]["features"]] == ["id", "messages"]
+    assert [f["name"] for f in meta["dataset_info"]["features"]] == ["id", "messages", "policy_set"]
     assert meta["dataset_info"]["download_size"] == (out.parent / "prompts.sft.parquet").stat().st_size
     assert meta["size_categories"] == ["n<1K"] and "sft" in meta["tags"]
     loaded = datasets.load_dataset(str(out.parent), split="train")  # the folder as the Hub would read it
-    assert len(loaded) == len(records) and loaded.column_names == ["id", "messages"]
+    assert len(loaded) == len(records) and loaded.column_names == ["id", "messages", "policy_set"]
 
     assert f"- rows: {len(records)}\n" in body and "- input lines that were not valid records: 1\n" in body
     for role in ("initializer", "deliberator", "refiner"):
@@ -90,7 +90,7 @@ def test_dpo_card_warns_about_the_rejected_side(tmp_path):
     out = tmp_path / "dpo" / "prefs.dpo.jsonl"
     assert main(["export", str(prefs), "--format", "dpo", "-o", str(out)]) == 0
     meta, body = front_matter_and_body(out.parent / "README.md")
-    assert [f["name"] for f in meta["dataset_info"]["features"]] == ["id", "prompt", "chosen", "rejected"]
+    assert [f["name"] for f in meta["dataset_info"]["features"]] == ["id", "prompt", "chosen", "rejected", "policy_set"]
     assert "negative-examples" in meta["tags"]
     assert "holds harmful, policy-violating text on purpose" in body
     gap = sum(r["chosen_score"] - r["rejected_score"] for r in records) / len(records)
