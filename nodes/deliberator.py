@@ -38,6 +38,7 @@ def deliberator(index: int, count: int) -> AgentLogic[DeliberationState]:
             messages(
                 policies,
                 "deliberator",
+                team=True,
                 context=CONTEXT_BLOCKS,
                 round=round_number,
                 agent_index=index,

@@ -26,6 +26,7 @@ def refine(state: DeliberationState, ctx: Context, policies: PolicySet) -> Gener
         messages(
             policies,
             "refiner",
+            team=True,
             context=CONTEXT_BLOCKS,
             **deliberation_blocks(state),
         ),
