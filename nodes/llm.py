@@ -66,22 +66,30 @@ def structured_output_mode(ctx: Context, base_url: str) -> StructuredOutput:
     return "json_schema" if _is_openai(base_url) else "json_object"
 
 
-class PassThroughChatOpenAI(ChatOpenAI):
-    """`ChatOpenAI` whose messages and tools reach the openai SDK as `extra_body`, sent as they are.
+SDK_ARGUMENTS = frozenset(
+    {"model", "messages", "stream", "response_format", "extra_body", "extra_headers", "extra_query", "timeout"}
+)
+"""What `PassThroughChatOpenAI` leaves an argument of the SDK's `create`: it needs them itself."""
 
-    The SDK walks a request's typed arguments through its TypedDict transforms (aliases, dates,
-    base64 files) before it serialises them; plain chat messages and JSON-schema tools come out
-    unchanged, after ~0.5 ms of CPU per call, which caps a batch's throughput at high concurrency.
-    `extra_body` is merged into the body key by key, so the request is the same bytes.
+
+class PassThroughChatOpenAI(ChatOpenAI):
+    """`ChatOpenAI` whose request body reaches the openai SDK as `extra_body`, sent as it is.
+
+    The SDK walks each typed argument of a request through its TypedDict transforms (aliases,
+    dates, base64 files) before it serialises it; plain chat messages, JSON-schema tools and
+    numbers come out unchanged, after CPU that caps a batch's throughput at high concurrency
+    (`benchmarks/client_profile.py`). Only what the SDK needs itself stays an argument
+    (`SDK_ARGUMENTS`). `extra_body` is merged into the body key by key, so the server gets the same
+    JSON object.
     """
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
-        nested = {key: payload[key] for key in ("messages", "tools") if key in payload}
-        if nested:
-            payload["extra_body"] = {**(payload.get("extra_body") or {}), **nested}
-            payload.update({key: [] for key in nested})  # `messages` is a required argument: an empty stand-in
-        return payload
+        if self._use_responses_api(payload):
+            return payload
+        body = {key: value for key, value in payload.items() if key == "messages" or key not in SDK_ARGUMENTS}
+        arguments = {key: value for key, value in payload.items() if key in SDK_ARGUMENTS}
+        return {**arguments, "messages": [], "extra_body": {**(payload.get("extra_body") or {}), **body}}
 
 
 @lru_cache(maxsize=64)

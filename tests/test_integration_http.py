@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI
 
 from aidsafe.graphs.deliberation import build_graph, graph
+from aidsafe.nodes.llm import _chat_openai, constrained
+from aidsafe.state.answers import IntentAnswer
 from tests.fakes import StubServer, schema_answer, schema_of
 
 
@@ -44,6 +48,24 @@ def test_other_structured_output_modes(stub_server, mode):
         assert request["response_format"]["json_schema"]["name"] == "IntentAnswer"
     else:
         assert request["tool_choice"]["function"]["name"] == "IntentAnswer"
+
+
+@pytest.mark.parametrize("mode", ["json_object", "json_schema", "function_calling"])
+def test_the_server_gets_the_request_plain_chat_openai_sends(stub_server, mode):
+    """The model client hands the body to the openai SDK as `extra_body`, past its type transforms:
+    the server must get the same JSON object as from langchain-openai's own `ChatOpenAI`."""
+    messages = [SystemMessage("policies"), HumanMessage("Task: x"), AIMessage("{}"), HumanMessage("again")]
+    ours = _chat_openai("stub-model", stub_server.base_url, 0.3, 64, 10.0, 0, "OPENAI_API_KEY")
+    plain = ChatOpenAI(
+        model="stub-model", base_url=stub_server.base_url, api_key="not-needed", temperature=0.3, max_tokens=64,
+        extra_body=ours.extra_body,
+    )  # fmt: skip
+    schema = IntentAnswer.model_json_schema()
+    for model in (ours, plain):
+        constrained(model, schema, "IntentAnswer", mode).invoke(messages)
+    sent_by_ours, sent_by_plain = stub_server.requests
+    assert sent_by_ours == sent_by_plain
+    assert sent_by_ours["messages"][1] == {"role": "user", "content": "Task: x"} and sent_by_ours["temperature"] == 0.3
 
 
 def test_transient_server_errors_are_retried():
