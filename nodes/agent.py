@@ -53,13 +53,15 @@ def template(name: str) -> string.Template:
     return string.Template((PROMPTS_DIR / f"{name}.md").read_text(encoding="utf-8"))
 
 
-def system_message(policies: PolicySet, *, team: bool = False) -> SystemMessage:
-    """Identical for every agent and round, so servers with prefix caching reuse it.
+TEAM_TASKS = frozenset({"initializer_intents", "initializer_seed", "deliberator", "refiner"})
+"""The deliberation team's calls: their system message adds the deliberators' instructions
+(`nodes/team.md`). Six of a deliberation sample's nine calls are a deliberator's; with the
+instructions in the shared prefix, each of them ends with its task line only."""
 
-    `team`: the deliberation team's agents (initializer, deliberators, refiner) also get every
-    task's instructions (`nodes/team.md`), so that the calls of a sample share them in their prefix
-    and each call ends with its task line only.
-    """
+
+def system_message(policies: PolicySet, *, team: bool = False) -> SystemMessage:
+    """Identical for every agent and round, so servers with prefix caching reuse it; `team`: see
+    `TEAM_TASKS`."""
     content = template("system").substitute(policies=policies.render())
     return SystemMessage(content=f"{content}\n{template('team').template}" if team else content)
 
@@ -74,7 +76,7 @@ where something new was written."""
 
 
 def messages(
-    policies: PolicySet, task: str, *, context: Collection[str] = ("request",), team: bool = False, **values: Any
+    policies: PolicySet, task: str, *, context: Collection[str] = ("request",), **values: Any
 ) -> list[BaseMessage]:
     """The shared system prefix, the sample's `context` blocks, then this call's part, `nodes/<task>.md`.
 
@@ -86,7 +88,7 @@ def messages(
         raise ValueError(f"unknown context blocks {sorted(unknown)}; known: {CONTEXT_BLOCKS}")
     blocks = [template(f"context_{block}") for block in CONTEXT_BLOCKS if block in context]
     parts = [part.substitute(**values).rstrip("\n") for part in [*blocks, template(task)]]
-    return [system_message(policies, team=team), HumanMessage(content="\n\n".join(parts) + "\n")]
+    return [system_message(policies, team=task in TEAM_TASKS), HumanMessage(content="\n\n".join(parts) + "\n")]
 
 
 def intent_values(intents: Intents) -> dict[str, str]:

@@ -38,7 +38,6 @@ def deliberator(index: int, count: int) -> AgentLogic[DeliberationState]:
             messages(
                 policies,
                 "deliberator",
-                team=True,
                 context=CONTEXT_BLOCKS,
                 round=round_number,
                 agent_index=index,

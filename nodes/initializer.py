@@ -20,13 +20,12 @@ NAME = "initializer"
 
 def initialize(state: DeliberationState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
     prompt = state["prompt"]
-    intents: IntentAnswer = yield Ask(IntentAnswer, messages(policies, "initializer_intents", team=True, prompt=prompt))
+    intents: IntentAnswer = yield Ask(IntentAnswer, messages(policies, "initializer_intents", prompt=prompt))
     seed: SeedAnswer = yield Ask(
         SeedAnswer,
         messages(
             policies,
             "initializer_seed",
-            team=True,
             context=("request", "intents"),
             prompt=prompt,
             **intent_values({"explicit": intents.explicit_intents, "implicit": intents.implicit_intents}),

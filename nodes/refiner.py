@@ -26,7 +26,6 @@ def refine(state: DeliberationState, ctx: Context, policies: PolicySet) -> Gener
         messages(
             policies,
             "refiner",
-            team=True,
             context=CONTEXT_BLOCKS,
             **deliberation_blocks(state),
         ),
