@@ -849,7 +849,10 @@ def test_an_internal_error_names_its_log_file_and_debug_shows_the_traceback(tmp_
 
 @pytest.mark.parametrize(("stop", "workers"), [(signal.SIGINT, "1"), (signal.SIGTERM, "2")])
 def test_ctrl_c_and_sigterm_end_quietly_with_the_resume_hint(tmp_path, stop, workers):
-    inputs = Workspace(tmp_path, "").jsonl("in.jsonl", *({"id": f"s{i}", "prompt": f"question {i}"} for i in range(40)))
+    # Far more samples than finish before the signal: on a loaded machine a 40-sample run had
+    # finished (exit 0) by the time the poll below saw its third line.
+    prompts = ({"id": f"s{i}", "prompt": f"question {i}"} for i in range(400))
+    inputs = Workspace(tmp_path, "").jsonl("in.jsonl", *prompts)
     out = tmp_path / "out.jsonl"
     command = [sys.executable, "-c", "import sys; from aidsafe.cli.main import console_main; sys.exit(console_main())"]
     with StubServer(latency=0.1) as slow:
