@@ -149,14 +149,14 @@ def _structured_call(
     ask: Ask, role: Role, ctx: Context, policies: PolicySet, provider: ModelProvider
 ) -> StructuredCall:
     """The call with one contract: the ids its schema allows are the ids its validation knows."""
-    context = dataclasses.replace(ask.checks, policy_ids=tuple(policies.ids))
+    checks = dataclasses.replace(ask.checks, policy_ids=tuple(policies.ids))
     return StructuredCall(
         provider(role, ctx),
         ask.schema,
         ctx,
         base_url=ctx.base_url_for(role),
-        json_schema=answer_schema(ask.schema, context),
-        validation_context=context,
+        json_schema=answer_schema(ask.schema, checks),
+        checks=checks,
     )
 
 

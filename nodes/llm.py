@@ -178,10 +178,10 @@ def _unfenced(raw: str) -> str:
     return raw
 
 
-def parse_answer(message: AIMessage, schema_cls: type[Answer], context: AnswerContext | None) -> Answer:
+def parse_answer(message: AIMessage, schema_cls: type[Answer], checks: AnswerContext | None) -> Answer:
     raw = _unfenced(raw_answer(message))
     try:
-        return schema_cls.model_validate_json(raw, context=context)
+        return schema_cls.model_validate_json(raw, context=checks)
     except ValidationError as exc:
         if exc.errors()[0]["type"] != "json_invalid":
             raise
@@ -189,14 +189,14 @@ def parse_answer(message: AIMessage, schema_cls: type[Answer], context: AnswerCo
             data = json.loads(raw, strict=False)
         except ValueError:
             raise exc from None
-        return schema_cls.model_validate(data, context=context)
+        return schema_cls.model_validate(data, context=checks)
 
 
 SALVAGED_TAIL_CHARS = 40
 """How much of a salvaged answer's cut end the repair record keeps, to show where it stopped."""
 
 
-def salvage(message: AIMessage, schema_cls: type[Answer], context: AnswerContext | None) -> Answer:
+def salvage(message: AIMessage, schema_cls: type[Answer], checks: AnswerContext | None) -> Answer:
     """An answer cut at `max_tokens`, closed by `json_repair` and kept when it validates.
 
     Often every required field but the last text is complete (a rubric whose justification ran long
@@ -207,7 +207,7 @@ def salvage(message: AIMessage, schema_cls: type[Answer], context: AnswerContext
     data = json_repair.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("nothing usable before the cut")
-    answer = schema_cls.model_validate(data, context=context)
+    answer = schema_cls.model_validate(data, context=checks)
     if isinstance(answer, AgentAnswer):
         answer.note_repair("truncated_answer_salvaged", "", raw[-SALVAGED_TAIL_CHARS:], "closed the cut-off JSON")
     return answer
@@ -327,7 +327,7 @@ class StructuredCall:
         ctx: Context,
         base_url: str = "",
         json_schema: dict[str, Any] | None = None,
-        validation_context: AnswerContext | None = None,
+        checks: AnswerContext | None = None,
     ) -> None:
         self.model, self.mode = model, structured_output_mode(ctx, base_url)
         self.schema = json_schema or schema_cls.model_json_schema()
@@ -335,7 +335,7 @@ class StructuredCall:
         self.schema_cls = schema_cls
         self.attempts = ctx.parse_retries + 1
         self.max_tokens = ctx.max_tokens
-        self.validation_context = validation_context
+        self.checks = checks
         self.usage: list[Usage] = []
         self.repairs: list[AnswerRepair] = []
         self.refusals: list[str] = []
@@ -358,8 +358,8 @@ class StructuredCall:
             cut_off = reply.response_metadata.get("finish_reason") == "length"
             try:
                 if cut_off:
-                    return self._used(salvage(reply, self.schema_cls, self.validation_context))
-                return self._used(parse_answer(reply, self.schema_cls, self.validation_context))
+                    return self._used(salvage(reply, self.schema_cls, self.checks))
+                return self._used(parse_answer(reply, self.schema_cls, self.checks))
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 error = f"the answer was cut off at {self.max_tokens} tokens ({exc})" if cut_off else str(exc)
             if cut_off:
