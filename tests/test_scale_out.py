@@ -54,6 +54,13 @@ def wait_for_records(process: subprocess.Popen, out: Path, at_least: int, timeou
     raise AssertionError(f"{at_least} records did not come (exit code {process.poll()}): {stderr}")
 
 
+def wait_for_calls(server: StubServer, at_least: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(server.requests) < at_least:
+        assert time.monotonic() < deadline, f"the server saw {len(server.requests)} of {at_least} calls"
+        time.sleep(0.01)
+
+
 def kill_driver(process: subprocess.Popen) -> list[int]:
     """SIGKILL the driver; return the processes it had started (still running, for now)."""
     tree = descendants(process.pid)
@@ -87,6 +94,8 @@ def test_local_engine_on_postgres_resumes_after_a_driver_kill(tmp_path, database
         flags = ("--checkpoint", database, "--concurrency", "8", "--workers", "2")
         driver = subprocess.Popen(command(server, inputs, out, *flags), cwd=ROOT, stderr=subprocess.PIPE)
         wait_for_records(driver, out, at_least=5)
+        # The first samples finish together; kill once the next ones are two calls in, not at their start.
+        wait_for_calls(server, len(server.requests) + 16)
         wait_gone(kill_driver(driver), 60)  # the workers leave with their driver
         done_before = {r["id"] for r in read_jsonl(out)}
         calls_before = len(server.requests)
