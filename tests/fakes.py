@@ -25,6 +25,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 Reply = str | dict[str, Any] | Exception
+ROOT = Path(__file__).resolve().parents[1]
+"""The checkout: the working directory of `aidsafe` run in a child process."""
 
 
 def schema_title(kwargs: dict[str, Any]) -> str:
@@ -471,6 +473,34 @@ def write_jsonl(path: Path, lines: Sequence[dict[str, Any] | bytes]) -> Path:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def generate_record(id: str, response: str = "Here is how.", policy_ids=("illegal_activity",)) -> dict:
+    """A record in the shape `aidsafe generate` writes."""
+    return {
+        "id": id,
+        "prompt": f"prompt {id}",
+        "intents": {"explicit": ["x"], "implicit": []},
+        "thoughts": [
+            {
+                "id": 0,
+                "text": "The request is about my own lock.",
+                "agent": "initializer",
+                "round": 0,
+                "policy_ids": list(policy_ids),
+                "corrects": None,
+            },
+        ],
+        "response": response,
+        "deliberation_log": [],
+        "removed_thoughts": [],
+        "rounds": 1,
+        "stop_reason": "consensus",
+        "model": "m",
+        "policy_set": "abc",
+        "usage": {"llm_calls": 5, "input_tokens": 1, "output_tokens": 1},
+        "metadata": {},
+    }
 
 
 def prompts(count: int) -> list[dict[str, Any]]:

@@ -17,10 +17,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import uvicorn
 
 
 def free_port() -> int:
@@ -37,15 +41,22 @@ def postgres_bin() -> Path:
     return Path(found[-1]).parent
 
 
+def children(pid: int) -> list[int]:
+    """The live children of `pid` (of any of its threads), read from /proc."""
+    found = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """Every live descendant of `pid`, read from /proc."""
     found, todo = [], [pid]
     while todo:
-        parent = todo.pop()
-        with contextlib.suppress(OSError):
-            children = [int(c) for c in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
-            found += children
-            todo += children
+        found_now = children(todo.pop())
+        found += found_now
+        todo += found_now
     return found
 
 
@@ -170,3 +181,45 @@ def stop_ray_tree(pid: int) -> None:
     tree = descendants(pid)
     stop_pids([pid])
     stop_pids([p for p in tree if alive(p)])
+
+
+def start_generate(inputs: Path, output: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """`aidsafe generate` on the embedded model in a child process, once its server process exists:
+    the run and the server's pids."""
+    command = [sys.executable, "-c", "import sys; from aidsafe.cli.main import console_main; sys.exit(console_main())"]
+    run = subprocess.Popen(
+        [*command, "generate", str(inputs), "-o", str(output), "--no-progress"],
+        cwd=output.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    deadline = time.monotonic() + 60
+    server_pids: list[int] = []
+    while not server_pids and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)
+        server_pids = children(run.pid)
+    if not server_pids:
+        run.kill()
+        raise AssertionError(f"the embedded server never started: {run.communicate()}")
+    return run, server_pids
+
+
+@contextlib.contextmanager
+def running(app: Any, **options: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free port of 127.0.0.1 in a thread; shut it down on exit.
+    `options` go to `uvicorn.Config` (e.g. `http`, the protocol class)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

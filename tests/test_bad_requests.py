@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from aidsafe.serving import ServeSettings, create_app
 from aidsafe.serving.limits import timed_protocol
 from tests.fakes import StubServer
-from tests.test_serving import running
+from tests.services import running
 
 INVOKE = "/deliberation/invoke"
 

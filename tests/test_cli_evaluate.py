@@ -9,35 +9,7 @@ import pytest
 from aidsafe.cli.main import main
 from aidsafe.nodes.agent import template
 from aidsafe.state.evaluation import RUBRICS
-from tests.fakes import StubServer, schema_answer, schema_of, write_jsonl
-
-
-def generate_record(id: str, response: str = "Here is how.", policy_ids=("illegal_activity",)) -> dict:
-    """A record in the shape `aidsafe generate` writes."""
-    return {
-        "id": id,
-        "prompt": f"prompt {id}",
-        "intents": {"explicit": ["x"], "implicit": []},
-        "thoughts": [
-            {
-                "id": 0,
-                "text": "The request is about my own lock.",
-                "agent": "initializer",
-                "round": 0,
-                "policy_ids": list(policy_ids),
-                "corrects": None,
-            },
-        ],
-        "response": response,
-        "deliberation_log": [],
-        "removed_thoughts": [],
-        "rounds": 1,
-        "stop_reason": "consensus",
-        "model": "m",
-        "policy_set": "abc",
-        "usage": {"llm_calls": 5, "input_tokens": 1, "output_tokens": 1},
-        "metadata": {},
-    }
+from tests.fakes import StubServer, generate_record, schema_answer, schema_of, write_jsonl
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import pytest
 
 from aidsafe.batch.prices import PriceError, PriceTable, load_prices
 from aidsafe.cli.main import COST_CAP_REACHED, main
-from tests.fakes import StubServer
-from tests.test_generate import prompts, read_jsonl, write_jsonl
+from tests.fakes import StubServer, generate_record, prompts, read_jsonl, write_jsonl
 
 # The stub answers every call with 50 prompt and 5 completion tokens; a consensus sample makes 5 calls.
 SAMPLE_IN, SAMPLE_OUT = 250, 25
@@ -124,7 +123,6 @@ def test_price_lookup_exact_then_longest_prefix_then_default():
 
 
 def test_evaluate_max_cost_stops_the_grading_and_a_higher_cap_grades_the_rest(tmp_path, capsys):
-    from tests.test_cli_evaluate import generate_record
 
     run_file = write_jsonl(tmp_path / "run.jsonl", [generate_record(f"r{i}") for i in range(5)])
     out = tmp_path / "eval"

@@ -18,13 +18,12 @@ import pytest
 
 from aidsafe.cli.main import main
 from aidsafe.embedded.llama_server import PORTABLE_CMAKE_ARGS
-from tests.fakes import prompts, read_jsonl, write_jsonl
-from tests.test_signals import alive, start_generate
+from tests.fakes import generate_record, prompts, read_jsonl, write_jsonl
+from tests.runs import CALLS_PER_SAMPLE
+from tests.services import alive, start_generate
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_LLAMA = ROOT / "tests" / "fake_llama"
-CALLS_PER_SAMPLE = 5
-"""Model calls of one sample on the stub's answers (2 initializer, 2 deliberators agreeing, 1 refiner)."""
 
 
 @pytest.fixture
@@ -158,7 +157,6 @@ def test_killing_the_real_embedded_server_mid_run_ends_the_run(tmp_path):
 
 def test_a_crash_mid_grading_stops_evaluate_and_a_rerun_resumes(tmp_path, fake_llama, capsys):
     from aidsafe.state.evaluation import RUBRICS
-    from tests.test_cli_evaluate import generate_record
 
     run = write_jsonl(tmp_path / "run.jsonl", [generate_record(f"s{i}") for i in range(3)])
     out = tmp_path / "eval"

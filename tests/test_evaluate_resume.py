@@ -19,8 +19,7 @@ from pathlib import Path
 
 from aidsafe.cli.main import main
 from aidsafe.state.evaluation import RUBRICS
-from tests.fakes import StubServer, schema_answer
-from tests.test_cli_evaluate import generate_record, write_jsonl
+from tests.fakes import StubServer, generate_record, schema_answer, write_jsonl
 
 RECORDS = 10
 CALLS_PER_SAMPLE = 2 * len(RUBRICS) + 1  # six rubrics for each file, one pairwise verdict

@@ -23,9 +23,7 @@ from aidsafe.batch.inputs import read_samples
 from aidsafe.cli.main import main
 from aidsafe.graphs.deliberation import build_graph
 from aidsafe.state.records import ErrorRecord, GenerateRecord
-from tests.fakes import StubServer, generate, prompts, read_jsonl, schema_answer, schema_of, scripted, write_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fakes import ROOT, StubServer, generate, prompts, read_jsonl, schema_answer, schema_of, scripted, write_jsonl
 
 
 def test_generate_writes_one_complete_record_per_prompt(tmp_path, stub_server, capsys):

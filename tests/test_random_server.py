@@ -17,8 +17,7 @@ import pytest
 from aidsafe.cli.main import main
 from aidsafe.state.evaluation import RUBRICS
 from aidsafe.state.records import GenerateRecord, PreferenceRecord
-from tests.fakes import RandomSchemaAnswers, StubServer, schema_of
-from tests.test_generate import prompts, read_jsonl, write_jsonl
+from tests.fakes import RandomSchemaAnswers, StubServer, prompts, read_jsonl, schema_of, write_jsonl
 
 SAMPLES = 200
 FAST = ["--model", "random", "--no-progress", "--concurrency", "64"]

@@ -25,11 +25,8 @@ import pytest
 
 from aidsafe.cli.main import main
 from aidsafe.state.records import PreferenceRecord
-from tests.fakes import StubServer, prompts, read_jsonl, whisper_stub_answer, write_jsonl
-from tests.services import RayHead, descendants, ray_cluster, stop_pids
-from tests.test_cli_evaluate import generate_record
-from tests.test_generate import ROOT
-from tests.test_scale_out import (
+from tests.fakes import ROOT, StubServer, generate_record, prompts, read_jsonl, whisper_stub_answer, write_jsonl
+from tests.runs import (
     CALLS_PER_SAMPLE,
     assert_every_sample_once,
     assert_finished_not_recomputed,
@@ -38,6 +35,7 @@ from tests.test_scale_out import (
     kill_driver,
     wait_for_records,
 )
+from tests.services import RayHead, descendants, ray_cluster, stop_pids
 
 
 @pytest.fixture(scope="module")

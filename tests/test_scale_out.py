@@ -9,78 +9,27 @@ sample recomputed (calls counted at the server), checkpoints pruned. The server 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-import psycopg
 import pytest
 
 from aidsafe.cli.main import main
-from aidsafe.state.records import GenerateRecord
-from tests.fakes import StubServer, prompts, read_jsonl, write_jsonl
-from tests.services import descendants, wait_gone
-from tests.test_generate import ROOT
-
-CALLS_PER_SAMPLE = 5
-"""The stub's answers agree at once: intents, seed, two deliberators, refiner."""
-
-
-def checkpoint_rows(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        return sum(
-            conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("checkpoints", "checkpoint_writes")
-        )  # type: ignore[index]
-
-
-def command(server: StubServer, inputs: Path, out: Path, *flags: str) -> list[str]:
-    return [
-        sys.executable, "-m", "aidsafe.cli.main", "generate", str(inputs), "-o", str(out), "--no-progress",
-        "--base-url", server.base_url, "--model", "stub-model", *flags,
-    ]  # fmt: skip
-
-
-def wait_for_records(process: subprocess.Popen, out: Path, at_least: int, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if out.exists() and out.read_text().count("\n") >= at_least:
-            return
-        time.sleep(0.02)
-    stderr = process.stderr.read().decode()[-3000:] if process.stderr else ""
-    raise AssertionError(f"{at_least} records did not come (exit code {process.poll()}): {stderr}")
-
-
-def wait_for_calls(server: StubServer, at_least: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while len(server.requests) < at_least:
-        assert time.monotonic() < deadline, f"the server saw {len(server.requests)} of {at_least} calls"
-        time.sleep(0.01)
-
-
-def kill_driver(process: subprocess.Popen) -> list[int]:
-    """SIGKILL the driver; return the processes it had started (still running, for now)."""
-    tree = descendants(process.pid)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    return tree
-
-
-def assert_every_sample_once(out: Path, rows: list[dict]) -> None:
-    records = read_jsonl(out)
-    assert sorted(r["id"] for r in records) == sorted(r["id"] for r in rows)  # nothing lost, nothing twice
-    for record in records:
-        GenerateRecord.model_validate(record)
-
-
-def assert_finished_not_recomputed(done_before: set[str], rows: list[dict], later_requests: list[dict]) -> None:
-    prompt_of = {r["id"]: r["prompt"] for r in rows}
-    text = json.dumps(later_requests)
-    assert not [i for i in done_before if prompt_of[i] in text]
-
+from tests.fakes import ROOT, StubServer, prompts, read_jsonl, write_jsonl
+from tests.runs import (
+    CALLS_PER_SAMPLE,
+    STUB_PROCESS,
+    assert_every_sample_once,
+    assert_finished_not_recomputed,
+    checkpoint_rows,
+    command,
+    kill_driver,
+    wait_for_calls,
+    wait_for_records,
+)
+from tests.services import wait_gone
 
 # --------------------------------------------------------------------------------------------
 # Postgres checkpoints on the local engine
@@ -139,15 +88,6 @@ def test_a_second_driver_on_the_same_output_refuses_to_start(tmp_path, store, re
 
 # --------------------------------------------------------------------------------------------
 # Several endpoints
-
-
-def _serve_stub(latency: str) -> None:
-    with StubServer(latency=float(latency)) as server:
-        print(server.port, flush=True)
-        time.sleep(3600)
-
-
-STUB_PROCESS = "import sys; from tests.test_scale_out import _serve_stub; _serve_stub(sys.argv[1])"
 
 
 def test_several_endpoints_one_killed_mid_run_lose_nothing_and_the_others_take_its_load(tmp_path, capsys):

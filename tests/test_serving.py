@@ -9,40 +9,20 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from langchain_core.runnables import RunnableLambda
 from langserve import RemoteRunnable
 
 from aidsafe.embedded.llama_server import stop_process
 from aidsafe.serving import GRAPHS, ServeSettings, create_app
 from tests.fakes import STUB_BELIEF, StubServer, schema_answer, schema_of, whisper_stub_answer
+from tests.services import running
 
 KEY = "test-api-key"
 AUTH = {"X-API-Key": KEY}
-
-
-@contextmanager
-def running(app: Any, **options: Any) -> Iterator[str]:
-    """Serve `app` with uvicorn on a free port of 127.0.0.1 in a thread; shut it down on exit.
-    `options` go to `uvicorn.Config` (e.g. `http`, the protocol class)."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def broken(_: Any) -> Any:
