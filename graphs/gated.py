@@ -61,3 +61,7 @@ def build_graph(
     builder.add_edge(safety_gate.NAME, END)
     builder.add_edge(COMPLETE_OUTPUT, END)
     return builder.compile(checkpointer=checkpointer, name=name)
+
+
+graph = build_graph()
+"""Two deliberators, scorer chosen per run, no checkpointer: what `langgraph.json`, Studio and LangServe load."""

@@ -146,8 +146,9 @@ class Context:
     safety_threshold: Annotated[float, Interval(ge=0, le=1)] | None = field(
         default=None,
         metadata={
-            "description": "Safety gate (batch generate): the violation scorer rates every final response; "
-            "above this score (0..1) the record is flagged and left out of the SFT export. Unset: no gate."
+            "description": "Safety gate: the violation scorer rates every final response; above this score "
+            "(0..1) the record is flagged and left out of the SFT export. Unset: no gate in batch generate, "
+            "0.5 in the gated graph (served, Studio)."
         },
     )
     scorer_url: Url | None = field(

@@ -30,8 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidsafe.batch.inputs import prompt_problem
 from aidsafe.embedded.served import model_server
-from aidsafe.graphs import preference
-from aidsafe.graphs.deliberation import build_graph
+from aidsafe.graphs import deliberation, gated, preference
 from aidsafe.nodes.context import Context
 from aidsafe.serving.limits import BadBody, BodyTooSlow, parse_json, read_body, timed_protocol
 from aidsafe.serving.settings import ServeSettings
@@ -61,7 +60,8 @@ OPEN_PATHS = frozenset({"/health"})
 
 GraphFactory = Callable[[ServeSettings], Runnable]
 GRAPHS: list[tuple[str, GraphFactory]] = [
-    ("/deliberation", lambda settings: build_graph(settings.n_deliberators)),
+    ("/deliberation", lambda settings: deliberation.build_graph(settings.n_deliberators)),
+    ("/gated", lambda settings: gated.build_graph(settings.n_deliberators)),
     ("/preference", lambda settings: preference.build_graph(settings.n_deliberators)),
 ]
 """(path, graph factory): one line per served graph."""

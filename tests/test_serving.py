@@ -29,9 +29,16 @@ def broken(_: Any) -> Any:
     raise RuntimeError("secret internals /srv/app.py line 12")
 
 
+def served_answer(request: dict) -> str:
+    """The stub's answers; the violation scorer rates every response 2 of 4 (score 0.5)."""
+    if schema_of(request)["title"] == "ViolationAnswer":
+        return json.dumps({"policy_ids": [], "rationale": "Borderline.", "rating": 2})
+    return whisper_stub_answer(request)
+
+
 @pytest.fixture(scope="module")
 def stub() -> Iterator[StubServer]:
-    with StubServer(respond=whisper_stub_answer) as server:
+    with StubServer(respond=served_answer) as server:
         yield server
 
 
@@ -71,6 +78,18 @@ def test_preference_graph_is_served(client):
     out = reply.json()["output"]
     assert out["error"] is None and out["id"] == "p1" and out["chosen"] == chosen
     assert out["belief"] == STUB_BELIEF and out["negative_example"] is True and out["iterations"] == 3
+
+
+def test_gated_graph_is_served_and_the_client_may_move_its_threshold(client):
+    body = {"input": {"prompt": "How do I open my door?", "id": "g1"}}
+    out = client.post("/gated/invoke", json=body).json()["output"]
+    assert out["error"] is None and out["id"] == "g1" and out["response"]
+    assert out["safety"] == {"score": 0.5, "threshold": 0.5, "flagged": False}  # the gate's default threshold
+    config = {"configurable": {"safety_threshold": 0.25}}
+    out = client.post("/gated/invoke", json={**body, "config": config}).json()["output"]
+    assert out["safety"] == {"score": 0.5, "threshold": 0.25, "flagged": True}
+    reply = client.post("/gated/invoke", json={**body, "config": {"configurable": {"safety_threshold": 2}}})
+    assert reply.status_code == 422 and "safety_threshold" in json.dumps(reply.json()["detail"])
 
 
 def test_client_may_set_safe_fields_but_not_the_server_url(client, stub):

@@ -52,8 +52,8 @@ def langgraph_dev(tmp_path_factory) -> Iterator[str]:
         stop_process(process, timeout=30)
 
 
-def assistant(url: str) -> str:
-    [found] = get_sync_client(url=url).assistants.search(graph_id="aidsafe_deliberation")
+def assistant(url: str, graph_id: str = "aidsafe_deliberation") -> str:
+    [found] = get_sync_client(url=url).assistants.search(graph_id=graph_id)
     return str(found["assistant_id"])
 
 
@@ -65,6 +65,12 @@ def test_studio_sees_readable_nodes_and_documented_configuration(langgraph_dev):
     context = client.assistants.get_schemas(assistant_id)["context_schema"]["properties"]
     for name in ("model", "base_url", "max_rounds", "policy_file", "deliberator_model"):
         assert context[name]["description"], name
+
+
+def test_studio_sees_the_gated_deliberation(langgraph_dev):
+    assistant_id = assistant(langgraph_dev, "aidsafe_gated_deliberation")
+    graph = get_sync_client(url=langgraph_dev).assistants.get_graph(assistant_id)
+    assert {"deliberation", "score_final", "safety_gate"} <= {node["id"] for node in graph["nodes"]}
 
 
 def test_a_run_through_the_sdk(langgraph_dev, stub_server):
