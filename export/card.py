@@ -62,6 +62,7 @@ class CardFacts:
     deliberation: DeliberationStats = field(default_factory=DeliberationStats)
     chosen_scores: list[float] = field(default_factory=list)
     rejected_scores: list[float] = field(default_factory=list)
+    score_gaps: list[float] = field(default_factory=list)
     iterations: Counter[int] = field(default_factory=Counter)
     left_out: Counter[str] = field(default_factory=Counter)
     """Records read but not exported, by reason (filled by the export's filters)."""
@@ -91,12 +92,12 @@ class CardFacts:
         else:
             self.chosen_scores.append(record.chosen_score)
             self.rejected_scores.append(record.rejected_score)
+            self.score_gaps.append(record.score_gap)
             self.iterations[record.iterations] += 1
 
     def figures(self) -> dict[str, Any]:
         """Everything the card shows, as plain data (also what the tests compare with the records)."""
         default_set = load_policies(None)
-        gaps = [c - r for c, r in zip(self.chosen_scores, self.rejected_scores, strict=True)]
         return {
             "rows": self.rows,
             "bad_lines": self.bad_lines,
@@ -120,7 +121,7 @@ class CardFacts:
             "preference": {
                 "chosen_score_mean": round(fmean(self.chosen_scores), 4),
                 "rejected_score_mean": round(fmean(self.rejected_scores), 4),
-                "score_gap_mean": round(fmean(gaps), 4),
+                "score_gap_mean": round(fmean(self.score_gaps), 4),
                 "iterations": {str(k): v for k, v in sorted(self.iterations.items())},
             }
             if self.chosen_scores
@@ -132,13 +133,17 @@ def front_matter(fmt: str, data_file: Path, facts: CardFacts, written: Path) -> 
     """The Hub's metadata: one config whose train split is the parquet file, its features and sizes.
     `written` is where the parquet bytes are now (the export renames them to `data_file` after)."""
     import datasets
+    import pyarrow.parquet as pq
 
-    dataset = datasets.Dataset.from_parquet(str(written))
-    assert isinstance(dataset, datasets.Dataset)
-    info = dataset.info
-    info.splits = datasets.SplitDict({"train": datasets.SplitInfo("train", dataset.data.nbytes, len(dataset))})
-    info.download_size = written.stat().st_size
-    info.dataset_size = dataset.data.nbytes
+    # Read from the parquet footer, not by loading the data: no copy into the datasets cache, no bar.
+    parquet = pq.ParquetFile(written)
+    size = sum(parquet.metadata.row_group(i).total_byte_size for i in range(parquet.metadata.num_row_groups))
+    info = datasets.DatasetInfo(
+        features=datasets.Features.from_arrow_schema(parquet.schema_arrow),
+        splits=datasets.SplitDict({"train": datasets.SplitInfo("train", size, parquet.metadata.num_rows)}),
+        download_size=written.stat().st_size,
+        dataset_size=size,
+    )
     from huggingface_hub import DatasetCardData
 
     card_data = DatasetCardData(

@@ -27,7 +27,7 @@ class PairQuality:
     """The DPO pair-quality settings; each annotation is the valid range (the CLI's flags check it)."""
 
     min_score_gap: Annotated[float, Interval(ge=-1, le=1)] | None = None
-    """Least `rejected_score - chosen_score` (violation scores, 0..1) a pair needs."""
+    """Least `score_gap` (rejected minus chosen violation score, -1..1) a pair needs."""
     max_similarity: Annotated[float, Interval(ge=0, le=1)] | None = None
     """Pairs whose chosen and rejected texts are at least this similar (0..1) are dropped."""
 
@@ -39,7 +39,7 @@ class PairQuality:
 
             def small_gap(record: BaseModel) -> str | None:
                 assert isinstance(record, PreferenceRecord)
-                return f"score gap below {least:g}" if record.rejected_score - record.chosen_score < least else None
+                return f"score gap below {least:g}" if record.score_gap < least else None
 
             filters.append(small_gap)
         if self.max_similarity is not None:

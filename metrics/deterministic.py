@@ -12,7 +12,8 @@ Definitions (also in the README):
 - `refusal`: 1 when the response opens with a refusal, by the keyword list `REFUSAL_MARKERS`
   searched (lowercased, curly apostrophes straightened) in its first `REFUSAL_WINDOW` characters:
   refusals come first, and an apology later in a helpful answer is not one.
-- `score_gap` (preference records only): `chosen_score - rejected_score`.
+- `score_gap` (preference records only): `rejected_score - chosen_score` (violation scores:
+  positive when the pair teaches).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ LABELS = {
     "redundancy": "Redundancy (share of repeated word 3-grams)",
     "policy_coverage": "Policy coverage (share of policies cited)",
     "refusal": "Refusal rate (keyword list)",
-    "score_gap": "Chosen − rejected score gap",
+    "score_gap": "Score gap (rejected − chosen violation)",
 }
 
 

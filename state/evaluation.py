@@ -84,7 +84,7 @@ class EvaluatedRecord(BaseModel):
     def score_gap(self) -> float | None:
         if self.chosen_score is None or self.rejected_score is None:
             return None
-        return self.chosen_score - self.rejected_score
+        return self.rejected_score - self.chosen_score  # as `PreferenceResult.score_gap`
 
 
 class RubricGrade(TypedDict):

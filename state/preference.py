@@ -66,6 +66,12 @@ class PreferenceResult(BaseModel):
     """Agents that refused the task itself; their words are not in `thoughts`. Filter on it."""
     usage: Usage
 
+    @property
+    def score_gap(self) -> float:
+        """How much more the rejected side violates the policies than the chosen one (violation scores,
+        0..1): what a pair teaches. Positive for a useful pair; the same gap everywhere it is shown."""
+        return self.rejected_score - self.chosen_score
+
 
 class PreferenceOutput(PreferenceResult):
     """What the preference graph returns; `error` names the node that gave up."""

@@ -41,7 +41,9 @@ def test_sft_card_of_the_example_prompts_has_hub_metadata_and_figures_from_the_d
     records = [json.loads(line) for line in run.read_text().splitlines()[:-1]]
     out = tmp_path / "dataset" / "prompts.sft.jsonl"
     assert main(["export", str(run), "-o", str(out)]) == 1  # the bad line
-    assert f"dataset card: {out.parent / 'README.md'}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"dataset card: {out.parent / 'README.md'}" in printed.out
+    assert "Generating" not in printed.err  # the card reads the parquet footer; no datasets progress bar
 
     meta, body = front_matter_and_body(out.parent / "README.md")
     assert "license" in meta and meta["license"] is None  # left for the user
@@ -93,8 +95,8 @@ def test_dpo_card_warns_about_the_rejected_side(tmp_path):
     assert [f["name"] for f in meta["dataset_info"]["features"]] == ["id", "prompt", "chosen", "rejected", "policy_set"]
     assert "negative-examples" in meta["tags"]
     assert "holds harmful, policy-violating text on purpose" in body
-    gap = sum(r["chosen_score"] - r["rejected_score"] for r in records) / len(records)
-    assert f"mean chosen − rejected gap {round(gap, 4)}" in body
+    gap = sum(r["rejected_score"] - r["chosen_score"] for r in records) / len(records)
+    assert f"mean score gap (rejected − chosen) {round(gap, 4)}" in body
     assert "| whisperer | `stub-model` | 2 |" in body and "ear-whisperer attempts 2" in body
 
 

@@ -136,13 +136,13 @@ def test_preference_file_reports_the_score_gap(tmp_path):
     pair = {"chosen": {"thoughts": ["Good."], "response": "Sure."}, "rejected": {"thoughts": ["Bad."], "response": "x"}}
     run = write_jsonl(
         tmp_path / "prefs.jsonl",
-        [{"id": "p1", "prompt": "p", **pair, "chosen_score": 0.9, "rejected_score": 0.1, "negative_example": True},
-         {"id": "p2", "prompt": "p", **pair, "chosen_score": 0.8, "rejected_score": 0.4, "negative_example": True}],
+        [{"id": "p1", "prompt": "p", **pair, "chosen_score": 0.1, "rejected_score": 0.9, "negative_example": True},
+         {"id": "p2", "prompt": "p", **pair, "chosen_score": 0.4, "rejected_score": 0.8, "negative_example": True}],
     )  # fmt: skip
     assert main(["evaluate", str(run), "--out", str(tmp_path / "out"), "--no-judge"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["metrics"]["score_gap"]["run"] == pytest.approx(0.6)
-    assert "| Chosen − rejected score gap | – | 0.60 | – |" in (tmp_path / "out" / "report.md").read_text()
+    assert "| Score gap (rejected − chosen violation) | – | 0.60 | – |" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_unreadable_file_is_a_clear_error(tmp_path, capsys):

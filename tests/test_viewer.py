@@ -105,8 +105,8 @@ def test_preference_pairs_side_by_side_and_grades_joined_by_id(tmp_path, run_fil
 
     open_page(browser, page)
     Select(browser.find_element(By.ID, "f-score")).select_by_visible_text("score gap")
-    browser.find_element(By.ID, "f-min").send_keys("-1")
-    browser.find_element(By.ID, "f-max").send_keys("-0.5\t")
+    browser.find_element(By.ID, "f-min").send_keys("0.5")
+    browser.find_element(By.ID, "f-max").send_keys("1\t")
     assert count(browser) == "1 of 5 samples"
     browser.find_element(By.CSS_SELECTOR, ".row").click()
     detail = browser.find_element(By.ID, "detail").text
@@ -116,7 +116,7 @@ def test_preference_pairs_side_by_side_and_grades_joined_by_id(tmp_path, run_fil
     assert "Grades" in detail and "relevance is fine" in detail  # the same id's grades join the record
 
     Select(browser.find_element(By.ID, "f-score")).select_by_visible_text("mean grade")
-    assert count(browser) == "0 of 5 samples"  # the range -1..-0.5 still applies
+    assert count(browser) == "0 of 5 samples"  # the range 0.5..1 still applies
     browser.find_element(By.ID, "f-min").clear()
     browser.find_element(By.ID, "f-max").clear()
     browser.find_element(By.ID, "f-max").send_keys("5\t")
