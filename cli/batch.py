@@ -100,6 +100,14 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     add_price_arguments(parser)
 
 
+PRICE_SETTINGS = ("prices", "input_price", "output_price", "cached_input_price", "max_cost")
+"""The flags of `add_price_arguments`, by their `args` names."""
+
+
+def price_flags_given(args: argparse.Namespace) -> list[str]:
+    return ["--" + name.replace("_", "-") for name in PRICE_SETTINGS if getattr(args, name) is not None]
+
+
 def add_price_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dollars (prices in USD per million tokens)")
     add_setting(

@@ -29,7 +29,14 @@ from aidsafe.batch.evaluate import (
 )
 from aidsafe.batch.files import check_outputs, replace_together
 from aidsafe.batch.inputs import ReadOptions
-from aidsafe.cli.batch import add_batch_arguments, batch_options, interrupted, prices_from_args, server_death
+from aidsafe.cli.batch import (
+    add_batch_arguments,
+    batch_options,
+    interrupted,
+    price_flags_given,
+    prices_from_args,
+    server_death,
+)
 from aidsafe.cli.main import COST_CAP_REACHED
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.served import model_server
@@ -87,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency is None and not embedded:
         args.concurrency = REMOTE_CONCURRENCY
     reads += [Path(args.prices)] if args.prices else []
+    if args.no_judge and (priced := price_flags_given(args)):
+        raise UsageError(f"{', '.join(priced)}: --no-judge calls no model, so there is nothing to price or cap")
     prices = None if args.no_judge else prices_from_args(args, [ctx.model_for("judge")])
     options = batch_options(args, out / "samples.jsonl", embedded and not args.no_judge, reads, prices)
     report_files = [out / name for name in (*REPORT_FILES, "metrics.jsonl", "charts/scores.png", "charts/pairwise.png")]
