@@ -73,10 +73,19 @@ LOCAL_START_ATTEMPTS = 2
 Ray, ray-project/ray#65983); a second start usually comes up."""
 
 
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for a node that never joins other machines. Unset on Linux, Ray rewrites
+`_node_ip_address="127.0.0.1"` to the machine's address and its servers listen on every
+interface; at 0 a local Ray takes 127.0.0.1 and listens on loopback only. Ray reads it on import."""
+
+
 def _connect(address: str | None, workers: int) -> bool:
     """Join the cluster at `address`, or start a local Ray bound to loopback; True when this call
     connected (the run then disconnects at its end), False when the process already was (a caller's
-    own `ray.init`)."""
+    own `ray.init`). A local Ray serves only this run, so nothing of it listens beyond loopback
+    (when Ray was imported before, e.g. by the caller, its own setting stays)."""
+    if not address and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
     import ray
 
     if ray.is_initialized():
@@ -121,11 +130,10 @@ async def run_on_ray(
 
     Actors are spread over the cluster's nodes; concurrency and the rate limit are split evenly.
     """
-    import ray
-
     if job.context.get("policy_file"):  # read by each actor: the same path on every node
         job = replace(job, context={**job.context, "policy_file": str(Path(job.context["policy_file"]).resolve())})
-    connected = _connect(address, workers)
+    connected = _connect(address, workers)  # first: it may have to set Ray's settings before Ray is imported
+    import ray
     per_worker = math.ceil(concurrency / workers)
     actor_class: Any = ray.remote(SampleWorker).options(
         num_cpus=1,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import ipaddress
 import os
 import shutil
 import signal
@@ -19,12 +20,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def free_port() -> int:
@@ -66,6 +69,33 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def listening_addresses(pids: Iterable[int]) -> set[tuple[IPAddress, int]]:
+    """(address, port) of every TCP socket of `pids` that listens, from /proc (no `ss` needed);
+    an IPv4 address mapped into IPv6 is given as the IPv4 one."""
+    inodes: set[str] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found: set[tuple[IPAddress, int]] = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            host, port = fields[1].split(":")
+            # the kernel writes the address as 32-bit words, each in little-endian order
+            packed = b"".join(bytes.fromhex(host[i : i + 8])[::-1] for i in range(0, len(host), 8))
+            address = ipaddress.ip_address(packed)
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            found.add((address, int(port, 16)))
+    return found
 
 
 def stop_pids(pids: list[int], grace: float = 10.0) -> None:

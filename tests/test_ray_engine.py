@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from aidsafe.batch.ray_engine import LOOPBACK_ONLY
 from aidsafe.cli.main import main
 from aidsafe.state.records import PreferenceRecord
 from tests.fakes import ROOT, StubServer, generate_record, prompts, read_jsonl, whisper_stub_answer, write_jsonl
@@ -35,7 +36,7 @@ from tests.runs import (
     kill_driver,
     wait_for_records,
 )
-from tests.services import RayHead, descendants, ray_cluster, stop_pids
+from tests.services import RayHead, descendants, listening_addresses, ray_cluster, stop_pids
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,15 @@ def ray_head() -> Iterator[RayHead]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_AUTH_MODE", "token")
         env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+        env.setenv(LOOPBACK_ONLY, "0")  # the cluster and every driver of it on 127.0.0.1 (read when Ray is imported)
         with ray_cluster(num_cpus=2) as head:
+            assert_loopback_only([head.pid, *descendants(head.pid)])
             yield head
+
+
+def assert_loopback_only(pids: list[int]) -> None:
+    listening = listening_addresses(pids)
+    assert listening and all(address.is_loopback for address, _ in listening), listening
 
 
 def sample_workers(head: int) -> list[int]:
@@ -156,22 +164,26 @@ def test_a_killed_ray_driver_leaves_a_run_that_the_next_one_finishes(tmp_path, r
     assert checkpoint_rows(database) == 0
 
 
-def test_ray_run_over_500_samples_on_a_local_ray_started_for_the_run(tmp_path, capsys):
-    """Last in the module: after a local Ray was started and shut down in this process, Ray 2.60
-    fails to join another cluster from it."""
+def test_ray_run_over_500_samples_on_a_local_ray_started_for_the_run(tmp_path, monkeypatch):
+    """`aidsafe generate --engine ray` as a user runs it, in a process of its own: the Ray it starts
+    serves only this run, so nothing of it listens beyond loopback."""
+    monkeypatch.delenv(LOOPBACK_ONLY, raising=False)  # the run sets it itself
     rows = prompts(500)
     inputs = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
-    before = set(descendants(os.getpid()))
-    try:
-        with StubServer() as server:
-            flags = ["--engine", "ray", "--workers", "2", "--concurrency", "32"]
-            assert main(command(server, inputs, out, *flags)[3:]) == 0
-            assert len(server.requests) == CALLS_PER_SAMPLE * len(rows)
-    finally:  # what ray.shutdown() left behind, by PID
-        stop_pids([pid for pid in descendants(os.getpid()) if pid not in before])
+    with StubServer() as server:
+        flags = ["--engine", "ray", "--workers", "2", "--concurrency", "32"]
+        driver = subprocess.Popen(command(server, inputs, out, *flags), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            wait_for_records(driver, out, at_least=1)  # the actors run
+            assert_loopback_only([driver.pid, *descendants(driver.pid)])
+            printed, _ = driver.communicate(timeout=600)
+        finally:  # what ray.shutdown() left behind, by PID
+            stop_pids([driver.pid, *descendants(driver.pid)])
+        assert driver.returncode == 0
+        assert len(server.requests) == CALLS_PER_SAMPLE * len(rows)
     assert_every_sample_once(out, rows)
     summary = json.loads((tmp_path / "out.summary.json").read_text())
     assert (summary["engine"], summary["workers"], summary["done"]) == ("ray", 2, 500)
     assert not list(tmp_path.glob("out.checkpoints*"))  # pruned, then removed
-    assert "done 500, failed 0" in capsys.readouterr().out
+    assert "done 500, failed 0" in printed
