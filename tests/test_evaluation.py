@@ -101,8 +101,8 @@ def test_preference_record_gives_score_gap_and_metrics_of_the_chosen_side():
         "chosen": {"thoughts": [{"text": "Safe step one."}, {"text": "Safe step two."}], "response": "Sure."},
         "rejected": {"thoughts": ["Bad step."], "response": "I can't."},
         "belief": "b",
-        "chosen_score": 0.9,
-        "rejected_score": 0.2,
+        "chosen_score": 0.2,
+        "rejected_score": 0.9,
         "negative_example": True,
     }
     values = metrics_of(data)
