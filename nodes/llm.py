@@ -66,19 +66,21 @@ def structured_output_mode(ctx: Context, base_url: str) -> StructuredOutput:
     return "json_schema" if _is_openai(base_url) else "json_object"
 
 
-SDK_ARGUMENTS = frozenset(
-    {"model", "messages", "stream", "response_format", "extra_body", "extra_headers", "extra_query", "timeout"}
-)
+SDK_ARGUMENTS = frozenset({"stream", "response_format", "extra_body", "extra_headers", "extra_query", "timeout"})
 """What `PassThroughChatOpenAI` leaves an argument of the SDK's `create`: it needs them itself."""
+
+IN_THE_BODY = {"model": openai.omit, "messages": openai.omit}
+"""`create` requires these arguments; `omit` keeps them out of its transforms (the model's type is a
+union with a literal of every OpenAI model name, hashed on every call), and the body has them."""
 
 
 class PassThroughChatOpenAI(ChatOpenAI):
     """`ChatOpenAI` whose request body reaches the openai SDK as `extra_body`, sent as it is.
 
     The SDK walks each typed argument of a request through its TypedDict transforms (aliases,
-    dates, base64 files) before it serialises it; plain chat messages, JSON-schema tools and
-    numbers come out unchanged, after CPU that caps a batch's throughput at high concurrency
-    (`benchmarks/client_profile.py`). Only what the SDK needs itself stays an argument
+    dates, base64 files) before it serialises it; plain chat messages, JSON-schema tools, the model
+    name and numbers come out unchanged, after CPU that caps a batch's throughput at high
+    concurrency (`benchmarks/client_profile.py`). Only what the SDK needs itself stays an argument
     (`SDK_ARGUMENTS`). `extra_body` is merged into the body key by key, so the server gets the same
     JSON object.
     """
@@ -87,9 +89,9 @@ class PassThroughChatOpenAI(ChatOpenAI):
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
         if self._use_responses_api(payload):
             return payload
-        body = {key: value for key, value in payload.items() if key == "messages" or key not in SDK_ARGUMENTS}
+        body = {key: value for key, value in payload.items() if key not in SDK_ARGUMENTS}
         arguments = {key: value for key, value in payload.items() if key in SDK_ARGUMENTS}
-        return {**arguments, "messages": [], "extra_body": {**(payload.get("extra_body") or {}), **body}}
+        return {**arguments, **IN_THE_BODY, "extra_body": {**(payload.get("extra_body") or {}), **body}}
 
 
 @lru_cache(maxsize=64)
