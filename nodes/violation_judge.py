@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from langchain_core.runnables import RunnableLambda
-
-from aidsafe.nodes.agent import AgentLogic, Ask, agent_node, messages
+from aidsafe.nodes.agent import AgentLogic, AgentNode, Ask, agent_node, messages
 from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.policies import PolicySet
@@ -51,5 +49,5 @@ class LlmJudge:
     def __init__(self, provider: ModelProvider | None = None) -> None:
         self.provider = provider
 
-    def node(self, name: str, side: Side) -> RunnableLambda:
+    def node(self, name: str, side: Side) -> AgentNode:
         return agent_node(name, "judge", violation_judge(side), self.provider)
