@@ -2,6 +2,7 @@
 
     python benchmarks/client_profile.py                 # 1,000 and 200 samples at concurrency 64, 200 ms
     python benchmarks/client_profile.py --samples 500 --top 40
+    python benchmarks/client_profile.py --no-profile     # CPU per call of all threads, without cProfile
 
 Runs `aidsafe generate` in one process (`--workers 1`) under cProfile against the throughput
 benchmark's latency server twice, with N and N/5 samples, and subtracts the short run from the long
@@ -10,7 +11,10 @@ CPU per model call and the profile's own time summed
 by library (openai, httpx, aiohttp, langchain_core, langchain_openai, langgraph, pydantic, sqlite,
 asyncio, aidsafe, ...) and the functions with the most own time. cProfile itself slows every
 Python call, so the shares matter more than the absolute figures; `throughput.py` measures the
-CPU per call without it.
+CPU per call without it. cProfile sees only the main thread: work that LangGraph and
+langchain-openai hand to a thread pool is missing from its total. `--no-profile` runs the same
+two runs without cProfile and prints the marginal user + system CPU of the process, all threads
+included, per model call: the figure to compare before and after a change.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import pstats
+import resource
 import subprocess
 import sys
 import tempfile
@@ -85,18 +90,43 @@ Profile = dict[tuple[str, int, str], tuple[float, float]]
 """(file, line, function) -> (primitive calls, own seconds)."""
 
 
-def profile_run(server: LatencyServer, samples: int, concurrency: int, workdir: Path) -> tuple[int, Profile]:
-    """Model calls and the cProfile of one `aidsafe generate --workers 1` run."""
-    inputs, output, profile = (workdir / f"{samples}{suffix}" for suffix in (".jsonl", ".out.jsonl", ".prof"))
+def generate(server: LatencyServer, samples: int, concurrency: int, workdir: Path, *python: str) -> tuple[int, float]:
+    """Model calls and CPU seconds (user + system, all threads) of one `aidsafe generate --workers 1`
+    run; `python` is what the interpreter runs it with (`-m aidsafe.cli.main`, or cProfile's wrapper)."""
+    inputs, output = workdir / f"{samples}.jsonl", workdir / f"{samples}.out.jsonl"
     write_prompts(inputs, samples)
     command = [
-        sys.executable, "-c", PROFILED_RUN, str(profile), "generate", str(inputs), "-o", str(output), "--no-progress",
+        sys.executable, *python, "generate", str(inputs), "-o", str(output), "--no-progress",
         "--workers", "1", "--base-url", server.base_url, "--model", "bench", "--concurrency", str(concurrency),
     ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(command, cwd=ROOT.parent, stdout=subprocess.DEVNULL, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = json.loads(output.with_suffix(".summary.json").read_text())
+    return summary["llm_calls"], after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def profile_run(server: LatencyServer, samples: int, concurrency: int, workdir: Path) -> tuple[int, Profile]:
+    """Model calls and the cProfile of one run."""
+    profile = workdir / f"{samples}.prof"
+    calls, _ = generate(server, samples, concurrency, workdir, "-c", PROFILED_RUN, str(profile))
     raw = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
-    return summary["llm_calls"], {key: (entry[0], entry[2]) for key, entry in raw.items()}
+    return calls, {key: (entry[0], entry[2]) for key, entry in raw.items()}
+
+
+def print_cpu_per_call(args: argparse.Namespace) -> None:
+    """`--no-profile`: the long run's CPU minus the short run's, per model call."""
+    runs = (max(1, args.samples // 5), args.samples)
+    with tempfile.TemporaryDirectory(prefix="aidsafe-profile-") as tmp, LatencyServer(args.latency) as server:
+        (short_calls, short_cpu), (long_calls, long_cpu) = (
+            generate(server, samples, args.concurrency, Path(tmp), "-m", "aidsafe.cli.main") for samples in runs
+        )
+    calls = long_calls - short_calls
+    print(
+        f"{args.samples} - {args.samples // 5} samples at concurrency {args.concurrency}: {calls} model calls, "
+        f"{1000 * (long_cpu - short_cpu) / calls:.2f} ms of CPU per call (user + system, all threads, start-up "
+        "excluded, no cProfile)"
+    )
 
 
 def main() -> None:
@@ -106,7 +136,11 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--top", type=int, default=30, help="Functions to list by own time.")
     parser.add_argument("--save", type=Path, help="Keep the long run's cProfile file here (pstats, snakeviz).")
+    parser.add_argument("--no-profile", action="store_true", help="Only the CPU per call, without cProfile.")
     args = parser.parse_args()
+    if args.no_profile:
+        print_cpu_per_call(args)
+        return
     with tempfile.TemporaryDirectory(prefix="aidsafe-profile-") as tmp, LatencyServer(args.latency) as server:
         short_calls, short = profile_run(server, max(1, args.samples // 5), args.concurrency, Path(tmp))
         long_calls, long = profile_run(server, args.samples, args.concurrency, Path(tmp))
@@ -121,9 +155,11 @@ def main() -> None:
     by_library: dict[str, float] = defaultdict(float)
     for (filename, _, _), (_, seconds) in marginal.items():
         by_library[library_of(filename)] += seconds
+    function_calls = sum(n for n, _ in marginal.values())
     print(
         f"{args.samples} - {args.samples // 5} samples at concurrency {args.concurrency}: {calls} model calls, "
-        f"{1000 * total / calls:.2f} ms of profiled CPU per call (CPU clock, start-up excluded, cProfile overhead in)"
+        f"{1000 * total / calls:.2f} ms of profiled CPU per call (CPU clock, start-up excluded, cProfile overhead in), "
+        f"{function_calls / calls:,.0f} Python function calls per call (the same on a loaded machine)"
     )
     print(f"{'library (own time)':<22} {'ms/call':>8} {'share':>6}")
     for name, seconds in sorted(by_library.items(), key=lambda item: -item[1]):
