@@ -12,6 +12,7 @@ headers and body leave in two writes and Nagle would add ~40 ms per answer).
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,13 +25,23 @@ from aidsafe.train.models import load_model_folder
 DEFAULT_MAX_TOKENS = 256
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that left before its answer (its request timeout) is no error of the server's:
+        `http.server` would print a traceback for it in the middle of the user's bench run."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LocalModelServer:
     """`with LocalModelServer(folder) as server:` serves it at `server.base_url` until the block ends."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.model_name = self.folder.resolve().name
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._lock = threading.Lock()
 
     @property
@@ -114,8 +125,7 @@ class LocalModelServer:
                 except (ValueError, KeyError, TypeError) as exc:
                     self._send(400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
