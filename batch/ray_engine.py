@@ -134,6 +134,7 @@ async def run_on_ray(
         job = replace(job, context={**job.context, "policy_file": str(Path(job.context["policy_file"]).resolve())})
     connected = _connect(address, workers)  # first: it may have to set Ray's settings before Ray is imported
     import ray
+
     per_worker = math.ceil(concurrency / workers)
     actor_class: Any = ray.remote(SampleWorker).options(
         num_cpus=1,
