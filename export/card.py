@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from aidsafe.metrics.deliberation import DeliberationStats
 from aidsafe.policies import load_policies
+from aidsafe.state.preference import score_gap
 from aidsafe.state.records import GenerateRecord, PreferenceRecord
 
 CARD_MARKER = "<!-- dataset card written by `aidsafe export`; the next export into this folder rewrites it -->"
@@ -62,7 +63,6 @@ class CardFacts:
     deliberation: DeliberationStats = field(default_factory=DeliberationStats)
     chosen_scores: list[float] = field(default_factory=list)
     rejected_scores: list[float] = field(default_factory=list)
-    score_gaps: list[float] = field(default_factory=list)
     iterations: Counter[int] = field(default_factory=Counter)
     left_out: Counter[str] = field(default_factory=Counter)
     """Records read but not exported, by reason (filled by the export's filters)."""
@@ -92,7 +92,6 @@ class CardFacts:
         else:
             self.chosen_scores.append(record.chosen_score)
             self.rejected_scores.append(record.rejected_score)
-            self.score_gaps.append(record.score_gap)
             self.iterations[record.iterations] += 1
 
     def figures(self) -> dict[str, Any]:
@@ -121,7 +120,7 @@ class CardFacts:
             "preference": {
                 "chosen_score_mean": round(fmean(self.chosen_scores), 4),
                 "rejected_score_mean": round(fmean(self.rejected_scores), 4),
-                "score_gap_mean": round(fmean(self.score_gaps), 4),
+                "score_gap_mean": round(fmean(map(score_gap, self.chosen_scores, self.rejected_scores)), 4),
                 "iterations": {str(k): v for k, v in sorted(self.iterations.items())},
             }
             if self.chosen_scores

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
 from aidsafe.state.deliberation import AgentError, Repair, Usage, add_usage, append
+from aidsafe.state.preference import score_gap
 
 RUBRICS = (
     "relevance",
@@ -84,7 +85,7 @@ class EvaluatedRecord(BaseModel):
     def score_gap(self) -> float | None:
         if self.chosen_score is None or self.rejected_score is None:
             return None
-        return self.rejected_score - self.chosen_score  # as `PreferenceResult.score_gap`
+        return score_gap(self.chosen_score, self.rejected_score)
 
 
 class RubricGrade(TypedDict):

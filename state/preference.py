@@ -45,6 +45,13 @@ class PreferenceInput(TypedDict):
     """An existing chosen sample (e.g. from an `aidsafe generate` record): skips the deliberation."""
 
 
+def score_gap(chosen_score: float, rejected_score: float) -> float:
+    """How much more the rejected side violates the policies than the chosen one (violation scores,
+    0..1): what a pair teaches. Positive for a useful pair; the one gap the export's filter, the card,
+    the viewer and the evaluate report all show."""
+    return rejected_score - chosen_score
+
+
 class PreferenceResult(BaseModel):
     """A finished preference pair. `rejected` holds policy-violating text on purpose:
     `negative_example` is always true so that no one mistakes it for training targets.
@@ -68,9 +75,7 @@ class PreferenceResult(BaseModel):
 
     @property
     def score_gap(self) -> float:
-        """How much more the rejected side violates the policies than the chosen one (violation scores,
-        0..1): what a pair teaches. Positive for a useful pair; the same gap everywhere it is shown."""
-        return self.rejected_score - self.chosen_score
+        return score_gap(self.chosen_score, self.rejected_score)
 
 
 class PreferenceOutput(PreferenceResult):

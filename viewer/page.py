@@ -25,6 +25,7 @@ import markupsafe
 
 from aidsafe.metrics.deterministic import is_refusal
 from aidsafe.metrics.records import BadLine
+from aidsafe.state.preference import score_gap
 
 Kind = Literal["generate", "baseline", "preference", "evaluation", "error"]
 HERE = Path(__file__).parent
@@ -62,7 +63,7 @@ def _scores(line: dict[str, Any], kind: Kind) -> dict[str, float]:
     scores: dict[str, float] = {}
     if kind == "preference":
         scores = {"chosen score": line["chosen_score"], "rejected score": line["rejected_score"]}
-        scores["score gap"] = line["rejected_score"] - line["chosen_score"]  # as PreferenceResult.score_gap
+        scores["score gap"] = score_gap(line["chosen_score"], line["rejected_score"])
     if isinstance(line.get("safety"), dict) and line["safety"].get("score") is not None:
         scores["violation (safety gate)"] = line["safety"]["score"]
     if "cost_usd" in line and line["cost_usd"] is not None:
