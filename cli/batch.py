@@ -4,6 +4,7 @@ batch engine, the summary and the exit code. A subcommand differs only in its jo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -100,8 +101,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     add_price_arguments(parser)
 
 
-PRICE_SETTINGS = ("prices", "input_price", "output_price", "cached_input_price", "max_cost")
-"""The flags of `add_price_arguments`, by their `args` names."""
+PRICE_SETTINGS = (*(f.name for f in dataclasses.fields(PriceOptions)), "max_cost")
+"""The flags of `add_price_arguments`, by their `args` names: every price setting and the cap."""
 
 
 def price_flags_given(args: argparse.Namespace) -> list[str]:
