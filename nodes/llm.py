@@ -201,9 +201,9 @@ SALVAGED_TAIL_CHARS = 40
 def salvage(message: AIMessage, schema_cls: type[Answer], checks: AnswerContext | None) -> Answer:
     """An answer cut at `max_tokens`, closed by `json_repair` and kept when it validates.
 
-    Often every required field but the last text is complete (a rubric whose justification ran long
-    but whose score came first is not: the score is missing, and the answer is re-asked). Only the
-    syntax is completed; no value is invented. Raises `ValueError` when the result does not validate.
+    Often every required field but the last text is complete (not a rubric whose justification ran
+    long before its score: the score is missing, and the re-ask's `brief_schema` puts it first). Only
+    the syntax is completed; no value is invented. Raises `ValueError` when the result does not validate.
     """
     raw = _unfenced(raw_answer(message))
     data = json_repair.loads(raw)
@@ -215,8 +215,21 @@ def salvage(message: AIMessage, schema_cls: type[Answer], checks: AnswerContext 
     return answer
 
 
+BRIEF_TEXT_CHARS = 400
+"""`maxLength` of every free text in the re-ask after a cut-off: about 100 tokens, so a grammar-
+constrained server closes the answer well inside `max_tokens` (llama-cpp-python 0.3.36 crashes on a
+grammar for a `maxLength` of 2000; 600 works)."""
+
+
+def _is_free_text(node: Any) -> bool:
+    return isinstance(node, dict) and node.get("type") == "string" and not {"enum", "const"} & node.keys()
+
+
 def brief_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """`schema` with every `maxItems` halved (never below `minItems` or 1)."""
+    """`schema` for the re-ask after a cut-off: every `maxItems` halved (never below `minItems` or 1),
+    every free text capped at `BRIEF_TEXT_CHARS`, and in each object the free texts moved after the
+    other fields. Servers write fields in the schema's order, so a text that runs long again cannot
+    cut off what a salvage needs: a rubric's justification comes after its score here."""
 
     def visit(node: Any) -> Any:
         if isinstance(node, list):
@@ -226,6 +239,11 @@ def brief_schema(schema: dict[str, Any]) -> dict[str, Any]:
         tightened = {key: visit(value) for key, value in node.items()}
         if "maxItems" in node and node["maxItems"] > 1:
             tightened["maxItems"] = max(node["maxItems"] // 2, node.get("minItems", 0), 1)
+        if _is_free_text(node) and "maxLength" not in node:
+            tightened["maxLength"] = max(BRIEF_TEXT_CHARS, node.get("minLength", 0))
+        if isinstance(node.get("properties"), dict):
+            properties = tightened["properties"]
+            tightened["properties"] = dict(sorted(properties.items(), key=lambda item: _is_free_text(item[1])))
         return tightened
 
     result: dict[str, Any] = visit(schema)
@@ -348,7 +366,7 @@ class StructuredCall:
 
         An answer cut at `max_tokens` is first salvaged (`salvage`). If that fails, the re-ask starts
         from the original messages without the cut-off answer, whose repetition is usually what ran
-        long, asks for brevity (`reask_cut_off.md`) and halves every list cap of the schema, which
+        long, asks for brevity (`reask_cut_off.md`) and sends the `brief_schema`, whose tighter caps
         grammar-constrained servers enforce. Any other unusable answer is shown back with the error
         (`reask_invalid.md`).
         """
@@ -377,7 +395,7 @@ class StructuredCall:
 
     @cached_property
     def brief_runnable(self) -> Runnable:
-        """The same request with every list cap of the schema halved: for the re-ask after a cut-off."""
+        """The same request with the `brief_schema`: for the re-ask after a cut-off."""
         return constrained(self.model, brief_schema(self.schema), self.schema_cls.__name__, self.mode)
 
     def _used(self, answer: BaseModel) -> BaseModel:

@@ -49,7 +49,8 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, model_valida
 from aidsafe.state.deliberation import AnswerRepair, RepairRule
 
 Text = Annotated[str, Field(min_length=1)]
-"""No `max_length`: llama.cpp turns long repetitions into grammars it refuses; `max_tokens` bounds text."""
+"""No `max_length`: llama.cpp crashes on grammars for long repetitions; `max_tokens` bounds text, and
+the re-ask after a cut-off caps it (`nodes/llm.brief_schema`)."""
 
 REFERENCE_KEY = "x-aidsafe-references"
 """Marks a field in the JSON schema as a reference; `answer_schema` replaces the mark with an enum."""
@@ -434,7 +435,8 @@ Score = Literal[1, 2, 3, 4, 5]
 
 
 class RubricAnswer(AgentAnswer):
-    """A judge's grade on one rubric; the justification comes first so the score follows from it."""
+    """A judge's grade on one rubric; the justification comes first so the score follows from it
+    (the re-ask after a cut-off asks for the score first, so a long justification cannot lose it)."""
 
     justification: Text = Field(description="One or two sentences that point at the evidence.")
     score: Score = Field(description="1 (worst) to 5 (best), as the rubric defines them.")

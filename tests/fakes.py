@@ -176,6 +176,24 @@ def schema_answer(request: dict[str, Any]) -> str:
     return json.dumps(fill(schema_of(request)))
 
 
+RAMBLE = "and so on, "
+
+
+def long_winded(request: dict[str, Any]) -> str:
+    """A `StubServer.respond` for a flat schema, as a small model answers: the required fields in the
+    schema's order, each free text run on until its `maxLength`, or for 2,000 characters."""
+    schema = schema_of(request)
+    answer = {}
+    for name, prop in schema["properties"].items():
+        if name not in schema.get("required", []):
+            continue
+        if prop.get("type") == "string" and "enum" not in prop:
+            answer[name] = (RAMBLE * 200)[: prop.get("maxLength", 2000)]
+        else:
+            answer[name] = fill(prop)
+    return json.dumps(answer)
+
+
 WORDS = (
     "the", "request", "policy", "user", "harm", "safe", "lock", "door", "answer", "because", "may", "not",
     "allowed", "explain", "risk", "context", "help", "legal", "ça", "naïve", "日本", "emoji 🙂", "quote \"",
@@ -337,7 +355,8 @@ class StubServer(LoopbackJsonServer):
     """`/v1/chat/completions` on 127.0.0.1: answers with `respond(request)` after `latency` s.
 
     `fail_first` requests get `fail_status` (e.g. 500 or 429) to exercise client retries; the
-    next `truncate_first` answers are cut short with finish_reason "length", as at `max_tokens`.
+    next `truncate_first` answers are cut short with finish_reason "length", as at `max_tokens`,
+    and so is every answer longer than `max_chars`, at that length.
     """
 
     respond: Callable[[dict[str, Any]], str] = schema_answer
@@ -345,6 +364,7 @@ class StubServer(LoopbackJsonServer):
     fail_first: int = 0
     fail_status: int = 500
     truncate_first: int = 0
+    max_chars: int | None = None
     cached_tokens: int = 0
     """Of the 50 prompt tokens of every answer, those reported as read from a prompt cache."""
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -366,6 +386,8 @@ class StubServer(LoopbackJsonServer):
         content = self.respond(body)
         if truncated:
             content = content[: len(content) // 2]
+        elif self.max_chars is not None and len(content) > self.max_chars:
+            content, truncated = content[: self.max_chars], True
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if body.get("tools"):
             name = body["tools"][0]["function"]["name"]

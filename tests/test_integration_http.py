@@ -9,9 +9,11 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 
 from aidsafe.graphs.deliberation import build_graph, graph
-from aidsafe.nodes.llm import _chat_openai, constrained
+from aidsafe.graphs.evaluation import build_graph as build_evaluation
+from aidsafe.nodes.llm import BRIEF_TEXT_CHARS, _chat_openai, constrained
 from aidsafe.state.answers import IntentAnswer
-from tests.fakes import StubServer, schema_answer, schema_of
+from aidsafe.state.evaluation import RUBRICS
+from tests.fakes import StubServer, long_winded, schema_answer, schema_of
 
 
 def context(server: StubServer, **more):
@@ -129,3 +131,22 @@ async def test_async_batch_over_http(stub_server):
     )
     assert [o["id"] for o in outs] == ["0", "1", "2", "3"]
     assert all(o["error"] is None for o in outs)
+
+
+def test_a_grade_whose_justification_runs_past_max_tokens_is_reasked_score_first_and_capped():
+    """A judge that runs every justification on is cut before the score; salvage has nothing to keep.
+    The re-ask's schema puts the score first and caps the justification, so the grade is kept."""
+    run = {"id": "s1", "prompt": "p", "response": "r", "thoughts": [{"id": 0, "text": "t", "agent": "a", "round": 0}]}
+    with StubServer(respond=long_winded, max_chars=1500) as server:
+        out = build_evaluation().invoke({"run": run}, context=context(server, parse_retries=1))
+    assert out["failures"] == []
+    assert set(out["run_grades"]) == set(RUBRICS)
+    assert all(0 < len(grade["justification"]) <= BRIEF_TEXT_CHARS for grade in out["run_grades"].values())
+    first_asks = [r for r in server.requests if len(r["messages"]) == 2]
+    reasks = [r for r in server.requests if len(r["messages"]) == 3]
+    assert len(first_asks) == len(reasks) == len(RUBRICS) and len(server.requests) == 2 * len(RUBRICS)
+    assert all(list(schema_of(r)["properties"]) == ["justification", "score"] for r in first_asks)
+    for reask in reasks:
+        schema = schema_of(reask)
+        assert list(schema["properties"]) == ["score", "justification"]
+        assert schema["properties"]["justification"]["maxLength"] == BRIEF_TEXT_CHARS
