@@ -117,7 +117,7 @@ def call_figures(log: list[dict[str, Any]], samples: int) -> dict[str, Any]:
     }
 
 
-def measure(input_file: Path, out: Path, proxy: CountingProxy) -> dict[str, Any]:
+def measure(input_file: Path, out: Path, proxy: CountingProxy, *, grade: bool) -> dict[str, Any]:
     stem = input_file.stem
     generated = out / f"{stem}.generated.jsonl"
     model = ["--base-url", proxy.base_url, "--model", MODEL_ALIAS, "--request-timeout", str(REQUEST_TIMEOUT)]
@@ -128,18 +128,22 @@ def measure(input_file: Path, out: Path, proxy: CountingProxy) -> dict[str, Any]
     samples = sum(1 for line in input_file.read_text().splitlines() if line.strip())
     errors_file = generated.with_suffix(".errors.jsonl")
     errors = [json.loads(line) for line in errors_file.read_text().splitlines()] if errors_file.exists() else []
-    eval_dir = out / f"{stem}.eval"
-    aidsafe("evaluate", str(generated), "--out", str(eval_dir), "--concurrency", "1", "--parallel-calls", "1", *model)
-    evaluate_log = proxy.take()
-    eval_summary = json.loads((eval_dir / "summary.json").read_text())
-    graded = sum(1 for line in generated.read_text().splitlines() if line.strip())
-    return {
+    figures: dict[str, Any] = {
         "input": str(input_file),
         "samples": samples,
         "failed_samples": len([e for e in errors if e.get("id")]),
         "failures": [e["error"]["message"][:200] for e in errors],
         "generate_summary": summary,
         "generate_calls": call_figures(generate_log, samples),
+    }
+    if not grade:
+        return figures
+    eval_dir = out / f"{stem}.eval"
+    aidsafe("evaluate", str(generated), "--out", str(eval_dir), "--concurrency", "1", "--parallel-calls", "1", *model)
+    evaluate_log = proxy.take()
+    eval_summary = json.loads((eval_dir / "summary.json").read_text())
+    graded = sum(1 for line in generated.read_text().splitlines() if line.strip())
+    return figures | {
         "graded_records": graded,
         "failed_grades": len(eval_summary["failures"]),
         "grades_asked": graded * 6,
@@ -152,13 +156,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="Folder for outputs and the figures (figures.json).")
+    parser.add_argument(
+        "--no-evaluate",
+        action="store_true",
+        help="Measure generate only (an older checkout's generate, say, whose grading is not in question).",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     with EmbeddedServer() as server:
         proxy = CountingProxy(server.base_url)
         for input_file in args.inputs:
-            result = measure(input_file, args.out, proxy)
+            result = measure(input_file, args.out, proxy, grade=not args.no_evaluate)
             results.append(result)
             print(json.dumps(result, indent=1), flush=True)
             (args.out / "figures.json").write_text(json.dumps(results, indent=1))
