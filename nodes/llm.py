@@ -228,8 +228,8 @@ def _is_free_text(node: Any) -> bool:
 def brief_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """`schema` for the re-ask after a cut-off: every `maxItems` halved (never below `minItems` or 1),
     every free text capped at `BRIEF_TEXT_CHARS`, and in each object the free texts moved after the
-    other fields. Servers write fields in the schema's order, so a text that runs long again cannot
-    cut off what a salvage needs: a rubric's justification comes after its score here."""
+    other fields. Servers write fields in the schema's order (llama.cpp the required ones first), so
+    a text that runs long again cannot cut off what a salvage needs: a rubric's score comes first here."""
 
     def visit(node: Any) -> Any:
         if isinstance(node, list):
