@@ -239,8 +239,9 @@ def brief_schema(schema: dict[str, Any]) -> dict[str, Any]:
         tightened = {key: visit(value) for key, value in node.items()}
         if "maxItems" in node and node["maxItems"] > 1:
             tightened["maxItems"] = max(node["maxItems"] // 2, node.get("minItems", 0), 1)
-        if _is_free_text(node) and "maxLength" not in node:
-            tightened["maxLength"] = max(BRIEF_TEXT_CHARS, node.get("minLength", 0))
+        if _is_free_text(node):
+            cap = min(node.get("maxLength", BRIEF_TEXT_CHARS), BRIEF_TEXT_CHARS)
+            tightened["maxLength"] = max(cap, node.get("minLength", 0))
         if isinstance(node.get("properties"), dict):
             properties = tightened["properties"]
             tightened["properties"] = dict(sorted(properties.items(), key=lambda item: _is_free_text(item[1])))

@@ -10,7 +10,7 @@ from langchain_openai import ChatOpenAI
 
 from aidsafe.graphs.deliberation import build_graph, graph
 from aidsafe.graphs.evaluation import build_graph as build_evaluation
-from aidsafe.nodes.llm import BRIEF_TEXT_CHARS, _chat_openai, constrained
+from aidsafe.nodes.llm import BRIEF_TEXT_CHARS, _chat_openai, brief_schema, constrained
 from aidsafe.state.answers import IntentAnswer
 from aidsafe.state.evaluation import RUBRICS
 from tests.fakes import StubServer, long_winded, schema_answer, schema_of
@@ -150,3 +150,11 @@ def test_a_grade_whose_justification_runs_past_max_tokens_is_reasked_score_first
         schema = schema_of(reask)
         assert list(schema["properties"]) == ["score", "justification"]
         assert schema["properties"]["justification"]["maxLength"] == BRIEF_TEXT_CHARS
+
+
+def test_the_cut_off_reask_caps_every_free_text_below_any_looser_cap_it_had():
+    """A text capped above `BRIEF_TEXT_CHARS` (2000 crashes llama-cpp-python's grammar) is lowered too."""
+    properties = {"long": {"type": "string", "maxLength": 2000}, "short": {"type": "string", "maxLength": 240}}
+    brief = brief_schema({"type": "object", "properties": {**properties, "n": {"type": "integer"}}})
+    assert list(brief["properties"]) == ["n", "long", "short"]
+    assert [brief["properties"][name]["maxLength"] for name in properties] == [BRIEF_TEXT_CHARS, 240]
