@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aidsafe.embedded.llama_server import MODEL_ALIAS, EmbeddedServer
+from aidsafe.state.evaluation import RUBRICS
 
 REQUEST_TIMEOUT = 600
 """Seconds: on a loaded shared machine one answer can take minutes; this measures answers, not load."""
@@ -146,7 +147,7 @@ def measure(input_file: Path, out: Path, proxy: CountingProxy, *, grade: bool) -
     return figures | {
         "graded_records": graded,
         "failed_grades": len(eval_summary["failures"]),
-        "grades_asked": graded * 6,
+        "grades_asked": graded * len(RUBRICS),
         "grade_failure_messages": sorted({f["message"][:160] for f in eval_summary["failures"]}),
         "evaluate_calls": call_figures(evaluate_log, graded),
     }
