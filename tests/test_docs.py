@@ -226,3 +226,33 @@ def test_the_code_blocks_of_a_page_run(page, tmp_path, forkserver):
                 if "serve" in block.directives:
                     code = code.replace(SERVED, server_url)
                 check(block, code, tmp_path, env)
+
+
+EXAMPLE_CARD_COMMANDS = [
+    ["generate", "examples/prompts.jsonl", "--max-rounds", "1", "--input-price", "0.15", "--output-price", "0.60"],
+    ["export", "prompts.generated.jsonl", "-o", "dataset/prompts.sft.jsonl"],
+]
+"""The commands `docs/export-and-view.md` gives for `docs/example_card.md`, on the stub model."""
+
+
+def without_download_size(card: str) -> str:
+    """The parquet file's size varies by a few bytes from run to run (its compression); the rest is exact."""
+    return re.sub(r"download_size: \d+", "download_size: N", card)
+
+
+def test_the_example_card_is_what_export_writes_today(tmp_path, monkeypatch):
+    from aidsafe.cli.main import main
+
+    page = (ROOT / "docs" / "export-and-view.md").read_text(encoding="utf-8")
+    assert all(" ".join(["aidsafe", *command]) in page for command in EXAMPLE_CARD_COMMANDS)
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    with StubServer(respond=whisper_stub_answer) as stub:
+        model = ["--base-url", stub.base_url, "--model", "stub-model", "--no-progress"]
+        assert main([*EXAMPLE_CARD_COMMANDS[0], *model]) == 0
+    assert main(EXAMPLE_CARD_COMMANDS[1]) == 0
+    card = tmp_path / "dataset" / "README.md"
+    assert without_download_size(card.read_text(encoding="utf-8")) == without_download_size(
+        EXAMPLE_CARD.read_text(encoding="utf-8")
+    ), f"docs/example_card.md is stale: today's card is {card}"
