@@ -28,18 +28,16 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 from markdown_it import MarkdownIt
 
 from tests.fakes import ROOT, StubServer, whisper_stub_answer
-from tests.services import free_port
+from tests.services import free_port, wait_until_healthy
 
 EXAMPLE_CARD = ROOT / "docs" / "example_card.md"
 """An output of `aidsafe export` shown as it is written, not a page of commands (`tests/test_card.py`)."""
@@ -133,15 +131,7 @@ def served(env: dict[str, str], model_url: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            assert time.monotonic() < deadline, "aidsafe serve did not start"
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_until_healthy(process, url)
         yield url
     finally:
         process.terminate()
