@@ -65,4 +65,37 @@ def write_charts(summary: dict[str, Any], directory: Path) -> list[str]:
         fig.savefig(directory / "pairwise.png", dpi=100)
         plt.close(fig)
         written.append("pairwise.png")
+    if summary.get("agreement") and summary["agreement"]["overall"]:
+        agreement_chart(plt, summary["agreement"]["overall"], directory / "agreement.png")
+        written.append("agreement.png")
     return written
+
+
+def agreement_chart(plt: Any, overall: dict[str, Any], path: Path) -> None:
+    """Per rubric: the judge's κ against people with its bootstrap interval, beside the people's α."""
+    names = list(overall)
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    for offset, label, color, values in (
+        (-0.2, "judge vs people: κ quadratic (95% interval)", "tab:blue",
+         [(overall[n]["judge"] or {}).get("kappa") for n in names]),
+        (0.2, "people vs people: Krippendorff's α", "tab:orange",
+         [{"value": overall[n]["people"]["alpha"]} if overall[n]["people"] else None for n in names]),
+    ):  # fmt: skip
+        shown = [(i, v) for i, v in enumerate(values) if v and v["value"] is not None]
+        if not shown:
+            continue
+        heights = [v["value"] for _, v in shown]
+        spans = [
+            [max(0, v["value"] - v["low"]) if v.get("low") is not None else 0 for _, v in shown],
+            [max(0, v["high"] - v["value"]) if v.get("high") is not None else 0 for _, v in shown],
+        ]
+        ax.bar([i + offset for i, _ in shown], heights, width=0.4, color=color, label=label, yerr=spans, capsize=3)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(-1, 1)
+    ax.set_ylabel("agreement")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
