@@ -91,7 +91,10 @@ def read_labels(paths: Sequence[str | Path], known_ids: Collection[str] | None =
     for (record_id, rubric, annotator), indices in groups.items():
         label, file, line = found[indices[-1]]
         if len({found[i][0].score for i in indices}) > 1:
-            earlier = ", ".join(f"{found[i][0].score} at {found[i][1]}:{found[i][2]}" for i in indices[:-1])
+            earlier = ", ".join(
+                f"{found[i][0].score} on line {found[i][2]}" + ("" if found[i][1] == file else f" of {found[i][1]}")
+                for i in indices[:-1]
+            )
             message = (
                 f"{annotator!r} scored {record_id!r} / {rubric} {label.score} here and earlier {earlier}; "
                 f"the latest by time counts: {label.score}"

@@ -75,25 +75,28 @@ def agreement_chart(plt: Any, overall: dict[str, Any], path: Path) -> None:
     """Per rubric: the judge's κ against people with its bootstrap interval, beside the people's α."""
     names = list(overall)
     fig, ax = plt.subplots(figsize=(10, 3.8))
-    for offset, label, color, values in (
-        (-0.2, "judge vs people: κ quadratic (95% interval)", "tab:blue",
-         [(overall[n]["judge"] or {}).get("kappa") for n in names]),
-        (0.2, "people vs people: Krippendorff's α", "tab:orange",
-         [{"value": overall[n]["people"]["alpha"]} if overall[n]["people"] else None for n in names]),
-    ):  # fmt: skip
-        shown = [(i, v) for i, v in enumerate(values) if v and v["value"] is not None]
-        if not shown:
-            continue
-        heights = [v["value"] for _, v in shown]
+    lowest = 0.0
+    judged = [(i, overall[n]["judge"]) for i, n in enumerate(names) if overall[n]["judge"]]
+    kappas: list[tuple[int, dict[str, Any]]] = [(i, j["kappa"]) for i, j in judged if j["kappa"]["value"] is not None]
+    if kappas:
+        values = [k["value"] for _, k in kappas]
         spans = [
-            [max(0, v["value"] - v["low"]) if v.get("low") is not None else 0 for _, v in shown],
-            [max(0, v["high"] - v["value"]) if v.get("high") is not None else 0 for _, v in shown],
+            [max(0, k["value"] - k["low"]) if k["low"] is not None else 0 for _, k in kappas],
+            [max(0, k["high"] - k["value"]) if k["high"] is not None else 0 for _, k in kappas],
         ]
-        ax.bar([i + offset for i, _ in shown], heights, width=0.4, color=color, label=label, yerr=spans, capsize=3)
+        ax.bar([i - 0.2 for i, _ in kappas], values, width=0.4, color="tab:blue", yerr=spans, capsize=3,
+               label="judge vs people: κ quadratic (95% interval)")  # fmt: skip
+        lowest = min(lowest, *(k["low"] if k["low"] is not None else k["value"] for _, k in kappas))
+    alphas = [(i, overall[n]["people"]["alpha"]) for i, n in enumerate(names) if overall[n]["people"]]
+    alphas = [(i, a) for i, a in alphas if a is not None]
+    if alphas:
+        ax.bar([i + 0.2 for i, _ in alphas], [a for _, a in alphas], width=0.4, color="tab:orange",
+               label="people vs people: Krippendorff's α")  # fmt: skip
+        lowest = min(lowest, *(a for _, a in alphas))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
-    ax.set_ylim(-1, 1)
+    ax.set_ylim(lowest - 0.05, 1.05)
     ax.set_ylabel("agreement")
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()

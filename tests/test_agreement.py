@@ -179,6 +179,27 @@ def test_agreement_through_the_cli_equals_the_statistics_computed_here(labelled,
     assert (out / "charts" / "agreement.png").stat().st_size > 0
     assert "charts/agreement.png" in summary["charts"]
 
+    # the dataset card of an export of the file shows the same table, from the evaluation's summary
+    exported = tmp_path / "sft" / "run.sft.jsonl"
+    exported.parent.mkdir()
+    assert main(["export", str(run), "-o", str(exported), "--evaluation", str(out)]) == 0
+    card = (exported.parent / "README.md").read_text()
+    table = report[report.index("## Agreement with people") : report.index("![")].strip()
+    assert table in card
+
+
+def test_export_takes_only_an_evaluation_of_the_same_file_with_labels(tmp_path, capsys):
+    run = write_jsonl(tmp_path / "run.jsonl", [generate_record("a")])
+    other = write_jsonl(tmp_path / "other.jsonl", [generate_record("a")])
+    assert main(["evaluate", str(run), "-o", str(tmp_path / "eval"), "--no-judge"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(other), "--evaluation", str(tmp_path / "eval")]) == 2
+    assert f"graded {run}, not {other}" in capsys.readouterr().err
+    assert main(["export", str(run), "--evaluation", str(tmp_path / "eval")]) == 2
+    assert "has no agreement: evaluate with --labels first" in capsys.readouterr().err
+    assert main(["export", str(run), "--evaluation", str(tmp_path / "nowhere")]) == 2
+    assert "not the summary of an `aidsafe evaluate`" in capsys.readouterr().err
+
 
 def test_labels_without_a_judge_compare_people_only(labelled, tmp_path):
     run, labels, truth, _ = labelled
