@@ -623,16 +623,17 @@ def preference_model(levels: dict[str, int] | None = None, **more: Any) -> Scrip
 
 @dataclass
 class ClassifierStub(LoopbackJsonServer):
-    """An HTTP safety classifier on 127.0.0.1: POST JSON in, `respond(body)` -> (status, text) out."""
+    """An HTTP safety classifier on 127.0.0.1: POST JSON in, `respond(body)` -> (status, text) out,
+    or (status, text, headers)."""
 
-    respond: Callable[[dict[str, Any]], tuple[int, str]] = lambda _body: (200, json.dumps({"score": 0.5}))
+    respond: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda _body: (200, json.dumps({"score": 0.5}))
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/score"
 
-    def handle(self, body: dict[str, Any]) -> tuple[int, str]:
+    def handle(self, body: dict[str, Any]) -> tuple[Any, ...]:
         self.requests.append(body)
         return self.respond(body)
 
