@@ -29,7 +29,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from aidsafe.embedded.llama_server import died_at
 from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput, endpoint_urls
@@ -426,9 +426,8 @@ class StructuredCall:
         json_schema: dict[str, Any] | None = None,
         checks: AnswerContext | None = None,
     ) -> None:
-        key = (
-            model.openai_api_key.get_secret_value() if isinstance(model, ChatOpenAI) and model.openai_api_key else None
-        )
+        secret = model.openai_api_key if isinstance(model, ChatOpenAI) else None
+        key = secret.get_secret_value() if isinstance(secret, SecretStr) else None
         self.model, self.mode = model, structured_output_mode(ctx, base_url, key)
         self.strict = self.mode == "json_schema" and server_kind(base_url, key) == "openai"
         self.schema = json_schema or schema_cls.model_json_schema()

@@ -82,35 +82,31 @@ def forms(server: StubServer) -> set[tuple[str, bool, bool]]:
     return found
 
 
-def test_vllm_gets_json_schema_which_it_enforces(tmp_path):
+@pytest.mark.parametrize(
+    ("server_class", "form"),
+    [
+        (VllmStandIn, ("json_schema", False, False)),
+        (LlamaCppPythonStandIn, ("json_object", False, True)),
+        (StubServer, ("json_schema", False, False)),  # says nothing of itself: json_schema
+    ],
+    ids=["vllm", "llama-cpp-python", "unknown"],
+)
+def test_each_server_gets_the_form_it_enforces(tmp_path, server_class, form):
     inputs = write_jsonl(tmp_path / "in.jsonl", prompts(2))
-    with VllmStandIn() as server:
+    with server_class() as server:
         assert run(server, "generate", str(inputs), "-o", str(tmp_path / "out.jsonl")) == 0
-    assert forms(server) == {("json_schema", False, False)}
+    assert forms(server) == {form}
     assert len(read_jsonl(tmp_path / "out.jsonl")) == 2
 
-    # what `auto` avoids: vLLM answers any JSON object to llama.cpp's form, and no sample survives
-    with VllmStandIn() as server:
-        code = run(
-            server, "generate", str(inputs), "-o", str(tmp_path / "old.jsonl"), "--structured-output", "json_object"
-        )
-    assert code == 1 and forms(server) == {("json_object", False, True)}
-    assert [e["error"]["node"] for e in read_jsonl(tmp_path / "old.errors.jsonl")] == ["initializer"] * 2
 
-
-def test_llama_cpp_python_gets_json_object_with_its_schema(tmp_path):
+def test_what_vllm_does_with_llama_cpps_form(tmp_path):
+    """What `auto` avoids: vLLM answers any JSON object to `json_object`, and no sample survives."""
     inputs = write_jsonl(tmp_path / "in.jsonl", prompts(2))
-    with LlamaCppPythonStandIn() as server:
-        assert run(server, "generate", str(inputs), "-o", str(tmp_path / "out.jsonl")) == 0
+    with VllmStandIn() as server:
+        out = str(tmp_path / "out.jsonl")
+        assert run(server, "generate", str(inputs), "-o", out, "--structured-output", "json_object") == 1
     assert forms(server) == {("json_object", False, True)}
-    assert len(read_jsonl(tmp_path / "out.jsonl")) == 2
-
-
-def test_a_server_that_says_nothing_of_itself_gets_json_schema(tmp_path):
-    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(1))
-    with StubServer() as server:
-        assert run(server, "generate", str(inputs), "-o", str(tmp_path / "out.jsonl")) == 0
-    assert forms(server) == {("json_schema", False, False)}
+    assert [e["error"]["node"] for e in read_jsonl(tmp_path / "out.errors.jsonl")] == ["initializer"] * 2
 
 
 def test_every_request_to_openai_passes_its_strict_mode(tmp_path):
