@@ -289,7 +289,8 @@ def death_report(
         )
         return (
             f"{what} was killed by SIGKILL during {during}, after {answered} answers: {cause}. "
-            f"Free memory or run fewer processes (--workers, --concurrency), then: {resume}.\n{known}"
+            f"Free memory or run fewer processes (--workers, --concurrency), then run the same command "
+            f"again to resume (finished samples are kept).\n{known}"
         )
     if sig in CRASH_SIGNALS:
         return (

@@ -33,7 +33,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from aidsafe.embedded.llama_server import died_at
 from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput, endpoint_urls
-from aidsafe.nodes.servers import server_kind
+from aidsafe.nodes.servers import known, server_kind
 from aidsafe.state.answers import AgentAnswer, AnswerContext
 from aidsafe.state.deliberation import AnswerRepair, Usage
 
@@ -72,11 +72,18 @@ def structured_output_mode(ctx: Context, base_url: str, api_key: str | None = No
 
 
 def ask_servers(ctx: Context) -> None:
-    """Learn the kind of every server the run's roles use now, once per process, so that no model
-    call waits for it (a batch calls this in a thread before its samples start)."""
+    """Learn the kind of every server the run's roles use, once per process: blocking, so async
+    code runs it in a thread while `servers_unknown` (a batch before its samples start)."""
     if ctx.structured_output in ("auto", "json_schema"):
         for role in get_args(Role):
             server_kind(ctx.base_url_for(role), api_key(role))
+
+
+def servers_unknown(ctx: Context) -> bool:
+    """Whether a structured call of this run would ask a server what it is (see `ask_servers`)."""
+    return ctx.structured_output in ("auto", "json_schema") and not all(
+        known(ctx.base_url_for(role)) for role in get_args(Role)
+    )
 
 
 def api_key(role: Role) -> str:

@@ -7,9 +7,10 @@ model as `{"owned_by": "me", "permissions": []}` (vLLM's cards say `"owned_by": 
 "sglang", llama.cpp's own server "llamacpp"), and OpenAI's API answers with an `openai-version`
 header. The embedded model is llama-cpp-python's server, and api.openai.com is OpenAI, without asking.
 
-Asked once per URL per process, with a short timeout: a batch asks before its samples start
-(`batch/engine.open_graph`, in a thread, in every worker process and Ray actor), anything else at
-its first structured call. A server that does not answer is taken for one that takes `json_schema`,
+Asked once per URL per process, with a short timeout, never on an event loop: a batch asks before
+its samples start (`batch/engine.open_graph`, in a thread, in every worker process and Ray actor),
+an agent node run with `ainvoke` (LangGraph's API server, LangServe) in a thread at its first call,
+one run with `invoke` at its first call. A server that does not answer is taken for one that takes `json_schema`,
 as every common server but llama-cpp-python's does: a wrong guess fails loudly (HTTP 500 on every
 call) rather than silently unconstrained, and the warning names the setting that overrides it.
 """
@@ -35,21 +36,30 @@ _lock = threading.Lock()
 
 
 def server_kind(base_url: str, api_key: str | None = None) -> ServerKind:
-    """The kind of the server at `base_url` (its first endpoint when there are several)."""
+    """The kind of the server at `base_url` (its first endpoint when there are several); blocks
+    while it asks, so async code first makes sure it is `known` (`nodes/agent.py`)."""
+    if (kind := _without_asking(base_url)) is not None:
+        return kind
+    url = endpoint_urls(base_url)[0].rstrip("/")
+    with _lock:  # threads of one process (LangServe, a sync graph) ask once
+        if url not in _kinds:
+            _kinds[url] = _ask(url, api_key)
+        return _kinds[url]
+
+
+def known(base_url: str) -> bool:
+    """Whether `server_kind` answers without asking the server."""
+    return _without_asking(base_url) is not None
+
+
+def _without_asking(base_url: str) -> ServerKind | None:
     if base_url == EMBEDDED:
         return "llama-cpp-python"
     urls = endpoint_urls(base_url)
     if not urls:
         return "other"
     url = urls[0].rstrip("/")
-    if urlparse(url).hostname == "api.openai.com":
-        return "openai"
-    if (kind := _kinds.get(url)) is not None:
-        return kind
-    with _lock:  # threads of one process (LangServe, a sync graph) ask once
-        if url not in _kinds:
-            _kinds[url] = _ask(url, api_key)
-        return _kinds[url]
+    return "openai" if urlparse(url).hostname == "api.openai.com" else _kinds.get(url)
 
 
 def _ask(url: str, api_key: str | None) -> ServerKind:
