@@ -59,7 +59,7 @@ def test_the_server_gets_the_request_plain_chat_openai_sends(stub_server, mode):
     """The model client hands the body to the openai SDK as `extra_body`, past its type transforms:
     the server must get the same JSON object as from langchain-openai's own `ChatOpenAI`."""
     messages = [SystemMessage("policies"), HumanMessage("Task: x"), AIMessage("{}"), HumanMessage("again")]
-    ours = _chat_openai("stub-model", stub_server.base_url, 0.3, 64, 10.0, 0, "OPENAI_API_KEY")
+    ours = _chat_openai("stub-model", stub_server.base_url, 0.3, 64, 10.0, 0, "not-needed")
     plain = ChatOpenAI(
         model="stub-model", base_url=stub_server.base_url, api_key="not-needed", temperature=0.3, max_tokens=64,
         extra_body=ours.extra_body,
