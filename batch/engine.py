@@ -47,7 +47,7 @@ from aidsafe.batch.endpoints import BalancedClient, EndpointTally, endpoint_grou
 from aidsafe.batch.inputs import Sample
 from aidsafe.embedded.llama_server import EmbeddedServerDied
 from aidsafe.nodes.context import Context
-from aidsafe.nodes.llm import openai_compatible_model
+from aidsafe.nodes.llm import ask_servers, openai_compatible_model
 from aidsafe.state.deliberation import Usage, add_usage
 from aidsafe.state.records import ErrorRecord
 
@@ -284,7 +284,7 @@ def open_checkpointer(path: Path) -> Iterator[InlineSqliteSaver]:
 @asynccontextmanager
 async def open_graph(job: GraphJob, store: CheckpointStore, shard: int, rpm: float | None) -> AsyncIterator[Any]:
     """The job's graph with its checkpointer (shard `shard` of `store`), an aiohttp-based OpenAI
-    client and the rate limit.
+    client and the rate limit, once the kind of each model server is known (`nodes/servers.py`).
 
     aiohttp costs less client CPU per call than httpx, which decides throughput at high concurrency.
     """
@@ -293,6 +293,7 @@ async def open_graph(job: GraphJob, store: CheckpointStore, shard: int, rpm: flo
         model: Any = job.model
         if model is None:
             ctx = Context(**job.context)
+            await asyncio.to_thread(ask_servers, ctx)  # once per process, before any call waits for it
             groups = endpoint_groups([ctx.base_url, ctx.judge_base_url])
             client = BalancedClient(groups, timeout=ctx.request_timeout)
             stack.push_async_callback(client.aclose)

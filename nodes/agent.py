@@ -16,6 +16,7 @@ agent index), so a LangSmith project can be filtered by any of them. The role is
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import string
@@ -38,8 +39,10 @@ from aidsafe.nodes.llm import (
     ModelProvider,
     StructuredCall,
     adrive,
+    ask_servers,
     drive,
     openai_compatible_model,
+    servers_unknown,
 )
 from aidsafe.policies import PolicyFileError, PolicySet, load_policies
 from aidsafe.state.answers import AnswerContext, CorrectionDraft, ThoughtDraft, answer_schema
@@ -254,6 +257,8 @@ def agent_node(name: str, role: Role, logic: AgentLogic[Any], provider: ModelPro
 
     @fixed_signature
     async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        if servers_unknown(ctx := node_context(config)):
+            await asyncio.to_thread(ask_servers, ctx)  # once per process: the loop never blocks on it
         return await adrive(turn(state, config))
 
     return AgentNode(role, run, arun, name)

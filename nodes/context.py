@@ -104,8 +104,10 @@ class Context:
     structured_output: StructuredOutput = field(
         default="auto",
         metadata={
-            "description": "How answers are constrained: json_schema (OpenAI, vLLM), json_object "
-            "with a schema (llama.cpp), function_calling; auto picks by server."
+            "description": "How answers are constrained: json_schema (OpenAI, strict; vLLM, SGLang, Ollama, "
+            "llama-server), json_object with a schema (llama-cpp-python's server, the embedded model's), "
+            "function_calling; auto asks each server what it is (GET /models) and picks json_object only "
+            "for llama-cpp-python."
         },
     )
     parse_retries: AtLeastZero = field(
@@ -114,7 +116,10 @@ class Context:
     )
     http_retries: AtLeastZero = field(
         default=3,
-        metadata={"description": "Retries with backoff on timeouts, 429 and 5xx."},
+        metadata={
+            "description": "Retries with backoff on timeouts, connection errors, 408, 409, 429 and 5xx "
+            "(model calls and the HTTP safety classifier)."
+        },
     )
     request_timeout: Seconds = field(default=120.0, metadata={"description": "Seconds per model request."})
     initializer_model: Name | None = field(
