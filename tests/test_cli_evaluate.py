@@ -30,6 +30,7 @@ def files(tmp_path):
     return run, baseline
 
 
+@pytest.mark.report
 def test_evaluate_with_baseline_over_http(files, tmp_path, stub_server, capsys):
     run, baseline = files
     out = tmp_path / "report"
