@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import string
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -41,18 +38,10 @@ from aidsafe.nodes.llm import (
     drive,
     openai_compatible_model,
 )
+from aidsafe.nodes.templates import template
 from aidsafe.policies import PolicyFileError, PolicySet, load_policies
 from aidsafe.state.answers import AnswerContext, CorrectionDraft, ThoughtDraft, answer_schema
 from aidsafe.state.deliberation import DeliberationState, Intents, Refusal, Repair, Thought, add_usage
-
-PROMPTS_DIR = Path(__file__).parent
-
-
-@cache
-def template(name: str) -> string.Template:
-    """A prompt template beside its node: `nodes/<name>.md`, `$placeholders`."""
-    return string.Template((PROMPTS_DIR / f"{name}.md").read_text(encoding="utf-8"))
-
 
 TEAM_TASKS = frozenset({"initializer_intents", "initializer_seed", "deliberator", "refiner"})
 """The deliberation team's calls: their system message adds the deliberators' instructions

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from aidsafe.nodes.agent import AgentLogic, Ask, messages, template
+from aidsafe.nodes.agent import AgentLogic, Ask, messages
 from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import AgentFailure
+from aidsafe.nodes.templates import template
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import RubricAnswer
 from aidsafe.state.evaluation import (

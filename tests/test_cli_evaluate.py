@@ -7,7 +7,7 @@ import json
 import pytest
 
 from aidsafe.cli.main import main
-from aidsafe.nodes.agent import template
+from aidsafe.nodes.templates import template
 from aidsafe.state.evaluation import RUBRICS
 from tests.fakes import StubServer, generate_record, schema_answer, schema_of, write_jsonl
 
