@@ -39,10 +39,11 @@ from pydantic import BaseModel, ValidationError
 
 from aidsafe.batch.endpoints import BalancedClient, EndpointTally, endpoint_groups, endpoint_tally
 from aidsafe.batch.inputs import Sample
+from aidsafe.batch.settings import RunSettings
 from aidsafe.embedded.llama_server import EmbeddedServerDied
 from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import openai_compatible_model
-from aidsafe.state.deliberation import Usage, add_usage
+from aidsafe.state.deliberation import Usage, no_usage
 from aidsafe.state.records import ErrorRecord
 
 if TYPE_CHECKING:
@@ -83,8 +84,8 @@ class GraphJob:
 
     `build(checkpointer=..., model=...)` compiles the graph; `to_record(sample, final_state, job)`
     is the record-building callback. A final state with a non-empty `error` is a failed sample.
-    `fingerprint` holds every setting that changes the result: it is part of each thread id, so a
-    changed setting never resumes from a checkpoint made with another.
+    `settings` holds every setting that changes the result; its fingerprint is part of each thread
+    id, so a changed setting never resumes from a checkpoint made with another.
     """
 
     name: str
@@ -94,7 +95,7 @@ class GraphJob:
     to_record: Callable[[Sample, dict[str, Any], GraphJob], BaseModel]
     record_type: type[BaseModel]
     """What `to_record` returns: a line of an existing output is trusted only when it validates."""
-    fingerprint: dict[str, Any]
+    settings: RunSettings
     model: BaseChatModel | None = None
     """A chat model that replaces the HTTP client for every role (tests, custom providers)."""
     run_config: dict[str, Any] = field(default_factory=dict)
@@ -103,7 +104,7 @@ class GraphJob:
     """Set by the driver for a checkpoint store that several outputs share (`CheckpointStore.namespace`)."""
 
     def thread_id(self, sample: Sample) -> str:
-        parts = [self.name, self.fingerprint, sample.id, sample.checkpoint_key()]
+        parts = [self.name, self.settings.fingerprint, sample.id, sample.checkpoint_key()]
         key = json.dumps([*parts, self.namespace] if self.namespace else parts, sort_keys=True)
         return f"{self.name}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
@@ -116,7 +117,7 @@ class Outcome:
     thread_id: str
     record: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    usage: Usage = field(default_factory=lambda: add_usage(None, None))
+    usage: Usage = field(default_factory=no_usage)
     resumed: bool = False
     prune: bool = True
     """False when the graph raised mid-way: keep the checkpoint so a re-run continues from it."""
@@ -169,7 +170,7 @@ async def _run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
         raise
     except Exception as exc:  # one sample's crash must not end the batch
         return _failed(sample, job, "batch", f"{type(exc).__name__}: {exc}", resumed=resumed, prune=False)
-    usage = state.get("usage") or add_usage(None, None)
+    usage = state.get("usage") or no_usage()
     if state.get("error"):
         return _failed(sample, job, state["error"]["node"], state["error"]["message"], usage=usage, resumed=resumed)
     try:

@@ -221,7 +221,7 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     options = batch_options(args, output, embedded, reads)
     check_outputs(options.reads, options.writes())  # before the embedded server starts
     load_policies(context.get("policy_file"))
-    options.prices = prices_from_args(args, make_job(context, args).fingerprint.get("role_models", {}).values())
+    options.prices = prices_from_args(args, make_job(context, args).settings.role_models.values())
     try:
         with model_server(context) as served:
             summary = run_batch(make_job(served, args), read, options)
