@@ -41,7 +41,7 @@ from aidsafe.nodes.llm import (
 from aidsafe.nodes.templates import template
 from aidsafe.policies import PolicyFileError, PolicySet, load_policies
 from aidsafe.state.answers import AnswerContext, CorrectionDraft, ThoughtDraft, answer_schema
-from aidsafe.state.deliberation import DeliberationState, Intents, Refusal, Repair, Thought, add_usage
+from aidsafe.state.deliberation import DeliberationState, Intents, Refusal, Repair, Thought, add_usage, no_usage
 
 TEAM_TASKS = frozenset({"initializer_intents", "initializer_seed", "deliberator", "refiner"})
 """The deliberation team's calls: their system message adds the deliberators' instructions
@@ -57,12 +57,12 @@ def system_message(policies: PolicySet, *, team: bool = False) -> SystemMessage:
 
 
 CONTEXT_BLOCKS = ("request", "intents", "thoughts", "response")
-
-NO_RESPONSE_YET = "(none yet: the first draft was blank; write the response)"
-"""The response block while the deliberated response is empty (the initializer's was blank)."""
 """The sample's context, in the order it grows: `nodes/context_<block>.md`. Thoughts only ever get
 appended during a deliberation, so every call of a sample repeats the previous call's text up to
 where something new was written."""
+
+NO_RESPONSE_YET = "(none yet: the first draft was blank; write the response)"
+"""The response block while the deliberated response is empty (the initializer's was blank)."""
 
 
 def messages(
@@ -228,7 +228,7 @@ def agent_node(name: str, role: Role, logic: AgentLogic[Any], provider: ModelPro
             update = done.value
         except (AgentFailure, PolicyFileError) as exc:
             update = {"error": {"node": name, "message": str(exc)}, "stop_reason": "error"}
-        usage = add_usage(None, None)
+        usage = no_usage()
         for call in calls:
             for attempt in call.usage:
                 usage = add_usage(usage, attempt)
