@@ -45,7 +45,7 @@ from aidsafe.state.deliberation import DeliberationState, Intents, Refusal, Repa
 
 TEAM_TASKS = frozenset({"initializer_intents", "initializer_seed", "deliberator", "refiner"})
 """The deliberation team's calls: their system message adds the deliberators' instructions
-(`nodes/team.md`). Six of a deliberation sample's nine calls are a deliberator's; with the
+(`nodes/deliberator_instructions.md`). Six of a deliberation sample's nine calls are a deliberator's; with the
 instructions in the shared prefix, each of them ends with its task line only."""
 
 
@@ -53,7 +53,7 @@ def system_message(policies: PolicySet, *, team: bool = False) -> SystemMessage:
     """Identical for every agent and round, so servers with prefix caching reuse it; `team`: see
     `TEAM_TASKS`."""
     content = template("system").substitute(policies=policies.render())
-    return SystemMessage(content=f"{content}\n{template('team').template}" if team else content)
+    return SystemMessage(content=f"{content}\n{template('deliberator_instructions').template}" if team else content)
 
 
 CONTEXT_BLOCKS = ("request", "intents", "thoughts", "response")
