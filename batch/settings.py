@@ -30,7 +30,8 @@ class RunSettings(BaseModel):
     policy_set: str
     """The policy set's content hash (its file's path does not change results; its text does)."""
     context: dict[str, Any]
-    """Every other `Context` field whose `changes` metadata names this graph."""
+    """Every other `Context` field whose `changes` metadata names this graph and that is set (an unset
+    model override is the same run as none: `role_models` holds the model each role calls)."""
     job: dict[str, Any]
     """The job's own (`n_deliberators`, the model under test's identity, ...)."""
 
@@ -51,7 +52,7 @@ def run_settings(ctx: Context, graph: GraphName, roles: Sequence[Role], **job: A
     context = {
         spec.name: getattr(ctx, spec.name)
         for spec in dataclasses.fields(ctx)
-        if graph in spec.metadata["changes"] and spec.name != "policy_file"
+        if graph in spec.metadata["changes"] and spec.name != "policy_file" and getattr(ctx, spec.name) is not None
     }
     return RunSettings(
         graph=graph,
