@@ -34,6 +34,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from aidsafe.embedded.llama_server import died_at
 from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput, endpoint_urls
 from aidsafe.nodes.servers import known, server_kind
+from aidsafe.nodes.templates import template
 from aidsafe.state.answers import AgentAnswer, AnswerContext
 from aidsafe.state.deliberation import AnswerRepair, Usage
 
@@ -336,8 +337,6 @@ def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 def reask(name: str, **values: Any) -> str:
     """A re-ask message from its template beside this module (`nodes/<name>.md`)."""
-    from aidsafe.nodes.agent import template  # agent imports this module
-
     return template(name).substitute(**values).strip()
 
 

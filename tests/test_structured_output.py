@@ -175,6 +175,7 @@ def compile_errors(schema: dict[str, Any]) -> list[str]:
     return errors
 
 
+@pytest.mark.grammars
 def test_every_schema_aidsafe_sends_compiles_in_xgrammar_and_llguidance(tmp_path):
     schemas = sent_schemas(tmp_path)
     titles = {schema["title"] for schema in schemas.values()}
@@ -198,5 +199,6 @@ def test_every_schema_aidsafe_sends_compiles_in_xgrammar_and_llguidance(tmp_path
         {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}}},
     ],
 )
+@pytest.mark.grammars
 def test_a_schema_a_server_refuses_fails_the_check(schema):
     assert compile_errors(schema)
