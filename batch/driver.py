@@ -27,8 +27,6 @@ from aidsafe.batch.endpoints import add_tallies
 from aidsafe.batch.engine import (
     GraphJob,
     Outcome,
-    checkpoint_shard,
-    existing_shards,
     run_async,
     run_in_processes,
     run_inline,
@@ -36,7 +34,7 @@ from aidsafe.batch.engine import (
 from aidsafe.batch.files import UnsafeOutput, check_outputs
 from aidsafe.batch.inputs import InputProblem, Sample
 from aidsafe.batch.prices import Dollars, PriceError, PriceTable
-from aidsafe.batch.stores import CheckpointStore, PostgresUrl, checkpoint_store
+from aidsafe.batch.stores import CheckpointStore, PostgresUrl, checkpoint_shard, checkpoint_store, existing_shards
 from aidsafe.metrics.deliberation import DeliberationStats, stats_text
 from aidsafe.nodes.context import AtLeastOne
 from aidsafe.state.records import ErrorRecord

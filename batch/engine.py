@@ -25,38 +25,29 @@ import math
 import multiprocessing
 import os
 import queue
-import re
-import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiolimiter import AsyncLimiter
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import BaseRateLimiter
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
-from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel, ValidationError
 
 from aidsafe.batch.endpoints import BalancedClient, EndpointTally, endpoint_groups, endpoint_tally
 from aidsafe.batch.inputs import Sample
+from aidsafe.batch.settings import RunSettings
 from aidsafe.embedded.llama_server import EmbeddedServerDied
 from aidsafe.nodes.context import Context
-from aidsafe.nodes.llm import openai_compatible_model
-from aidsafe.state.deliberation import Usage, add_usage
+from aidsafe.nodes.llm import ask_servers, openai_compatible_model
+from aidsafe.state.deliberation import Usage, no_usage
 from aidsafe.state.records import ErrorRecord
 
 if TYPE_CHECKING:
     from aidsafe.batch.stores import CheckpointStore
-
-SQLITE_BUSY_TIMEOUT = 60.0
-"""Seconds a statement waits for another connection's write. A run never makes two processes write
-one file at once (see `InlineSqliteSaver`); this covers two runs pointed at one output by mistake."""
 
 T = TypeVar("T")
 
@@ -93,8 +84,8 @@ class GraphJob:
 
     `build(checkpointer=..., model=...)` compiles the graph; `to_record(sample, final_state, job)`
     is the record-building callback. A final state with a non-empty `error` is a failed sample.
-    `fingerprint` holds every setting that changes the result: it is part of each thread id, so a
-    changed setting never resumes from a checkpoint made with another.
+    `settings` holds every setting that changes the result; its fingerprint is part of each thread
+    id, so a changed setting never resumes from a checkpoint made with another.
     """
 
     name: str
@@ -104,7 +95,7 @@ class GraphJob:
     to_record: Callable[[Sample, dict[str, Any], GraphJob], BaseModel]
     record_type: type[BaseModel]
     """What `to_record` returns: a line of an existing output is trusted only when it validates."""
-    fingerprint: dict[str, Any]
+    settings: RunSettings
     model: BaseChatModel | None = None
     """A chat model that replaces the HTTP client for every role (tests, custom providers)."""
     run_config: dict[str, Any] = field(default_factory=dict)
@@ -113,7 +104,7 @@ class GraphJob:
     """Set by the driver for a checkpoint store that several outputs share (`CheckpointStore.namespace`)."""
 
     def thread_id(self, sample: Sample) -> str:
-        parts = [self.name, self.fingerprint, sample.id, sample.checkpoint_key()]
+        parts = [self.name, self.settings.fingerprint, sample.id, sample.checkpoint_key()]
         key = json.dumps([*parts, self.namespace] if self.namespace else parts, sort_keys=True)
         return f"{self.name}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
@@ -126,7 +117,7 @@ class Outcome:
     thread_id: str
     record: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    usage: Usage = field(default_factory=lambda: add_usage(None, None))
+    usage: Usage = field(default_factory=no_usage)
     resumed: bool = False
     prune: bool = True
     """False when the graph raised mid-way: keep the checkpoint so a re-run continues from it."""
@@ -179,7 +170,7 @@ async def _run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
         raise
     except Exception as exc:  # one sample's crash must not end the batch
         return _failed(sample, job, "batch", f"{type(exc).__name__}: {exc}", resumed=resumed, prune=False)
-    usage = state.get("usage") or add_usage(None, None)
+    usage = state.get("usage") or no_usage()
     if state.get("error"):
         return _failed(sample, job, state["error"]["node"], state["error"]["message"], usage=usage, resumed=resumed)
     try:
@@ -207,84 +198,10 @@ class RequestsPerMinute(BaseRateLimiter):
         return True
 
 
-def checkpoint_shard(checkpoints: Path, shard: int) -> Path:
-    """Shard `shard` of the checkpoint file: `out.checkpoints.sqlite`, `out.checkpoints.1.sqlite`, ...
-
-    Worker process `k` writes only shard `k` (one process runs shard 0). Processes sharing one
-    SQLite file queued for its single write lock; at high concurrency that stalled every worker.
-    """
-    return checkpoints if shard == 0 else checkpoints.with_name(f"{checkpoints.stem}.{shard}{checkpoints.suffix}")
-
-
-def existing_shards(checkpoints: Path) -> list[int]:
-    """The shards with a file on disk, whatever the worker count of the run that wrote them."""
-    name = re.compile(rf"{re.escape(checkpoints.stem)}(?:\.(\d+))?{re.escape(checkpoints.suffix)}")
-    matches = (name.fullmatch(path.name) for path in checkpoints.parent.iterdir())
-    return sorted(int(match.group(1) or 0) for match in matches if match)
-
-
-class InlineSqliteSaver(SqliteSaver):
-    """LangGraph's SQLite checkpointer, its async methods run inline on the event loop.
-
-    A checkpoint statement in a WAL file without fsync takes tens of microseconds. aiosqlite, which
-    `AsyncSqliteSaver` uses, hands each statement to its own thread and back: at high concurrency
-    that hop (thread wake-ups, GIL hand-offs) cost more CPU than the statements and slowed every
-    lane of the process. Blocking the loop this briefly is cheaper, and it never waits for a lock:
-    during a run each shard has one writer, the worker process that owns it (the driver plans
-    before the workers start and cleans up after they stop).
-    """
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self.get_tuple(config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        for checkpoint in self.list(config, filter=filter, before=before, limit=limit):
-            yield checkpoint
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return self.put(config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
-    ) -> None:
-        self.put_writes(config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        self.delete_thread(thread_id)
-
-
-@contextmanager
-def open_checkpointer(path: Path) -> Iterator[InlineSqliteSaver]:
-    """The SQLite checkpointer; the connection is closed on exit.
-
-    The saver puts the file in WAL mode; `synchronous=NORMAL` then skips the fsync on every commit.
-    A killed process loses nothing; a power cut may lose the last checkpoints, whose nodes then
-    run again (records are never lost or repeated: they are in the output file).
-    """
-    with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False)) as conn:
-        saver = InlineSqliteSaver(conn)
-        saver.setup()
-        conn.execute("PRAGMA synchronous=NORMAL")
-        yield saver
-
-
 @asynccontextmanager
 async def open_graph(job: GraphJob, store: CheckpointStore, shard: int, rpm: float | None) -> AsyncIterator[Any]:
     """The job's graph with its checkpointer (shard `shard` of `store`), an aiohttp-based OpenAI
-    client and the rate limit.
+    client and the rate limit, once the kind of each model server is known (`nodes/servers.py`).
 
     aiohttp costs less client CPU per call than httpx, which decides throughput at high concurrency.
     """
@@ -293,6 +210,7 @@ async def open_graph(job: GraphJob, store: CheckpointStore, shard: int, rpm: flo
         model: Any = job.model
         if model is None:
             ctx = Context(**job.context)
+            await asyncio.to_thread(ask_servers, ctx)  # once per process, before any call waits for it
             groups = endpoint_groups([ctx.base_url, ctx.judge_base_url])
             client = BalancedClient(groups, timeout=ctx.request_timeout)
             stack.push_async_callback(client.aclose)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from aidsafe.batch.engine import GraphJob, SampleFailure
 from aidsafe.batch.inputs import InputProblem, Sample, content_id
+from aidsafe.batch.settings import run_settings
 from aidsafe.graphs import evaluation
 from aidsafe.metrics.agreement import AgreementOptions, agreement, cited_policies, judge_scores
 from aidsafe.metrics.judged import SampleResult, evaluation_input, result_from_state
@@ -145,14 +146,7 @@ def evaluate_job(
     """`context` must hold a concrete `base_url` (the embedded server already started)."""
     ctx = Context(**context)
     options = options or GradingOptions()
-    fingerprint = {
-        "graph": "evaluation",
-        "model": ctx.model_for("judge"),
-        "policy_set": load_policies(ctx.policy_file).hash,
-        "temperature": ctx.temperature,
-        "max_tokens": ctx.max_tokens,
-        "structured_output": ctx.structured_output,
-    }
+    settings = run_settings(ctx, "evaluation", ("judge",))
     return GraphJob(
         name="evaluate",
         build=evaluation.build_graph,
@@ -160,7 +154,7 @@ def evaluate_job(
         to_input=pair_input,
         to_record=graded_sample,
         record_type=GradedSample,
-        fingerprint=fingerprint,
+        settings=settings,
         model=model,
         run_config={"max_concurrency": options.parallel_calls} if options.parallel_calls else {},
     )

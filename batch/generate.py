@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import Any, Literal, TypeVar
 
@@ -12,9 +11,9 @@ from pydantic import BaseModel
 
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.inputs import Sample
+from aidsafe.batch.settings import run_settings
 from aidsafe.graphs import baseline, deliberation, gated
 from aidsafe.nodes.context import Context, Role
-from aidsafe.policies import load_policies
 from aidsafe.state.records import GenerateRecord
 
 DELIBERATION_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner")
@@ -48,25 +47,10 @@ def finished_record(record_cls: type[Record], sample: Sample, state: dict[str, A
             "id": sample.id,
             "prompt": sample.prompt,
             "metadata": sample.metadata,
-            "model": job.fingerprint["model"],
-            "settings": job.fingerprint,
+            "model": job.settings.context["model"],
+            "settings": job.settings.fingerprint,
         }
     )
-
-
-def run_fingerprint(ctx: Context, graph: str, roles: Sequence[Role], n_deliberators: int) -> dict[str, Any]:
-    """The settings that change a run's result (see `GraphJob.fingerprint`)."""
-    return {
-        "graph": graph,
-        "model": ctx.model,
-        "role_models": {role: ctx.model_for(role) for role in roles},
-        "policy_set": load_policies(ctx.policy_file).hash,
-        "n_deliberators": n_deliberators,
-        "max_rounds": ctx.max_rounds,
-        "temperature": ctx.temperature,
-        "max_tokens": ctx.max_tokens,
-        "structured_output": ctx.structured_output,
-    }
 
 
 def generate_job(
@@ -79,14 +63,15 @@ def generate_job(
     ctx = Context(**context)
     build: Any
     if zero_shot:
-        fingerprint = run_fingerprint(ctx, "baseline", ("generator",), n_deliberators)
+        settings = run_settings(ctx, "baseline", ("generator",))
         build = baseline.build_graph
     elif ctx.safety_threshold is not None:  # the final response is rated too: the judge is a role
-        fingerprint = run_fingerprint(ctx, "gated deliberation", (*DELIBERATION_ROLES, "judge"), n_deliberators)
-        fingerprint.update(safety_threshold=ctx.safety_threshold, scorer_url=ctx.scorer_url)
+        settings = run_settings(
+            ctx, "gated deliberation", (*DELIBERATION_ROLES, "judge"), n_deliberators=n_deliberators
+        )
         build = partial(gated.build_graph, n_deliberators)
     else:
-        fingerprint = run_fingerprint(ctx, "deliberation", DELIBERATION_ROLES, n_deliberators)
+        settings = run_settings(ctx, "deliberation", DELIBERATION_ROLES, n_deliberators=n_deliberators)
         build = partial(deliberation.build_graph, n_deliberators)
     return GraphJob(
         name="baseline" if zero_shot else "generate",
@@ -95,6 +80,6 @@ def generate_job(
         to_input=deliberation_input,
         to_record=partial(finished_record, GenerateRecord),
         record_type=BaselineRecord if zero_shot else DeliberationRecord,
-        fingerprint=fingerprint,
+        settings=settings,
         model=model,
     )

@@ -18,22 +18,23 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import TypeAdapter, ValidationError
 
 from aidsafe.batch.engine import GraphJob
-from aidsafe.batch.generate import finished_record, run_fingerprint
+from aidsafe.batch.generate import finished_record
 from aidsafe.batch.inputs import InputProblem, Sample, content_id, read_samples
+from aidsafe.batch.settings import run_settings
 from aidsafe.graphs.preference import build_graph
 from aidsafe.nodes.context import Context, Role
-from aidsafe.state.preference import Output
+from aidsafe.state.preference import ThoughtsAndResponse
 from aidsafe.state.records import GenerateRecord, PreferenceRecord
 
 PREFERENCE_ROLES: tuple[Role, ...] = ("initializer", "deliberator", "refiner", "whisperer", "generator", "judge")
-_CHOSEN = TypeAdapter(Output)
+_CHOSEN = TypeAdapter(ThoughtsAndResponse)
 
 
 @dataclasses.dataclass(frozen=True)
 class SampleWithChosen(Sample):
     """A prompt that arrives with its chosen sample (a row of `aidsafe generate` output)."""
 
-    chosen: Output | None = None
+    chosen: ThoughtsAndResponse | None = None
 
     def checkpoint_key(self) -> str:
         """The chosen side too: a run from prompts deliberated its own, which must not be resumed."""
@@ -91,12 +92,7 @@ def preference_input(sample: Sample) -> dict[str, Any]:
 def prefer_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChatModel | None = None) -> GraphJob:
     """`context` must hold a concrete `base_url` (the embedded server already started)."""
     ctx = Context(**context)
-    fingerprint = {
-        **run_fingerprint(ctx, "preference", PREFERENCE_ROLES, n_deliberators),
-        "whisper_iterations": ctx.whisper_iterations,
-        "violation_threshold": ctx.violation_threshold,
-        "scorer_url": ctx.scorer_url,
-    }
+    settings = run_settings(ctx, "preference", PREFERENCE_ROLES, n_deliberators=n_deliberators)
     return GraphJob(
         name="prefer",
         build=partial(build_graph, n_deliberators),
@@ -104,6 +100,6 @@ def prefer_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChat
         to_input=preference_input,
         to_record=partial(finished_record, PreferenceRecord),
         record_type=PreferenceRecord,
-        fingerprint=fingerprint,
+        settings=settings,
         model=model,
     )

@@ -19,17 +19,103 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import sqlite3
 import sys
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any, Protocol
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import AfterValidator
 
-from aidsafe.batch.engine import InlineSqliteSaver, checkpoint_shard, existing_shards, open_checkpointer
+SQLITE_BUSY_TIMEOUT = 60.0
+"""Seconds a statement waits for another connection's write. A run never makes two processes write
+one file at once (see `InlineSqliteSaver`); this covers two runs pointed at one output by mistake."""
+
+
+def checkpoint_shard(checkpoints: Path, shard: int) -> Path:
+    """Shard `shard` of the checkpoint file: `out.checkpoints.sqlite`, `out.checkpoints.1.sqlite`, ...
+
+    Worker process `k` writes only shard `k` (one process runs shard 0). Processes sharing one
+    SQLite file queued for its single write lock; at high concurrency that stalled every worker.
+    """
+    return checkpoints if shard == 0 else checkpoints.with_name(f"{checkpoints.stem}.{shard}{checkpoints.suffix}")
+
+
+def existing_shards(checkpoints: Path) -> list[int]:
+    """The shards with a file on disk, whatever the worker count of the run that wrote them."""
+    name = re.compile(rf"{re.escape(checkpoints.stem)}(?:\.(\d+))?{re.escape(checkpoints.suffix)}")
+    matches = (name.fullmatch(path.name) for path in checkpoints.parent.iterdir())
+    return sorted(int(match.group(1) or 0) for match in matches if match)
+
+
+class InlineSqliteSaver(SqliteSaver):
+    """LangGraph's SQLite checkpointer, its async methods run inline on the event loop.
+
+    A checkpoint statement in a WAL file without fsync takes tens of microseconds. aiosqlite, which
+    `AsyncSqliteSaver` uses, hands each statement to its own thread and back: at high concurrency
+    that hop (thread wake-ups, GIL hand-offs) cost more CPU than the statements and slowed every
+    lane of the process. Blocking the loop this briefly is cheaper, and it never waits for a lock:
+    during a run each shard has one writer, the worker process that owns it (the driver plans
+    before the workers start and cleans up after they stop).
+    """
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self.get_tuple(config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        for checkpoint in self.list(config, filter=filter, before=before, limit=limit):
+            yield checkpoint
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self.put(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        self.put_writes(config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self.delete_thread(thread_id)
+
+
+@contextmanager
+def open_checkpointer(path: Path) -> Iterator[InlineSqliteSaver]:
+    """The SQLite checkpointer; the connection is closed on exit.
+
+    The saver puts the file in WAL mode; `synchronous=NORMAL` then skips the fsync on every commit.
+    A killed process loses nothing; a power cut may lose the last checkpoints, whose nodes then
+    run again (records are never lost or repeated: they are in the output file).
+    """
+    with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False)) as conn:
+        saver = InlineSqliteSaver(conn)
+        saver.setup()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        yield saver
+
 
 WORKERS_GONE_TIMEOUT = 60.0
 """Seconds a driver waits for the workers of a killed run on the same output to go (Ray takes a few

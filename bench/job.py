@@ -19,6 +19,7 @@ from langchain_core.language_models import BaseChatModel
 
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.inputs import InputProblem, Sample, content_id, read_samples
+from aidsafe.batch.settings import run_settings
 from aidsafe.graphs.bench import build_graph
 from aidsafe.nodes.bench_subject import Subject
 from aidsafe.nodes.context import Context
@@ -121,9 +122,9 @@ def bench_record(sample: Sample, state: dict[str, Any], job: GraphJob) -> BenchR
             "expected": sample.expected,
             "category": sample.category,
             "policy": sample.policy,
-            "model_under_test": job.fingerprint["model_under_test"],
-            "judge": job.fingerprint["judge"],
-            "policy_set": job.fingerprint["policy_set"],
+            "model_under_test": job.settings.job["model_under_test"],
+            "judge": job.settings.role_models["judge"],
+            "policy_set": job.settings.policy_set,
             "metadata": sample.metadata,
         }
     )
@@ -133,15 +134,7 @@ def bench_job(context: dict[str, Any], subject: Subject, identity: str, model: B
     """`context` holds the judge's concrete `base_url`; `subject` is where the model under test
     answers now, `identity` what it is across runs (its URL may change: a free port per run)."""
     ctx = Context(**context)
-    fingerprint = {
-        "graph": "bench",
-        "model_under_test": identity,
-        "judge": ctx.model_for("judge"),
-        "policy_set": load_policies(ctx.policy_file).hash,
-        "temperature": ctx.temperature,
-        "max_tokens": ctx.max_tokens,
-        "structured_output": ctx.structured_output,
-    }
+    settings = run_settings(ctx, "bench", ("judge",), model_under_test=identity)
     return GraphJob(
         name="bench",
         build=partial(build_graph, subject),
@@ -149,6 +142,6 @@ def bench_job(context: dict[str, Any], subject: Subject, identity: str, model: B
         to_input=bench_input,
         to_record=bench_record,
         record_type=BenchRecord,
-        fingerprint=fingerprint,
+        settings=settings,
         model=model,
     )

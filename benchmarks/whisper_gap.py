@@ -24,8 +24,8 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
+from aidsafe.batch.served import model_server
 from aidsafe.embedded import MODEL_ALIAS
-from aidsafe.embedded.served import model_server
 from aidsafe.graphs import preference
 from aidsafe.graphs.deliberation import unless_error
 from aidsafe.nodes import whispered_generator

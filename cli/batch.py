@@ -18,10 +18,10 @@ from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.files import check_outputs
 from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, ReadOptions, Sample, read_samples
 from aidsafe.batch.prices import PriceError, PriceOptions, PriceTable
-from aidsafe.cli.main import COST_CAP_REACHED
+from aidsafe.batch.served import model_server
+from aidsafe.cli.exit_codes import COST_CAP_REACHED
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.llama_server import EmbeddedServerDied, died_at
-from aidsafe.embedded.served import model_server
 from aidsafe.nodes.context import EMBEDDED, Context, setting_annotation
 from aidsafe.policies import load_policies
 
@@ -221,7 +221,7 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     options = batch_options(args, output, embedded, reads)
     check_outputs(options.reads, options.writes())  # before the embedded server starts
     load_policies(context.get("policy_file"))
-    options.prices = prices_from_args(args, make_job(context, args).fingerprint.get("role_models", {}).values())
+    options.prices = prices_from_args(args, make_job(context, args).settings.role_models.values())
     try:
         with model_server(context) as served:
             summary = run_batch(make_job(served, args), read, options)

@@ -18,12 +18,12 @@ from typing import Any
 
 from aidsafe.batch.driver import run_batch
 from aidsafe.batch.files import check_outputs
+from aidsafe.batch.served import model_server
 from aidsafe.bench.job import BenchColumns, bench_job, read_bench_samples
 from aidsafe.bench.report import BenchResults, read_results, write_report
 from aidsafe.bench.subjects import ModelSpecError, ModelUnderTest, parse_model, serve_model
 from aidsafe.cli.batch import add_batch_arguments, add_input_arguments, batch_options, interrupted, server_death
 from aidsafe.cli.options import UsageError, add_model_arguments, context_from_args
-from aidsafe.embedded.served import model_server
 from aidsafe.metrics.records import BadLine
 from aidsafe.nodes.context import EMBEDDED, Context
 from aidsafe.policies import load_policies

@@ -30,6 +30,7 @@ from aidsafe.batch.evaluate import (
 )
 from aidsafe.batch.files import check_outputs, replace_together
 from aidsafe.batch.inputs import ReadOptions
+from aidsafe.batch.served import model_server
 from aidsafe.cli.batch import (
     add_batch_arguments,
     batch_options,
@@ -38,9 +39,8 @@ from aidsafe.cli.batch import (
     prices_from_args,
     server_death,
 )
-from aidsafe.cli.main import COST_CAP_REACHED
+from aidsafe.cli.exit_codes import COST_CAP_REACHED
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
-from aidsafe.embedded.served import model_server
 from aidsafe.metrics.agreement import AgreementOptions, missing_libraries
 from aidsafe.metrics.deliberation import file_stats
 from aidsafe.metrics.judged import SampleResult, deterministic_result

@@ -21,7 +21,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aidsafe.batch.files import UnsafeOutput
+from aidsafe.batch.stores import RunFailure
+from aidsafe.cli import bench, evaluate, export, generate, prefer, serve, train, view
+from aidsafe.cli.exit_codes import FAILED, INTERNAL_ERROR, INTERRUPTED, USAGE_ERROR
+from aidsafe.cli.options import UsageError
 from aidsafe.embedded.llama_server import EmbeddedServerError
+from aidsafe.policies import PolicyFileError
+
+USER_ERRORS = (UsageError, UnsafeOutput, PolicyFileError, RunFailure)
+"""Exceptions that mean "fix the command", each with a message naming what and where."""
 
 DESCRIPTION = (
     "Generate policy-embedded chain-of-thought safety data (AIDSAFE): agents deliberate over each "
@@ -30,17 +39,8 @@ DESCRIPTION = (
 )
 """What `aidsafe --help` tells users (this module's docstring is for maintainers)."""
 
-SUBCOMMANDS: list[str] = ["generate", "prefer", "export", "evaluate", "train", "bench", "serve", "view"]
-"""Modules of `cli` that define `register(subparsers)`; each adds one subcommand."""
-
-USAGE_ERROR = 2
-"""Exit code of a command that cannot run as given; nothing was written."""
-INTERRUPTED = 130
-INTERNAL_ERROR = 3
-"""Exit code of a bug: the message names the log file with the traceback."""
-COST_CAP_REACHED = 4
-"""Exit code of a batch that `--max-cost` stopped: nothing failed, every record is whole, and the
-same command with a higher cap continues (1 would say "something failed", 0 "all done")."""
+SUBCOMMANDS = (generate, prefer, export, evaluate, train, bench, serve, view)
+"""Modules of `cli` that define `register(subparsers)`; each adds one subcommand, in this order."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,27 +55,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
     parser = Parser(prog="aidsafe", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
-        importlib.import_module(f"aidsafe.cli.{module}").register(subparsers)
+        module.register(subparsers)
     for command in subparsers.choices.values():
         command.add_argument(
             "--debug", action="store_true", help="Show the traceback of an internal error instead of logging it."
         )
     return parser
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean "fix the command", each with a message naming what and where."""
-    from aidsafe.batch.files import UnsafeOutput
-    from aidsafe.batch.stores import RunFailure
-    from aidsafe.cli.options import UsageError
-    from aidsafe.policies import PolicyFileError
-
-    return UsageError, UnsafeOutput, PolicyFileError, RunFailure
 
 
 def log_traceback() -> Path:
@@ -92,17 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed the message naming the flag
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
-    except KeyboardInterrupt:  # while importing: nothing ran yet
-        print("\naidsafe: interrupted", file=sys.stderr)
-        return INTERRUPTED
     try:
         return int(args.run(args) or 0)
-    except user_errors() as exc:
+    except USER_ERRORS as exc:
         print(f"aidsafe {args.command}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except EmbeddedServerError as exc:  # the model server, not the command: named with its fix
         print(f"aidsafe {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return FAILED
     except OSError as exc:  # the disk, not aidsafe: full, read-only, permissions
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"aidsafe {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)

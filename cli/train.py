@@ -14,7 +14,7 @@ import sys
 import typing
 from typing import Any
 
-from aidsafe.cli.main import INTERRUPTED
+from aidsafe.cli.exit_codes import INTERRUPTED
 from aidsafe.cli.options import UsageError, add_setting
 from aidsafe.train.models import ModelFolderError
 from aidsafe.train.training import TrainError, TrainSettings

@@ -9,8 +9,12 @@ parent and leaves when it is gone (`python -m aidsafe.embedded ARGS`).
 A llama.cpp build compiled for the wrong CPU loads the model and answers `/v1/models`, then crashes
 on the first completion. So start-up ends with a one-token completion of a ~200-token prompt (the
 batched kernels that run aidsafe's prompts run too), and a server that dies later is looked up by
-the client when a connection to it fails (`died_at`): the run stops with the signal, the log and
-the command that installs a portable build, instead of failing every remaining sample.
+the client when a connection to it fails (`died_at`): the run stops at once, instead of failing
+every remaining sample, with what the death was (`death_report`): an illegal instruction, or a fault
+before the build has answered the run, is that build on this CPU, and the message gives the command
+that installs a portable build; an abort (a llama.cpp assertion), an out-of-memory kill or a crash
+after good answers is named as such, with the signal, the answers so far, the last request and the
+log, and no reinstall, which would not help.
 """
 
 from __future__ import annotations
@@ -190,12 +194,16 @@ class EmbeddedServer:
                 f"the embedded llama.cpp server did not answer its start-up check: {exc}; log: {self.log_path}"
             ) from None
 
-    def death(self, during: str) -> EmbeddedServerDied | None:
+    def death(self, during: str, last_request: str = "") -> EmbeddedServerDied | None:
         """Why the server process is gone, or None while it runs (or after we stopped it)."""
         process = self.process
         if process is None or self.stopping or process.poll() is None:
             return None
-        return EmbeddedServerDied(death_report(process.pid, process.returncode, during, self.log_path))
+        answered = answered_completions(self.log_path)
+        report = death_report(
+            process.pid, process.returncode, during, self.log_path, answered=answered, last_request=last_request
+        )
+        return EmbeddedServerDied(report)
 
     def stop(self) -> None:
         self.stopping = True
@@ -214,39 +222,95 @@ class EmbeddedServer:
         self.stop()
 
 
-def death_report(pid: int, returncode: int, during: str, log_path: Path) -> str:
-    """What happened to the server, in words: the signal or exit code, what it means, what to do."""
-    if returncode < 0 and -returncode in CRASH_SIGNALS:
-        name = signal.Signals(-returncode).name
+ANSWERED = '"POST /v1/chat/completions HTTP/1.1" 200'
+"""The server's access-log line of a chat completion it answered (uvicorn's format)."""
+CPU_SIGNALS = frozenset({signal.SIGILL})
+"""An instruction this CPU does not have: the CPU story whenever it comes."""
+FAULT_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS})
+"""The CPU story only before the build has answered anything of the run: a build compiled for another
+CPU faults on the first completion that uses the code path (the start-up check's, or the first
+request's); one that has answered the run's requests runs on this CPU."""
+
+
+def answered_completions(log_path: Path) -> int:
+    """Chat completions the server answered, its start-up check included, by its access log."""
+    try:
+        return log_path.read_text(errors="replace").count(ANSWERED)
+    except OSError:
+        return 0
+
+
+def oom_kill_line(pid: int) -> str | None:
+    """The kernel log's line on the out-of-memory killer ending `pid`; None when the log says
+    nothing of it or cannot be read (dmesg needs privileges on many systems)."""
+    try:
+        kernel_log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return next((line.strip() for line in kernel_log.splitlines() if f"Killed process {pid} " in line), None)
+
+
+def death_report(
+    pid: int, returncode: int, during: str, log_path: Path, *, answered: int = 0, last_request: str = ""
+) -> str:
+    """What happened to the server, in words: the signal or exit code, what it means, what to do.
+
+    `answered`: chat completions it had answered (its start-up check is the first); `last_request`:
+    the request whose connection it dropped, when a run's request found it dead.
+    """
+    what = f"the embedded llama.cpp server (pid {pid})"
+    known = f"server log: {log_path}" + (f"\nlast request: {last_request}" if last_request else "")
+    resume = "Run the same command again to resume (finished samples are kept)"
+    if returncode >= 0:
+        return f"{what} exited with code {returncode} during {during}; see its log: {log_path}"
+    sig = signal.Signals(-returncode)
+    if sig in CPU_SIGNALS or (sig in FAULT_SIGNALS and answered <= 1):
         return (
-            f"the embedded llama.cpp server (pid {pid}) crashed with {name} during {during}. "
+            f"{what} crashed with {sig.name} during {during}. "
             "This llama.cpp build does not run on this CPU (a build compiled for the CPU it was built on "
             "can use code paths, e.g. AVX-512 ones, that fault on some machines). Install the portable "
             f"build, then run the same command again (finished samples are kept):\n  {portable_install_command()}\n"
-            f"server log: {log_path}"
+            f"{known}"
         )
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
+    if sig == signal.SIGABRT:
         return (
-            f"the embedded llama.cpp server (pid {pid}) was stopped by {name} during {during}: something "
-            "outside aidsafe ended it (a kill, or the kernel's out-of-memory killer). Run the same command "
-            f"again to resume.\nserver log: {log_path}"
+            f"{what} aborted (SIGABRT) during {during}, after {answered} answers: llama.cpp stopped at one of "
+            "its internal checks (an assertion; the log's last lines name it), which a request can trip: "
+            "a grammar for a long string cap (maxLength) or a prompt longer than the context window. "
+            f"{resume}; if it aborts again, try a shorter --max-prompt-chars or --max-tokens.\n{known}"
         )
-    return (
-        f"the embedded llama.cpp server (pid {pid}) exited with code {returncode} during {during}; "
-        f"see its log: {log_path}"
-    )
+    if sig == signal.SIGKILL:
+        kernel = oom_kill_line(pid)
+        cause = (
+            f"the kernel's out-of-memory killer ended it (kernel log: {kernel})"
+            if kernel
+            else "most likely the kernel's out-of-memory killer (the kernel log, if readable, says nothing "
+            "of it), or a kill -9 from outside"
+        )
+        return (
+            f"{what} was killed by SIGKILL during {during}, after {answered} answers: {cause}. "
+            f"Free memory or run fewer processes (--workers, --concurrency), then run the same command "
+            f"again to resume (finished samples are kept).\n{known}"
+        )
+    if sig in CRASH_SIGNALS:
+        return (
+            f"{what} crashed with {sig.name} during {during}, after {answered} answers: not this build "
+            f"against this CPU (it has answered on it), but a fault that a request or the load brought out. "
+            f"{resume}; if it crashes again at the same request, its log and the request below show which.\n{known}"
+        )
+    return f"{what} was stopped by {sig.name} during {during}: something outside aidsafe ended it. {resume}.\n{known}"
 
 
 _running: dict[int, EmbeddedServer] = {}
 """This process's embedded servers by port, for `died_at`."""
 
 
-def died_at(url: str, grace: float = 1.0) -> EmbeddedServerDied | None:
+def died_at(url: str, body: bytes = b"", grace: float = 1.0) -> EmbeddedServerDied | None:
     """If `url` is an embedded server of this process that has died, the error that says so.
 
-    Called when a request to `url` could not connect or lost its connection: a crash closes the
-    server's sockets a moment before its exit is seen, so a server that still runs gets `grace` s.
+    Called when a request to `url` (whose `body` is named in the report) could not connect or lost
+    its connection: a crash closes the server's sockets a moment before its exit is seen, so a
+    server that still runs gets `grace` s.
     """
     parts = urlparse(url)
     server = _running.get(parts.port or 0) if parts.hostname == "127.0.0.1" else None
@@ -255,7 +319,20 @@ def died_at(url: str, grace: float = 1.0) -> EmbeddedServerDied | None:
         return None
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace)
-    return server.death("the run")
+    return server.death("the run", describe_request(body))
+
+
+def describe_request(body: bytes) -> str:
+    """A chat completion request in a few words: its size and the schema of the answer it asks."""
+    if not body:
+        return ""
+    try:
+        request = json.loads(body)
+        fmt = request.get("response_format") or {}
+        schema = fmt.get("json_schema", {}).get("name") or (fmt.get("schema") or {}).get("title")
+    except (ValueError, AttributeError):
+        schema = None
+    return f"{len(body):,} bytes" + (f", answer schema {schema}" if schema else "")
 
 
 _shared: EmbeddedServer | None = None

@@ -10,7 +10,7 @@ agent step: answers that could not be used and were asked again), agents that re
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,13 +104,6 @@ class DeliberationStats:
             "safety_rated": self.safety_rated,
             "safety_flagged": self.safety_flagged,
         }
-
-
-def deliberation_stats(records: Iterable[Mapping[str, Any]]) -> DeliberationStats:
-    stats = DeliberationStats()
-    for record in records:
-        stats.add(record)
-    return stats
 
 
 def stats_text(stats: Mapping[str, Any]) -> str:

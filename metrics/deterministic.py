@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from aidsafe.state.evaluation import EvaluatedRecord, OutputView
+from aidsafe.state.evaluation import EvaluatedRecord, ThoughtsAndResponseView
 
 REDUNDANCY_N = 3
 REFUSAL_WINDOW = 160
@@ -54,7 +54,7 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower().replace("’", "'"))
 
 
-def cot_words(output: OutputView) -> int:
+def cot_words(output: ThoughtsAndResponseView) -> int:
     return sum(len(words(t.text)) for t in output.thoughts)
 
 
@@ -68,7 +68,7 @@ def redundancy(texts: Iterable[str], n: int = REDUNDANCY_N) -> float:
     return (total - len(counts)) / total if total else 0.0
 
 
-def policy_coverage(output: OutputView, policy_ids: Sequence[str]) -> float:
+def policy_coverage(output: ThoughtsAndResponseView, policy_ids: Sequence[str]) -> float:
     cited = {i for t in output.thoughts for i in t.policy_ids}
     return len(cited & set(policy_ids)) / len(policy_ids) if policy_ids else 0.0
 

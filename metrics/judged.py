@@ -9,7 +9,7 @@ from typing import Any
 
 from aidsafe.metrics.deterministic import record_metrics
 from aidsafe.metrics.records import RecordPair
-from aidsafe.state.deliberation import add_usage
+from aidsafe.state.deliberation import no_usage
 from aidsafe.state.evaluation import RUBRICS, EvaluatedRecord
 
 SampleResult = dict[str, Any]
@@ -30,7 +30,7 @@ def deterministic_result(sample: RecordPair, policy_ids: Sequence[str]) -> Sampl
         "pairwise": None,
         "failures": [],
         "repairs": [],
-        "usage": add_usage(None, None),
+        "usage": no_usage(),
     }
 
 

@@ -16,14 +16,12 @@ agent index), so a LangSmith project can be filtered by any of them. The role is
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
-import string
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -38,25 +36,19 @@ from aidsafe.nodes.llm import (
     ModelProvider,
     StructuredCall,
     adrive,
+    ask_servers,
     drive,
     openai_compatible_model,
+    servers_unknown,
 )
+from aidsafe.nodes.templates import template
 from aidsafe.policies import PolicyFileError, PolicySet, load_policies
 from aidsafe.state.answers import AnswerContext, CorrectionDraft, ThoughtDraft, answer_schema
-from aidsafe.state.deliberation import DeliberationState, Intents, Refusal, Repair, Thought, add_usage
-
-PROMPTS_DIR = Path(__file__).parent
-
-
-@cache
-def template(name: str) -> string.Template:
-    """A prompt template beside its node: `nodes/<name>.md`, `$placeholders`."""
-    return string.Template((PROMPTS_DIR / f"{name}.md").read_text(encoding="utf-8"))
-
+from aidsafe.state.deliberation import DeliberationState, Intents, Refusal, Repair, Thought, add_usage, no_usage
 
 TEAM_TASKS = frozenset({"initializer_intents", "initializer_seed", "deliberator", "refiner"})
 """The deliberation team's calls: their system message adds the deliberators' instructions
-(`nodes/team.md`). Six of a deliberation sample's nine calls are a deliberator's; with the
+(`nodes/deliberator_instructions.md`). Six of a deliberation sample's nine calls are a deliberator's; with the
 instructions in the shared prefix, each of them ends with its task line only."""
 
 
@@ -64,16 +56,16 @@ def system_message(policies: PolicySet, *, team: bool = False) -> SystemMessage:
     """Identical for every agent and round, so servers with prefix caching reuse it; `team`: see
     `TEAM_TASKS`."""
     content = template("system").substitute(policies=policies.render())
-    return SystemMessage(content=f"{content}\n{template('team').template}" if team else content)
+    return SystemMessage(content=f"{content}\n{template('deliberator_instructions').template}" if team else content)
 
 
 CONTEXT_BLOCKS = ("request", "intents", "thoughts", "response")
-
-NO_RESPONSE_YET = "(none yet: the first draft was blank; write the response)"
-"""The response block while the deliberated response is empty (the initializer's was blank)."""
 """The sample's context, in the order it grows: `nodes/context_<block>.md`. Thoughts only ever get
 appended during a deliberation, so every call of a sample repeats the previous call's text up to
 where something new was written."""
+
+NO_RESPONSE_YET = "(none yet: the first draft was blank; write the response)"
+"""The response block while the deliberated response is empty (the initializer's was blank)."""
 
 
 def messages(
@@ -239,7 +231,7 @@ def agent_node(name: str, role: Role, logic: AgentLogic[Any], provider: ModelPro
             update = done.value
         except (AgentFailure, PolicyFileError) as exc:
             update = {"error": {"node": name, "message": str(exc)}, "stop_reason": "error"}
-        usage = add_usage(None, None)
+        usage = no_usage()
         for call in calls:
             for attempt in call.usage:
                 usage = add_usage(usage, attempt)
@@ -254,6 +246,8 @@ def agent_node(name: str, role: Role, logic: AgentLogic[Any], provider: ModelPro
 
     @fixed_signature
     async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        if servers_unknown(ctx := node_context(config)):
+            await asyncio.to_thread(ask_servers, ctx)  # once per process: the loop never blocks on it
         return await adrive(turn(state, config))
 
     return AgentNode(role, run, arun, name)

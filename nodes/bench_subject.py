@@ -14,9 +14,8 @@ from typing import Any
 import openai
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.runtime import get_runtime
 
-from aidsafe.nodes.context import Context, resolve_context
+from aidsafe.nodes.context import Context, node_context
 from aidsafe.nodes.llm import ModelProvider, openai_compatible_model, usage_of
 
 NAME = "answer"
@@ -44,7 +43,7 @@ def subject_node(subject: Subject, provider: ModelProvider | None = None) -> Cal
     model_provider = provider or openai_compatible_model
 
     async def answer(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        ctx = resolve_context(get_runtime().context, config)
+        ctx = node_context(config)
         settings = Context(
             model=subject.model,
             base_url=subject.base_url,

@@ -1,6 +1,7 @@
 """Run configuration for every aidsafe graph, and the one definition of each setting's valid range.
 
-Fields carry a description in their metadata so Studio renders them as a form. Values come from
+Fields carry a description in their metadata so Studio renders them as a form, and `changes`: the
+graphs whose results the setting changes (`batch/settings.py` puts those in the run's fingerprint). Values come from
 `graph.invoke(..., context=...)`, from `config["configurable"]` (how LangServe and Studio pass
 them), or from environment variables, in that order. API keys are never fields: they are read
 from the environment when a client is built, so they never reach checkpoints or traces.
@@ -32,6 +33,15 @@ EMBEDDED = "embedded"
 
 Role = Literal["initializer", "deliberator", "refiner", "whisperer", "generator", "judge"]
 StructuredOutput = Literal["auto", "json_schema", "json_object", "function_calling"]
+GraphName = Literal["deliberation", "gated deliberation", "baseline", "preference", "evaluation", "bench"]
+"""The graphs a batch runs; a setting's `changes` metadata names those whose results it changes."""
+
+EVERY_GRAPH: frozenset[GraphName] = frozenset(typing.get_args(GraphName))
+DELIBERATING: frozenset[GraphName] = frozenset({"deliberation", "gated deliberation", "preference"})
+"""The graphs that run the deliberation team (the preference graph's chosen side is one)."""
+JUDGED: frozenset[GraphName] = frozenset({"gated deliberation", "preference", "evaluation", "bench"})
+NO_GRAPH: frozenset[GraphName] = frozenset()
+"""How a run is carried out (retries, timeouts, where the server is), not what it produces."""
 
 
 def _base_url(value: str) -> str:
@@ -83,79 +93,122 @@ policies. Raise it (`--max-prompt-chars`) for servers with long contexts."""
 class Context:
     model: Name = field(
         default_factory=lambda: os.environ.get("AIDSAFE_MODEL", "SmolLM2-135M-Instruct"),
-        metadata={"description": "Model name sent to the server, used by every role without an override."},
+        metadata={
+            "changes": EVERY_GRAPH,
+            "description": "Model name sent to the server, used by every role without an override.",
+        },
     )
     base_url: BaseUrl = field(
         default_factory=lambda: os.environ.get("OPENAI_BASE_URL", EMBEDDED),
         metadata={
+            "changes": NO_GRAPH,
             "description": "OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); several endpoints "
-            "of one model separated by commas; 'embedded' runs the bundled SmolLM2-135M on llama.cpp."
+            "of one model separated by commas; 'embedded' runs the bundled SmolLM2-135M on llama.cpp.",
         },
     )
     temperature: Annotated[float, Interval(ge=0, le=2)] = field(
-        default=0.7, metadata={"description": "Sampling temperature."}
+        default=0.7, metadata={"changes": EVERY_GRAPH, "description": "Sampling temperature."}
     )
-    max_rounds: AtLeastOne = field(default=3, metadata={"description": "Deliberation round budget."})
+    max_rounds: AtLeastOne = field(
+        default=3, metadata={"changes": DELIBERATING, "description": "Deliberation round budget."}
+    )
     policy_file: str | None = field(
         default=None,
-        metadata={"description": "YAML/JSON policy file; empty uses the five AIDSAFE policies."},
+        metadata={
+            "changes": EVERY_GRAPH,
+            "description": "YAML/JSON policy file; empty uses the five AIDSAFE policies.",
+        },
     )
-    max_tokens: AtLeastOne = field(default=512, metadata={"description": "Cap on tokens per model answer."})
+    max_tokens: AtLeastOne = field(
+        default=512, metadata={"changes": EVERY_GRAPH, "description": "Cap on tokens per model answer."}
+    )
     structured_output: StructuredOutput = field(
         default="auto",
         metadata={
-            "description": "How answers are constrained: json_schema (OpenAI, vLLM), json_object "
-            "with a schema (llama.cpp), function_calling; auto picks by server."
+            "changes": EVERY_GRAPH,
+            "description": "How answers are constrained: json_schema (OpenAI, strict; vLLM, SGLang, Ollama, "
+            "llama-server), json_object with a schema (llama-cpp-python's server, the embedded model's), "
+            "function_calling; auto asks each server what it is (GET /models) and picks json_object only "
+            "for llama-cpp-python.",
         },
     )
     parse_retries: AtLeastZero = field(
         default=2,
-        metadata={"description": "Re-asks after an answer that does not parse, error shown to the model."},
+        metadata={
+            "changes": NO_GRAPH,
+            "description": "Re-asks after an answer that does not parse, error shown to the model.",
+        },
     )
     http_retries: AtLeastZero = field(
         default=3,
-        metadata={"description": "Retries with backoff on timeouts, 429 and 5xx."},
+        metadata={
+            "changes": NO_GRAPH,
+            "description": "Retries with backoff on timeouts, connection errors, 408, 409, 429 and 5xx "
+            "(model calls and the HTTP safety classifier).",
+        },
     )
-    request_timeout: Seconds = field(default=120.0, metadata={"description": "Seconds per model request."})
+    request_timeout: Seconds = field(
+        default=120.0, metadata={"changes": NO_GRAPH, "description": "Seconds per model request."}
+    )
     initializer_model: Name | None = field(
-        default=None, metadata={"description": "Model override for the initializer."}
+        default=None, metadata={"changes": DELIBERATING, "description": "Model override for the initializer."}
     )
-    deliberator_model: Name | None = field(default=None, metadata={"description": "Model override for deliberators."})
-    refiner_model: Name | None = field(default=None, metadata={"description": "Model override for the refiner."})
+    deliberator_model: Name | None = field(
+        default=None, metadata={"changes": DELIBERATING, "description": "Model override for deliberators."}
+    )
+    refiner_model: Name | None = field(
+        default=None, metadata={"changes": DELIBERATING, "description": "Model override for the refiner."}
+    )
     whisperer_model: Name | None = field(
-        default=None, metadata={"description": "Model override for the ear-whisperer."}
+        default=None,
+        metadata={"changes": frozenset({"preference"}), "description": "Model override for the ear-whisperer."},
     )
     generator_model: Name | None = field(
-        default=None, metadata={"description": "Model override for the whispered generator."}
+        default=None,
+        metadata={
+            "changes": frozenset({"baseline", "preference"}),
+            "description": "Model override for the whispered generator.",
+        },
     )
-    judge_model: Name | None = field(default=None, metadata={"description": "Model override for judges and graders."})
+    judge_model: Name | None = field(
+        default=None, metadata={"changes": JUDGED, "description": "Model override for judges and graders."}
+    )
     judge_base_url: BaseUrl | None = field(
         default=None,
         metadata={
-            "description": "Server for the judge when it is not the generator's server (or several, with commas)."
+            "changes": NO_GRAPH,
+            "description": "Server for the judge when it is not the generator's server (or several, with commas).",
         },
     )
     whisper_iterations: AtLeastOne = field(
         default=3,
-        metadata={"description": "Ear-whisperer attempts per prompt (at least one); stops early at the threshold."},
+        metadata={
+            "changes": frozenset({"preference"}),
+            "description": "Ear-whisperer attempts per prompt (at least one); stops early at the threshold.",
+        },
     )
     violation_threshold: Annotated[float, Interval(ge=0, le=1)] = field(
         default=0.75,
-        metadata={"description": "Violation score (0..1) of a rejected sample that ends the whisper loop early."},
+        metadata={
+            "changes": frozenset({"preference"}),
+            "description": "Violation score (0..1) of a rejected sample that ends the whisper loop early.",
+        },
     )
     safety_threshold: Annotated[float, Interval(ge=0, le=1)] | None = field(
         default=None,
         metadata={
+            "changes": frozenset({"gated deliberation"}),
             "description": "Safety gate: the violation scorer rates every final response; above this score "
             "(0..1) the record is flagged and left out of the SFT export. Unset: no gate in batch generate, "
-            "0.5 in the gated graph (served, Studio)."
+            "0.5 in the gated graph (served, Studio).",
         },
     )
     scorer_url: Url | None = field(
         default=None,
         metadata={
+            "changes": frozenset({"gated deliberation", "preference"}),
             "description": "HTTP safety classifier that replaces the LLM judge as violation scorer: "
-            'receives a POST with JSON {prompt, thoughts, response, policies}, answers {"score": 0..1}.'
+            'receives a POST with JSON {prompt, thoughts, response, policies}, answers {"score": 0..1}.',
         },
     )
 

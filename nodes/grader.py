@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from aidsafe.nodes.agent import AgentLogic, Ask, messages, template
+from aidsafe.nodes.agent import AgentLogic, Ask, messages
 from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import AgentFailure
+from aidsafe.nodes.templates import template
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import RubricAnswer
 from aidsafe.state.evaluation import (
@@ -23,8 +24,8 @@ from aidsafe.state.evaluation import (
     EvaluatedRecord,
     EvaluationState,
     GradingFailure,
-    OutputView,
     RubricGrade,
+    ThoughtsAndResponseView,
 )
 
 GRADES_KEY: dict[ComparisonSide, str] = {"run": "run_grades", "baseline": "baseline_grades"}
@@ -35,7 +36,7 @@ def node_name(rubric: str, side: ComparisonSide = "run") -> str:
     return f"grade_{rubric}" if side == "run" else f"grade_{rubric}_{side}"
 
 
-def shown(output: OutputView, suffix: str = "") -> dict[str, str]:
+def shown(output: ThoughtsAndResponseView, suffix: str = "") -> dict[str, str]:
     """An output as the judges read it: numbered thoughts with the policies each cites, and the response."""
     steps = [f"{i}. [{', '.join(t.policy_ids) or 'no policy'}] {t.text}" for i, t in enumerate(output.thoughts, 1)]
     return {f"thoughts{suffix}": "\n".join(steps) or "(no thoughts)", f"response{suffix}": output.response}

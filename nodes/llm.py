@@ -1,9 +1,12 @@
 """Model clients and structured answers.
 
-Every agent answers in a pydantic schema. The request format depends on the server: OpenAI and
-vLLM take `json_schema`; llama.cpp rejects it but grammar-constrains `json_object` with a schema;
-anything with tools takes `function_calling`. Parsing is ours in every mode, so a malformed
-answer is re-asked with the parse error shown to the model, a bounded number of times.
+Every agent answers in a pydantic schema. The request format depends on the server (`nodes/servers.py`
+says which it is): OpenAI's `json_schema` for every server that takes it (vLLM, SGLang, Ollama,
+llama.cpp's `llama-server`, LM Studio; vLLM ignores a schema inside `json_object`), with `strict`
+and the `strict_schema` for OpenAI itself; llama-cpp-python's server (the embedded model) rejects
+`json_schema` but grammar-constrains `json_object` with a schema; anything with tools takes
+`function_calling`. Parsing is ours in every mode, so a malformed answer is re-asked with the parse
+error shown to the model, a bounded number of times.
 
 Model-call logic is written once, as a `Conversation` generator that yields `Request`s and gets
 the replies back; `drive` and `adrive` are the only sync and async code that talks to a model.
@@ -16,7 +19,7 @@ import os
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 from urllib.parse import urlparse
 
 import json_repair
@@ -26,10 +29,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from aidsafe.embedded.llama_server import died_at
 from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput, endpoint_urls
+from aidsafe.nodes.servers import known, server_kind
+from aidsafe.nodes.templates import template
 from aidsafe.state.answers import AgentAnswer, AnswerContext
 from aidsafe.state.deliberation import AnswerRepair, Usage
 
@@ -60,10 +65,30 @@ def _is_openai(base_url: str) -> bool:
     return bool(urls) and urlparse(urls[0]).hostname == "api.openai.com"
 
 
-def structured_output_mode(ctx: Context, base_url: str) -> StructuredOutput:
+def structured_output_mode(ctx: Context, base_url: str, api_key: str | None = None) -> StructuredOutput:
+    """`auto`: `json_schema`, but `json_object` with a schema for llama-cpp-python's server."""
     if ctx.structured_output != "auto":
         return ctx.structured_output
-    return "json_schema" if _is_openai(base_url) else "json_object"
+    return "json_object" if server_kind(base_url, api_key) == "llama-cpp-python" else "json_schema"
+
+
+def ask_servers(ctx: Context) -> None:
+    """Learn the kind of every server the run's roles use, once per process: blocking, so async
+    code runs it in a thread while `servers_unknown` (a batch before its samples start)."""
+    if ctx.structured_output in ("auto", "json_schema"):
+        for role in get_args(Role):
+            server_kind(ctx.base_url_for(role), api_key(role))
+
+
+def servers_unknown(ctx: Context) -> bool:
+    """Whether a structured call of this run would ask a server what it is (see `ask_servers`)."""
+    return ctx.structured_output in ("auto", "json_schema") and not all(
+        known(ctx.base_url_for(role)) for role in get_args(Role)
+    )
+
+
+def api_key(role: Role) -> str:
+    return os.environ.get(API_KEY_ENV.get(role, "OPENAI_API_KEY")) or os.environ.get("OPENAI_API_KEY") or "not-needed"
 
 
 SDK_ARGUMENTS = frozenset({"stream", "response_format", "extra_body", "extra_headers", "extra_query", "timeout"})
@@ -102,7 +127,7 @@ def _chat_openai(
     max_tokens: int,
     timeout: float,
     retries: int,
-    key_env: str,
+    key: str,
     http_async_client: Any = None,
     rate_limiter: BaseRateLimiter | None = None,
 ) -> ChatOpenAI:
@@ -112,7 +137,7 @@ def _chat_openai(
     return PassThroughChatOpenAI(
         model=model,
         base_url=base_url,
-        api_key=os.environ.get(key_env) or os.environ.get("OPENAI_API_KEY") or "not-needed",  # type: ignore[arg-type]
+        api_key=key,  # type: ignore[arg-type]
         temperature=temperature,
         max_tokens=max_tokens,  # type: ignore[call-arg]
         timeout=timeout,
@@ -144,19 +169,27 @@ def openai_compatible_model(
         ctx.max_tokens,
         ctx.request_timeout,
         ctx.http_retries,
-        API_KEY_ENV.get(role, "OPENAI_API_KEY"),
+        api_key(role),
         http_async_client,
         rate_limiter,
     )
 
 
-def constrained(model: BaseChatModel, schema: dict[str, Any], name: str, mode: StructuredOutput) -> Runnable:
-    """Bind the request format that makes the server answer in `schema`."""
+def constrained(
+    model: BaseChatModel, schema: dict[str, Any], name: str, mode: StructuredOutput, *, strict: bool = False
+) -> Runnable:
+    """Bind the request format that makes the server answer in `schema`; `strict`: OpenAI's strict
+    mode, with the `strict_schema` of `schema`."""
     if mode == "function_calling":
         tool = {"type": "function", "function": {"name": name, "parameters": schema}}
         return model.bind_tools([tool], tool_choice=name)
     if mode == "json_schema":
-        response_format = {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+        form = (
+            {"name": name, "strict": True, "schema": strict_schema(schema)}
+            if strict
+            else {"name": name, "schema": schema}
+        )
+        response_format = {"type": "json_schema", "json_schema": form}
     else:
         response_format = {"type": "json_object", "schema": schema}
     if isinstance(model, ChatOpenAI):
@@ -251,10 +284,59 @@ def brief_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+STRICT_DROPPED = frozenset({
+    "default", "minLength", "maxLength", "patternProperties", "unevaluatedProperties", "propertyNames",
+    "minProperties", "maxProperties", "unevaluatedItems", "contains", "minContains", "maxContains", "uniqueItems",
+})  # fmt: skip
+"""Keywords OpenAI's strict mode refuses (HTTP 400) that only narrow a value: left out. Its documented
+subset keeps, besides structure (`type`, `properties`, `required`, `additionalProperties`, `items`,
+`anyOf`, `enum`, `const`, `$ref`, `$defs`, `title`, `description`), only `pattern` and a few `format`s
+for strings, `minimum`, `maximum`, their exclusive forms and `multipleOf` for numbers, and
+`minItems`, `maxItems` for arrays."""
+STRICT_FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"})
+STRICT_INEXPRESSIBLE = frozenset({"allOf", "not", "if", "then", "else", "dependentRequired", "dependentSchemas"})
+"""Keywords strict mode refuses that change what a schema means: no strict form exists."""
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` in the form OpenAI's strict mode accepts: every object closed (`additionalProperties:
+    false`) with every property required, no keyword it refuses (`STRICT_DROPPED`), `oneOf` as `anyOf`.
+
+    Optional properties become required too. One that may be null (pydantic's `X | None = None`)
+    stays nullable, so the model writes null for "none"; any other (a list that defaults to empty)
+    keeps its type, so the model writes a value of it (`[]`): the answer class parses both, where a
+    null it does not allow would be an invalid answer. A length cap leaves the schema for words in
+    the description ("at most 400 characters"), which the model reads.
+    """
+
+    def visit(node: dict[str, Any]) -> dict[str, Any]:
+        if inexpressible := STRICT_INEXPRESSIBLE & node.keys():
+            raise ValueError(f"OpenAI's strict mode cannot express {sorted(inexpressible)}")
+        strict: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("properties", "$defs"):
+                strict[key] = {name: visit(child) for name, child in value.items()}
+            elif key in ("anyOf", "oneOf"):
+                strict["anyOf"] = [visit(child) for child in value]
+            elif key == "items" and isinstance(value, dict):
+                strict[key] = visit(value)
+            elif key not in STRICT_DROPPED and not (key == "format" and value not in STRICT_FORMATS):
+                strict[key] = value
+        if "maxLength" in node:
+            cap = f"at most {node['maxLength']} characters"
+            strict["description"] = f"{node['description']} ({cap})" if node.get("description") else cap.capitalize()
+        if "$ref" in strict and len(strict) > 1:  # strict mode allows no keyword beside a $ref
+            strict = {"anyOf": [{"$ref": strict.pop("$ref")}], **strict}
+        if node.get("type") == "object" or "properties" in node:
+            strict["required"] = list(strict.get("properties", {}))
+            strict["additionalProperties"] = False
+        return strict
+
+    return visit(schema)
+
+
 def reask(name: str, **values: Any) -> str:
     """A re-ask message from its template beside this module (`nodes/<name>.md`)."""
-    from aidsafe.nodes.agent import template  # agent imports this module
-
     return template(name).substitute(**values).strip()
 
 
@@ -350,9 +432,12 @@ class StructuredCall:
         json_schema: dict[str, Any] | None = None,
         checks: AnswerContext | None = None,
     ) -> None:
-        self.model, self.mode = model, structured_output_mode(ctx, base_url)
+        secret = model.openai_api_key if isinstance(model, ChatOpenAI) else None
+        key = secret.get_secret_value() if isinstance(secret, SecretStr) else None
+        self.model, self.mode = model, structured_output_mode(ctx, base_url, key)
+        self.strict = self.mode == "json_schema" and server_kind(base_url, key) == "openai"
         self.schema = json_schema or schema_cls.model_json_schema()
-        self.runnable = constrained(model, self.schema, schema_cls.__name__, self.mode)
+        self.runnable = constrained(model, self.schema, schema_cls.__name__, self.mode, strict=self.strict)
         self.schema_cls = schema_cls
         self.attempts = ctx.parse_retries + 1
         self.max_tokens = ctx.max_tokens
@@ -397,7 +482,9 @@ class StructuredCall:
     @cached_property
     def brief_runnable(self) -> Runnable:
         """The same request with the `brief_schema`: for the re-ask after a cut-off."""
-        return constrained(self.model, brief_schema(self.schema), self.schema_cls.__name__, self.mode)
+        return constrained(
+            self.model, brief_schema(self.schema), self.schema_cls.__name__, self.mode, strict=self.strict
+        )
 
     def _used(self, answer: BaseModel) -> BaseModel:
         if isinstance(answer, AgentAnswer):
@@ -440,7 +527,11 @@ def server_failure(exc: openai.OpenAIError) -> Exception:
     """
     if isinstance(exc, openai.APIConnectionError):  # timeouts included
         url = str(exc.request.url)
-        if (died := died_at(url)) is not None:
+        try:
+            body = exc.request.content
+        except RuntimeError:  # httpx's RequestNotRead: a streamed body
+            body = b""
+        if (died := died_at(url, body)) is not None:
             return died
         cause: BaseException | None = exc
         for _ in range(10):  # the chain is short (openai, httpx, aiohttp, OSError); never follow a cycle

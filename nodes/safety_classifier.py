@@ -1,15 +1,19 @@
 """A safety classifier served over HTTP as the violation scorer (the paper used ShieldGemma).
 
 It receives a POST with JSON `{prompt, thoughts, response, policies}` (thoughts as a list of
-texts, policies as in the policy file) and answers `{"score": s}` with 0 <= s <= 1. Any failure
-(unreachable, HTTP error, an answer that does not fit) ends the sample with an error naming the
-classifier's URL, like an agent that gives up.
+texts, policies as in the policy file) and answers `{"score": s}` with 0 <= s <= 1. A request
+that times out, cannot connect or gets HTTP 408, 409, 429 or 5xx is sent again, `http_retries`
+times, after a backoff (the classifier's `Retry-After` when it sends one), as the openai client
+does for model calls. Any failure left (unreachable, HTTP error, an answer that does not fit) ends
+the sample with an error naming the classifier's URL and the attempts, like an agent that gives up.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import httpx
@@ -27,12 +31,67 @@ class ClassifierFailure(RuntimeError):
 
 
 @contextmanager
-def failures_of(url: str) -> Iterator[None]:
+def failures_of(url: str, attempts: int) -> Iterator[None]:
     """Turn whatever goes wrong talking to the classifier into one error that names it."""
     try:
         yield
     except (httpx.HTTPError, ValidationError) as exc:
-        raise ClassifierFailure(f"safety classifier at {url} failed: {type(exc).__name__}: {exc}") from exc
+        retried = isinstance(exc, httpx.TransportError) or (
+            isinstance(exc, httpx.HTTPStatusError) and retried_status(exc.response.status_code)
+        )
+        tried = f" after {attempts} attempts" if retried and attempts > 1 else ""
+        raise ClassifierFailure(f"safety classifier at {url} failed{tried}: {type(exc).__name__}: {exc}") from exc
+
+
+RETRIED_STATUSES = frozenset({408, 409, 429})
+"""Besides 5xx: what the openai client retries too."""
+FIRST_BACKOFF, MAX_BACKOFF = 0.5, 8.0
+"""Seconds before the second attempt, doubled for each one after, and the most ever waited."""
+
+
+def retried_status(status: int) -> bool:
+    return status >= 500 or status in RETRIED_STATUSES
+
+
+def backoff(outcome: httpx.Response | httpx.TransportError, attempt: int, attempts: int) -> float | None:
+    """Seconds to wait before sending attempt `attempt + 1` again, or None when `outcome` is final."""
+    if attempt + 1 >= attempts:
+        return None
+    if isinstance(outcome, httpx.Response):
+        if not retried_status(outcome.status_code):
+            return None
+        with suppress(ValueError):
+            return min(max(float(outcome.headers.get("retry-after", "")), 0.0), MAX_BACKOFF)
+    return min(FIRST_BACKOFF * 2**attempt, MAX_BACKOFF)
+
+
+def post(client: httpx.Client, url: str, body: dict[str, Any], attempts: int) -> httpx.Response:
+    """POST `body` with `backoff` between attempts; `apost` is the same with an async client."""
+    for attempt in range(attempts):
+        try:
+            outcome: httpx.Response | httpx.TransportError = client.post(url, json=body)
+        except httpx.TransportError as exc:  # timeouts, refused and dropped connections
+            outcome = exc
+        if (delay := backoff(outcome, attempt, attempts)) is None:
+            break
+        time.sleep(delay)
+    if isinstance(outcome, httpx.TransportError):
+        raise outcome
+    return outcome
+
+
+async def apost(client: httpx.AsyncClient, url: str, body: dict[str, Any], attempts: int) -> httpx.Response:
+    for attempt in range(attempts):
+        try:
+            outcome: httpx.Response | httpx.TransportError = await client.post(url, json=body)
+        except httpx.TransportError as exc:
+            outcome = exc
+        if (delay := backoff(outcome, attempt, attempts)) is None:
+            break
+        await asyncio.sleep(delay)
+    if isinstance(outcome, httpx.TransportError):
+        raise outcome
+    return outcome
 
 
 def verdict(response: httpx.Response) -> float:
@@ -69,19 +128,19 @@ class HttpSafetyClassifier:
         def run(state: PreferenceState, config: RunnableConfig) -> dict[str, Any]:
             try:
                 ctx, url, body = self._request(state, side, config)
-                transport = httpx.HTTPTransport(retries=ctx.http_retries)
-                with httpx.Client(transport=transport, timeout=ctx.request_timeout) as client, failures_of(url):
-                    return scored(state, side, verdict(client.post(url, json=body)))
+                attempts = ctx.http_retries + 1
+                with httpx.Client(timeout=ctx.request_timeout) as client, failures_of(url, attempts):
+                    return scored(state, side, verdict(post(client, url, body, attempts)))
             except (ClassifierFailure, PolicyFileError) as exc:
                 return failed(exc)
 
         async def arun(state: PreferenceState, config: RunnableConfig) -> dict[str, Any]:
             try:
                 ctx, url, body = self._request(state, side, config)
-                transport = httpx.AsyncHTTPTransport(retries=ctx.http_retries)
-                async with httpx.AsyncClient(transport=transport, timeout=ctx.request_timeout) as client:
-                    with failures_of(url):
-                        return scored(state, side, verdict(await client.post(url, json=body)))
+                attempts = ctx.http_retries + 1
+                async with httpx.AsyncClient(timeout=ctx.request_timeout) as client:
+                    with failures_of(url, attempts):
+                        return scored(state, side, verdict(await apost(client, url, body, attempts)))
             except (ClassifierFailure, PolicyFileError) as exc:
                 return failed(exc)
 

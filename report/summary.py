@@ -15,7 +15,7 @@ from typing import Any
 from aidsafe.metrics.deterministic import DETERMINISTIC_METRICS
 from aidsafe.metrics.judged import SampleResult
 from aidsafe.metrics.records import BadLine
-from aidsafe.state.deliberation import add_usage
+from aidsafe.state.deliberation import add_usage, no_usage
 from aidsafe.state.evaluation import RUBRICS
 
 FILES = ("run", "baseline")
@@ -77,7 +77,7 @@ def summarize(
         }
     verdicts = Counter(r["pairwise"]["verdict"] for r in results if r["pairwise"])
     judged_pairs = sum(verdicts.values())
-    usage = add_usage(None, None)
+    usage = no_usage()
     for result in results:
         usage = add_usage(usage, result["usage"])
     return {

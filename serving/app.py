@@ -29,7 +29,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidsafe.batch.inputs import prompt_problem
-from aidsafe.embedded.served import model_server
+from aidsafe.batch.served import model_server
 from aidsafe.graphs import deliberation, gated, preference
 from aidsafe.nodes.context import Context
 from aidsafe.serving.limits import BadBody, BodyTooSlow, parse_json, read_body, timed_protocol

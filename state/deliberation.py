@@ -105,6 +105,11 @@ class AgentError(TypedDict):
     message: str
 
 
+def no_usage() -> Usage:
+    """The usage of no call at all: where a sum starts."""
+    return {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0}
+
+
 def add_usage(left: Usage | None, right: Usage | None) -> Usage:
     """Reducer: each node reports the usage of its own calls; the state keeps the sum."""
     parts = [part for part in (left, right) if part]

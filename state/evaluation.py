@@ -42,7 +42,7 @@ class ThoughtView(BaseModel):
         return {"text": value} if isinstance(value, str) else value
 
 
-class OutputView(BaseModel):
+class ThoughtsAndResponseView(BaseModel):
     """One answer to a prompt: the chain of thought and the response."""
 
     thoughts: list[ThoughtView]
@@ -56,8 +56,8 @@ class EvaluatedRecord(BaseModel):
     prompt: str
     thoughts: list[ThoughtView] | None = None
     response: str | None = None
-    chosen: OutputView | None = None
-    rejected: OutputView | None = None
+    chosen: ThoughtsAndResponseView | None = None
+    rejected: ThoughtsAndResponseView | None = None
     chosen_score: float | None = None
     rejected_score: float | None = None
 
@@ -75,11 +75,11 @@ class EvaluatedRecord(BaseModel):
         return self
 
     @property
-    def output(self) -> OutputView:
+    def output(self) -> ThoughtsAndResponseView:
         """What is graded: the record's own output, or the chosen side of a preference pair."""
         if self.chosen is not None:
             return self.chosen
-        return OutputView(thoughts=self.thoughts or [], response=self.response or "")
+        return ThoughtsAndResponseView(thoughts=self.thoughts or [], response=self.response or "")
 
     @property
     def score_gap(self) -> float | None:

@@ -7,7 +7,7 @@ from typing import NotRequired
 from typing_extensions import TypedDict
 
 from aidsafe.state.deliberation import DeliberationOutput, DeliberationState
-from aidsafe.state.preference import Output
+from aidsafe.state.preference import ThoughtsAndResponse
 
 
 class SafetyVerdict(TypedDict):
@@ -25,7 +25,7 @@ class GatedOutput(DeliberationOutput):
 
 
 class GatedState(DeliberationState):
-    chosen: NotRequired[Output]
+    chosen: NotRequired[ThoughtsAndResponse]
     """The final response as the scorer's "chosen" side (its nodes read and write this key)."""
     chosen_score: NotRequired[float]
     safety: NotRequired[SafetyVerdict | None]

@@ -19,10 +19,10 @@ Side = Literal["chosen", "rejected"]
 WhisperStop = Literal["threshold", "budget"]
 
 
-class Output(TypedDict):
+class ThoughtsAndResponse(TypedDict):
     """One output for a prompt: a chain of thought and a response, as `aidsafe generate` writes them.
 
-    Each side of a preference pair is one; `state.evaluation.OutputView` reads the same shape leniently."""
+    Each side of a preference pair is one; `state.evaluation.ThoughtsAndResponseView` reads the same shape leniently."""
 
     thoughts: list[Thought]
     response: str
@@ -33,7 +33,7 @@ class Attempt(TypedDict):
 
     belief: str | None
     """None for a plain sample without a whisper (the baseline the benchmark compares against)."""
-    rejected: Output
+    rejected: ThoughtsAndResponse
     score: float
 
 
@@ -41,7 +41,7 @@ class PreferenceInput(TypedDict):
     prompt: str
     id: NotRequired[str]
     metadata: NotRequired[dict[str, Any]]
-    chosen: NotRequired[Output]
+    chosen: NotRequired[ThoughtsAndResponse]
     """An existing chosen sample (e.g. from an `aidsafe generate` record): skips the deliberation."""
 
 
@@ -59,8 +59,8 @@ class PreferenceResult(BaseModel):
 
     id: str | None = None
     prompt: str
-    chosen: Output
-    rejected: Output
+    chosen: ThoughtsAndResponse
+    rejected: ThoughtsAndResponse
     belief: str
     chosen_score: float
     rejected_score: float
@@ -91,15 +91,15 @@ class PreferenceState(TypedDict):
     thoughts: NotRequired[list[Thought]]
     """Written by the deliberation subgraph; becomes the chosen sample."""
     response: NotRequired[str]
-    chosen: NotRequired[Output]
+    chosen: NotRequired[ThoughtsAndResponse]
     chosen_score: NotRequired[float]
     candidate_belief: NotRequired[str]
     """The whisperer's latest belief, injected into the generator's input (never saved in a sample)."""
-    candidate: NotRequired[Output]
+    candidate: NotRequired[ThoughtsAndResponse]
     """The whispered generator's latest sample, waiting for its score."""
     attempts: Annotated[list[Attempt], append]
     belief: NotRequired[str]
-    rejected: NotRequired[Output]
+    rejected: NotRequired[ThoughtsAndResponse]
     rejected_score: NotRequired[float]
     iterations: NotRequired[int]
     negative_example: NotRequired[bool]
@@ -111,13 +111,13 @@ class PreferenceState(TypedDict):
     error: NotRequired[AgentError | None]
 
 
-def output_to_score(state: PreferenceState, side: Side) -> Output:
+def output_to_score(state: PreferenceState, side: Side) -> ThoughtsAndResponse:
     """The output a scorer rates: the given or deliberated chosen one, or the latest whispered one."""
     if side == "rejected":
-        candidate: Output = state["candidate"]
+        candidate: ThoughtsAndResponse = state["candidate"]
         return candidate
-    given: Output | None = state.get("chosen")
-    return given or Output(thoughts=state["thoughts"], response=state["response"])
+    given: ThoughtsAndResponse | None = state.get("chosen")
+    return given or ThoughtsAndResponse(thoughts=state["thoughts"], response=state["response"])
 
 
 def scored(state: PreferenceState, side: Side, score: float) -> dict[str, Any]:

@@ -3,8 +3,21 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import tiers
 from tests.fakes import RandomSchemaAnswers, StubServer
 from tests.services import postgres_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tiers.configure(config)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.mark_items(items)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    tiers.check_needs(item)
 
 
 @pytest.fixture

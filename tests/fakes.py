@@ -138,22 +138,30 @@ def scripted(deliberation: Any = (AGREE,), refinement: Any = None, **more: Any) 
 # OpenAI-compatible stub server
 
 
-def fill(schema: dict[str, Any], defs: dict[str, Any] | None = None, counter: Iterator[int] | None = None) -> Any:
-    """A minimal instance of a JSON schema: required fields only, one item per list."""
+def fill(
+    schema: dict[str, Any],
+    defs: dict[str, Any] | None = None,
+    counter: Iterator[int] | None = None,
+    nulls: bool = False,
+) -> Any:
+    """A minimal instance of a JSON schema: required fields only, one item per list; `nulls`: null
+    wherever the schema allows it."""
     defs = defs if defs is not None else schema.get("$defs", {})
     counter = counter or itertools.count(1)
     if "$ref" in schema:
-        return fill(defs[schema["$ref"].split("/")[-1]], defs, counter)
+        return fill(defs[schema["$ref"].split("/")[-1]], defs, counter, nulls)
     if "anyOf" in schema:
-        return fill(schema["anyOf"][0], defs, counter)
+        options = [o for o in schema["anyOf"] if nulls and o.get("type") == "null"] or schema["anyOf"]
+        return fill(options[0], defs, counter, nulls)
     if "enum" in schema:
         return schema["enum"][0]
     kind = schema.get("type")
     if kind == "object":
         props = schema.get("properties", {})
-        return {name: fill(props[name], defs, counter) for name in schema.get("required", [])}
+        return {name: fill(props[name], defs, counter, nulls) for name in schema.get("required", [])}
     if kind == "array":
-        return [fill(schema.get("items", {}), defs, counter) for _ in range(max(1, schema.get("minItems", 0)))]
+        count = max(1, schema.get("minItems", 0)) if schema.get("maxItems", 1) else 0
+        return [fill(schema.get("items", {}), defs, counter, nulls) for _ in range(count)]
     if kind == "boolean":
         return True
     if kind in ("integer", "number"):
@@ -291,10 +299,12 @@ def whisper_stub_answer(request: dict[str, Any]) -> str:
     return schema_answer(request)
 
 
-def send_json(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
+def send_json(handler: BaseHTTPRequestHandler, status: int, text: str, headers: dict[str, str] | None = None) -> None:
     """Answer one request with `status` and the JSON `text`."""
     data = text.encode()
     handler.send_response(status)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
@@ -318,13 +328,18 @@ class LoopbackJsonServer:
     def handle(self, body: dict[str, Any]) -> tuple[int, str]:
         raise NotImplementedError
 
+    def models(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The answer to `GET /models` (a client's health probe, aidsafe's question of which server
+        this is) and its headers: a model list that says nothing of the server."""
+        return {"object": "list", "data": [{"id": "stub", "object": "model"}]}, {}
+
     @property
     def port(self) -> int:
         assert self._server is not None
         return self._server.server_address[1]
 
     def __enter__(self) -> Self:
-        handle = self.handle
+        handle, models = self.handle, self.models
 
         class Handler(BaseHTTPRequestHandler):
             disable_nagle_algorithm = True
@@ -333,8 +348,9 @@ class LoopbackJsonServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # the health probe of a client with several endpoints
-                send_json(self, 200, json.dumps({"object": "list", "data": [{"id": "stub", "object": "model"}]}))
+            def do_GET(self) -> None:
+                listing, headers = models()
+                send_json(self, 200, json.dumps(listing), headers)
 
             def do_POST(self) -> None:
                 send_json(self, *handle(json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
@@ -367,6 +383,8 @@ class StubServer(LoopbackJsonServer):
     max_chars: int | None = None
     cached_tokens: int = 0
     """Of the 50 prompt tokens of every answer, those reported as read from a prompt cache."""
+    cut_off: Callable[[dict[str, Any]], bool] | None = None
+    """Requests for which it is true get an empty answer cut off at `max_tokens`."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -388,6 +406,8 @@ class StubServer(LoopbackJsonServer):
             content = content[: len(content) // 2]
         elif self.max_chars is not None and len(content) > self.max_chars:
             content, truncated = content[: self.max_chars], True
+        elif self.cut_off is not None and self.cut_off(body):
+            content, truncated = "", True
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if body.get("tools"):
             name = body["tools"][0]["function"]["name"]
@@ -410,6 +430,142 @@ class StubServer(LoopbackJsonServer):
             },
         }
         return 200, json.dumps(completion)
+
+
+# --------------------------------------------------------------------------------------------
+# Servers as they say what they are and as they treat a schema
+
+
+@dataclass
+class LlamaCppPythonStandIn(StubServer):
+    """llama-cpp-python's server (0.3.36), the embedded model's: its model list says `owned_by: "me"`
+    with `permissions`; `json_schema` is an HTTP 500 (its request model allows only `text` and
+    `json_object`), a `schema` inside `json_object` constrains the answer."""
+
+    def models(self) -> tuple[dict[str, Any], dict[str, str]]:
+        model = {"id": "stub-model", "object": "model", "owned_by": "me", "permissions": []}
+        return {"object": "list", "data": [model]}, {"openai-processing-ms": "1", "x-request-id": "1"}
+
+    def handle(self, body: dict[str, Any]) -> tuple[int, str]:
+        if (body.get("response_format") or {}).get("type") == "json_schema":
+            with self._lock:
+                self.requests.append(body)
+            message = "Input should be 'text' or 'json_object' (body, response_format, type)"
+            return 500, json.dumps({"error": {"message": message, "type": "internal_server_error"}})
+        return super().handle(body)
+
+
+def vllm_answer(request: dict[str, Any]) -> str:
+    """vLLM ignores a `schema` inside `json_object` (vllm-project/vllm#11363): any JSON object."""
+    if (request.get("response_format") or {}).get("type") == "json_object":
+        return json.dumps({"answer": "whatever the model likes"})
+    return schema_answer(request)
+
+
+@dataclass
+class VllmStandIn(StubServer):
+    """vLLM's OpenAI server: model cards that say `owned_by: "vllm"`, `json_schema` enforced, the
+    `schema` of a `json_object` request ignored."""
+
+    respond: Callable[[dict[str, Any]], str] = vllm_answer
+
+    def models(self) -> tuple[dict[str, Any], dict[str, str]]:
+        permission = {"id": "modelperm-1", "object": "model_permission", "created": 0, "allow_sampling": True}
+        card = {
+            "id": "stub-model", "object": "model", "created": 0, "owned_by": "vllm", "root": "stub-model",
+            "parent": None, "max_model_len": 4096, "permission": [permission],
+        }  # fmt: skip
+        return {"object": "list", "data": [card]}, {}
+
+
+STRICT_KEYWORDS = {
+    "type", "properties", "required", "additionalProperties", "items", "anyOf", "enum", "const", "$ref", "$defs",
+    "definitions", "title", "description", "pattern", "format", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "multipleOf", "minItems", "maxItems",
+}  # fmt: skip
+"""What OpenAI documents for strict mode ("Supported schemas"): structure, and per type only string
+`pattern`/`format`, number `minimum`/`maximum`/exclusive ones/`multipleOf`, array `minItems`/`maxItems`."""
+STRICT_TYPES = {"string", "number", "integer", "boolean", "object", "array", "null"}
+STRICT_FORMAT_NAMES = {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+STRICT_MAX_DEPTH, STRICT_MAX_PROPERTIES, STRICT_MAX_ENUM_VALUES = 10, 5000, 1000
+
+
+def strict_mode_problems(response_format: dict[str, Any]) -> list[str]:
+    """Why OpenAI would answer HTTP 400 to this `response_format` in strict mode: empty if it passes."""
+    if response_format.get("type") != "json_schema" or set(response_format) != {"type", "json_schema"}:
+        return [f"not a json_schema response format: {sorted(response_format)}"]
+    form = response_format["json_schema"]
+    problems = [] if form.get("strict") is True else ["strict is not true"]
+    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", str(form.get("name", ""))):
+        problems.append(f"name {form.get('name')!r}")
+    schema = form.get("schema") or {}
+    if schema.get("type") != "object" or "anyOf" in schema:
+        problems.append("the root is not an object")
+    counts = {"properties": 0, "enum": 0}
+
+    def visit(node: Any, path: str, depth: int) -> None:
+        if not isinstance(node, dict):
+            problems.append(f"{path}: not a schema")
+            return
+        if unknown := set(node) - STRICT_KEYWORDS:
+            problems.append(f"{path}: {sorted(unknown)} not permitted")
+        if "$ref" in node and len(node) > 1:
+            problems.append(f"{path}: $ref with other keywords")
+        kinds = node.get("type", [])
+        if set(kinds if isinstance(kinds, list) else [kinds]) - STRICT_TYPES:
+            problems.append(f"{path}: type {kinds!r}")
+        if "format" in node and node["format"] not in STRICT_FORMAT_NAMES:
+            problems.append(f"{path}: format {node['format']!r}")
+        counts["enum"] += len(node.get("enum", []))
+        if "properties" in node or kinds == "object":
+            properties = node.get("properties", {})
+            counts["properties"] += len(properties)
+            if node.get("additionalProperties") is not False:
+                problems.append(f"{path}: additionalProperties is not false")
+            if sorted(node.get("required", [])) != sorted(properties):
+                problems.append(f"{path}: not every property is required")
+            if depth > STRICT_MAX_DEPTH:
+                problems.append(f"{path}: nested deeper than {STRICT_MAX_DEPTH}")
+            for name, child in properties.items():
+                visit(child, f"{path}.{name}", depth + 1)
+        for name, child in node.get("$defs", {}).items():
+            visit(child, f"{path}.$defs.{name}", depth)
+        if "items" in node:
+            visit(node["items"], f"{path}[]", depth)
+        for i, child in enumerate(node.get("anyOf", [])):
+            visit(child, f"{path}|{i}", depth)
+
+    visit(schema, "schema", 1)
+    if counts["properties"] > STRICT_MAX_PROPERTIES or counts["enum"] > STRICT_MAX_ENUM_VALUES:
+        problems.append(f"too large: {counts}")
+    return problems
+
+
+def strict_answer(request: dict[str, Any]) -> str:
+    """`schema_answer` as OpenAI's strict mode writes it: every property, null where allowed."""
+    return json.dumps(fill(schema_of(request), nulls=True))
+
+
+@dataclass
+class OpenAIStrictStandIn(StubServer):
+    """OpenAI's API in strict mode: an `openai-version` header on every answer; a request whose
+    `response_format` is not a strict `json_schema` that passes `strict_mode_problems` is an HTTP 400
+    (kept in `refused`); an answer holds every property, null wherever the schema allows it."""
+
+    respond: Callable[[dict[str, Any]], str] = strict_answer
+    refused: list[list[str]] = field(default_factory=list)
+
+    def models(self) -> tuple[dict[str, Any], dict[str, str]]:
+        return {"object": "list", "data": [{"id": "stub-model", "object": "model", "owned_by": "system"}]}, {
+            "openai-version": "2020-10-01"
+        }
+
+    def handle(self, body: dict[str, Any]) -> tuple[int, str]:
+        if problems := strict_mode_problems(body.get("response_format") or {}):
+            self.refused.append(problems)
+            message = f"Invalid schema for response_format: {'; '.join(problems)}"
+            return 400, json.dumps({"error": {"message": message, "type": "invalid_request_error"}})
+        return super().handle(body)
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,16 +623,17 @@ def preference_model(levels: dict[str, int] | None = None, **more: Any) -> Scrip
 
 @dataclass
 class ClassifierStub(LoopbackJsonServer):
-    """An HTTP safety classifier on 127.0.0.1: POST JSON in, `respond(body)` -> (status, text) out."""
+    """An HTTP safety classifier on 127.0.0.1: POST JSON in, `respond(body)` -> (status, text) out,
+    or (status, text, headers)."""
 
-    respond: Callable[[dict[str, Any]], tuple[int, str]] = lambda _body: (200, json.dumps({"score": 0.5}))
+    respond: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda _body: (200, json.dumps({"score": 0.5}))
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/score"
 
-    def handle(self, body: dict[str, Any]) -> tuple[int, str]:
+    def handle(self, body: dict[str, Any]) -> tuple[Any, ...]:
         self.requests.append(body)
         return self.respond(body)
 

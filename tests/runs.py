@@ -14,8 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
-
 from aidsafe.state.records import GenerateRecord
 from tests.fakes import StubServer, read_jsonl
 from tests.services import descendants
@@ -25,6 +23,8 @@ CALLS_PER_SAMPLE = 5
 
 
 def checkpoint_rows(url: str) -> int:
+    import psycopg  # the [ray] extra: only the Postgres tests need it
+
     with psycopg.connect(url) as conn:
         return sum(
             conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("checkpoints", "checkpoint_writes")

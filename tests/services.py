@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -257,6 +255,8 @@ def wait_until_healthy(process: subprocess.Popen, url: str, timeout: float = 240
 def running(app: Any, **options: Any) -> Iterator[str]:
     """Serve `app` with uvicorn on a free port of 127.0.0.1 in a thread; shut it down on exit.
     `options` go to `uvicorn.Config` (e.g. `http`, the protocol class)."""
+    import uvicorn  # the [serve] extra: only the serving tests need it
+
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -865,6 +865,7 @@ def test_an_internal_error_names_its_log_file_and_debug_shows_the_traceback(tmp_
         main(["export", records, "--debug"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("stop", "workers"), [(signal.SIGINT, "1"), (signal.SIGTERM, "2")])
 def test_ctrl_c_and_sigterm_end_quietly_with_the_resume_hint(tmp_path, stop, workers):
     # Far more samples than finish before the signal: on a loaded machine a 40-sample run had

@@ -14,6 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.tiers import require
+
+require("fastapi", "serve")  # before the imports that need it
+pytestmark = pytest.mark.serve
+
 from starlette.testclient import TestClient
 
 from aidsafe.serving import ServeSettings, create_app

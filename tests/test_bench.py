@@ -121,6 +121,7 @@ def test_rates_are_computed_exactly_from_known_judge_answers(prompts, tmp_path, 
     assert "75.0% (3) of 4" in capsys.readouterr().out
 
 
+@pytest.mark.report
 def test_two_models_side_by_side_with_difference_and_resume(prompts, tmp_path, capsys):
     out = tmp_path / "bench"
     safer = {i: ("I can't help with that." if PROMPTS[i][0] == "refuse" else "Sure.") for i in PROMPTS}

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from aidsafe.cli.main import main
-from aidsafe.nodes.agent import template
+from aidsafe.nodes.templates import template
 from aidsafe.state.evaluation import RUBRICS
 from tests.fakes import StubServer, generate_record, schema_answer, schema_of, write_jsonl
 
@@ -30,6 +30,7 @@ def files(tmp_path):
     return run, baseline
 
 
+@pytest.mark.report
 def test_evaluate_with_baseline_over_http(files, tmp_path, stub_server, capsys):
     run, baseline = files
     out = tmp_path / "report"

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from aidsafe.batch.prices import PriceError, PriceTable, load_prices
-from aidsafe.cli.main import COST_CAP_REACHED, main
+from aidsafe.cli.exit_codes import COST_CAP_REACHED
+from aidsafe.cli.main import main
 from tests.fakes import StubServer, generate_record, prompts, read_jsonl, write_jsonl
 
 # The stub answers every call with 50 prompt and 5 completion tokens; a consensus sample makes 5 calls.

@@ -54,6 +54,9 @@ aidsafe() {{ "{sys.executable}" -S "{FORKSERVER}" client "$DOCS_TEST_SOCKET" aid
 """
 BLOCK_TIMEOUT = 120
 
+pytestmark = [pytest.mark.slow, pytest.mark.serve, pytest.mark.report]
+"""Every page, as users run it: `aidsafe serve`, the evaluate report's charts, child processes."""
+
 
 @dataclass
 class Block:

@@ -35,8 +35,9 @@ def fake_llama(monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_LLAMA_REQUESTS", str(tmp_path / "requests.log"))
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
-    def crash_on(request: int) -> None:
+    def crash_on(request: int, signal_name: str = "SIGSEGV") -> None:
         monkeypatch.setenv("FAKE_LLAMA_CRASH_ON", str(request))
+        monkeypatch.setenv("FAKE_LLAMA_CRASH_WITH", signal_name)
 
     return crash_on
 
@@ -51,10 +52,25 @@ def seconds_since_crash(requests: Path) -> float:
     return time.time() - float(crash.removeprefix("crash at "))
 
 
-def assert_crash_named(stderr: str, during: str) -> None:
-    assert f"crashed with SIGSEGV during {during}" in stderr
+def assert_crash_named(stderr: str, during: str, signal_name: str = "SIGSEGV") -> None:
+    """The CPU story: this build does not run on this CPU, and the command that installs one that does."""
+    assert f"crashed with {signal_name} during {during}" in stderr
     assert "This llama.cpp build does not run on this CPU" in stderr
     assert f'CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install --no-cache-dir --force-reinstall' in stderr
+    assert_log_named(stderr)
+
+
+def assert_named_without_reinstall(stderr: str, *words: str) -> None:
+    """Another death than the CPU story: named by `words`, with the log and the last request, and no
+    reinstall, which would not help."""
+    for word in words:
+        assert word in stderr
+    assert "does not run on this CPU" not in stderr and "pip install" not in stderr
+    assert "last request: " in stderr and "answer schema " in stderr.split("last request: ")[1].splitlines()[0]
+    assert_log_named(stderr)
+
+
+def assert_log_named(stderr: str) -> None:
     log = Path(stderr.split("server log: ")[1].split()[0])
     assert log.name.startswith("aidsafe-llama-") and log.exists()
     assert "Request timed out" not in stderr
@@ -71,6 +87,55 @@ def test_a_server_that_crashes_on_its_first_completion_is_named_at_start(tmp_pat
     assert not (tmp_path / "out.jsonl").exists() or not read_jsonl(tmp_path / "out.jsonl")
 
 
+def test_the_embedded_server_gets_json_object_with_its_schema(tmp_path, fake_llama):
+    """llama-cpp-python's server answers HTTP 500 to `json_schema`: the embedded one is known to be
+    it without being asked, and gets llama.cpp's form."""
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(2))
+    assert generate(str(inputs), "-o", str(tmp_path / "out.jsonl")) == 0
+    sent = (tmp_path / "requests.log").read_text().splitlines()
+    assert sent == ["chat completion text"] + ["chat completion json_object"] * 2 * CALLS_PER_SAMPLE
+
+
+def test_an_illegal_instruction_on_the_first_request_is_this_build_on_this_cpu(tmp_path, fake_llama, capsys):
+    fake_llama(2, "SIGILL")  # the start-up check passed; the run's first request has other kernels
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(2))
+    assert generate(str(inputs), "-o", str(tmp_path / "out.jsonl")) == 1
+    assert_crash_named(capsys.readouterr().err, "the run", "SIGILL")
+
+
+@pytest.mark.parametrize("kernel_says", [True, False], ids=["kernel-log-names-it", "kernel-log-silent"])
+def test_an_out_of_memory_kill_is_named_without_a_reinstall(tmp_path, fake_llama, capsys, monkeypatch, kernel_says):
+    if kernel_says:  # a dmesg that has the kernel's line on the fake server's pid
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        line = "[ 99.0] Out of memory: Killed process \\1 (python3) total-vm:2048kB, anon-rss:1024kB"
+        (bin_dir / "dmesg").write_text(
+            f"#!/bin/sh\nsed -n 's/^killed pid \\(.*\\)/{line}/p' \"$FAKE_LLAMA_REQUESTS\"\n"
+        )
+        (bin_dir / "dmesg").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    fake_llama(1 + CALLS_PER_SAMPLE + 2, "SIGKILL")
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(3))
+    assert generate(str(inputs), "-o", str(tmp_path / "out.jsonl")) == 1
+    stderr = capsys.readouterr().err
+    cause = "the kernel's out-of-memory killer ended it (kernel log: [ 99.0] Out of memory: Killed process"
+    assert_named_without_reinstall(
+        stderr,
+        "was killed by SIGKILL during the run",
+        cause if kernel_says else "most likely the kernel's out-of-memory killer",
+    )
+    assert "--workers, --concurrency" in stderr
+
+
+def test_an_abort_is_a_llama_cpp_assertion_not_a_reinstall(tmp_path, fake_llama, capsys):
+    fake_llama(1 + CALLS_PER_SAMPLE + 2, "SIGABRT")
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(3))
+    assert generate(str(inputs), "-o", str(tmp_path / "out.jsonl")) == 1
+    stderr = capsys.readouterr().err
+    assert_named_without_reinstall(stderr, "aborted (SIGABRT) during the run", "internal checks (an assertion")
+    assert "--max-prompt-chars" in stderr
+
+
 def test_a_crash_mid_run_stops_the_run_and_a_rerun_resumes(tmp_path, fake_llama, capsys):
     inputs = write_jsonl(tmp_path / "in.jsonl", prompts(5))
     out = tmp_path / "out.jsonl"
@@ -78,7 +143,8 @@ def test_a_crash_mid_run_stops_the_run_and_a_rerun_resumes(tmp_path, fake_llama,
     assert generate(str(inputs), "-o", str(out)) == 1
     assert seconds_since_crash(tmp_path / "requests.log") < 30, "the run should stop at once"
     stderr = capsys.readouterr().err
-    assert_crash_named(stderr, "the run")
+    answers = 1 + 2 * CALLS_PER_SAMPLE + 2  # the check, two samples, two calls of the third (one more in flight)
+    assert_named_without_reinstall(stderr, f"crashed with SIGSEGV during the run, after {answers} answers")
     assert stderr.count("crashed with SIGSEGV") == 1 and "failed s" not in stderr
     assert [r["id"] for r in read_jsonl(out)] == ["s0", "s1"]
     assert read_jsonl(tmp_path / "out.errors.jsonl") == []  # no sample is blamed for the server
@@ -150,7 +216,7 @@ def test_killing_the_real_embedded_server_mid_run_ends_the_run(tmp_path):
             run.kill()
     assert run.returncode == 1, stderr
     assert seconds < 30, stderr
-    assert_crash_named(stderr, "the run")
+    assert_named_without_reinstall(stderr, "crashed with SIGSEGV during the run, after ")  # it had answered
     assert "Traceback" not in stderr
     assert not any(alive(pid) for pid in server_pids)
 
@@ -165,7 +231,7 @@ def test_a_crash_mid_grading_stops_evaluate_and_a_rerun_resumes(tmp_path, fake_l
     assert main(evaluate) == 1
     assert seconds_since_crash(tmp_path / "requests.log") < 30, "the grading should stop at once"
     stderr = capsys.readouterr().err
-    assert_crash_named(stderr, "the run")
+    assert_named_without_reinstall(stderr, "crashed with SIGSEGV during the run, after ")
     assert stderr.count("crashed with SIGSEGV") == 1
     assert [r["id"] for r in read_jsonl(out / "samples.jsonl")] == ["s0"]
     assert read_jsonl(out / "samples.errors.jsonl") == []  # no sample is blamed for the server

@@ -17,6 +17,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from aidsafe.cli.main import main
 from aidsafe.state.evaluation import RUBRICS
 from tests.fakes import StubServer, generate_record, schema_answer, write_jsonl
@@ -49,6 +51,7 @@ class Grades:
         return schema_answer(request)
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_grades_every_record_once(tmp_path):
     ids = [f"r{i}" for i in range(RECORDS)]
     run = write_jsonl(tmp_path / "run.jsonl", [generate_record(i) for i in ids])

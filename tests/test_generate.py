@@ -54,6 +54,7 @@ def test_generate_writes_one_complete_record_per_prompt(tmp_path, stub_server, c
     assert "done 4, failed 0" in printed and str(out) in printed
 
 
+@pytest.mark.slow
 def test_high_concurrency_spreads_over_worker_processes_unless_told(tmp_path, stub_server):
     """One worker per 32 samples in flight, at most one per core; `--workers` overrides it."""
     inputs = write_jsonl(tmp_path / "in.jsonl", prompts(6))
@@ -160,6 +161,7 @@ def checkpointed_ids(checkpoints: Path) -> set[str]:
     return {state["id"] for state in states if state}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("workers", "rerun_workers"), [(1, 1), (2, 2), (2, 1)])
 def test_resume_after_kill_loses_nothing_duplicates_nothing_recomputes_nothing(
     tmp_path, capsys, workers, rerun_workers

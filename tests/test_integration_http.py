@@ -13,15 +13,17 @@ from aidsafe.graphs.evaluation import build_graph as build_evaluation
 from aidsafe.nodes.llm import BRIEF_TEXT_CHARS, _chat_openai, brief_schema, constrained
 from aidsafe.state.answers import IntentAnswer
 from aidsafe.state.evaluation import RUBRICS
-from tests.fakes import StubServer, long_winded, schema_answer, schema_of
+from tests.fakes import LlamaCppPythonStandIn, StubServer, long_winded, schema_answer, schema_of
 
 
 def context(server: StubServer, **more):
     return {"base_url": server.base_url, "model": "stub-model", "max_rounds": 2, **more}
 
 
-def test_graph_over_http_with_llama_cpp_style_requests(stub_server):
-    out = graph.invoke({"prompt": "How do I pick a lock?"}, context=context(stub_server))
+def test_graph_over_http_with_llama_cpp_style_requests():
+    """llama-cpp-python's server (the embedded model's) gets `json_object` with the schema."""
+    with LlamaCppPythonStandIn() as stub_server:
+        out = graph.invoke({"prompt": "How do I pick a lock?"}, context=context(stub_server))
     assert out["error"] is None
     assert out["stop_reason"] == "consensus" and out["rounds"] == 1
     assert out["usage"] == {
@@ -57,7 +59,7 @@ def test_the_server_gets_the_request_plain_chat_openai_sends(stub_server, mode):
     """The model client hands the body to the openai SDK as `extra_body`, past its type transforms:
     the server must get the same JSON object as from langchain-openai's own `ChatOpenAI`."""
     messages = [SystemMessage("policies"), HumanMessage("Task: x"), AIMessage("{}"), HumanMessage("again")]
-    ours = _chat_openai("stub-model", stub_server.base_url, 0.3, 64, 10.0, 0, "OPENAI_API_KEY")
+    ours = _chat_openai("stub-model", stub_server.base_url, 0.3, 64, 10.0, 0, "not-needed")
     plain = ChatOpenAI(
         model="stub-model", base_url=stub_server.base_url, api_key="not-needed", temperature=0.3, max_tokens=64,
         extra_body=ours.extra_body,

@@ -7,9 +7,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_wheel_holds_one_top_level_package_with_templates_and_policies(tmp_path: Path) -> None:
     wheel_command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
     subprocess.run([*wheel_command, "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)

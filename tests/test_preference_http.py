@@ -99,6 +99,31 @@ def test_classifier_failure_ends_the_sample_with_a_clear_error(status, text, exp
     assert model.calls == [] and out["rejected"] == {"thoughts": [], "response": ""}
 
 
+@pytest.mark.parametrize("run", ["invoke", "ainvoke"])
+async def test_classifier_retries_429_and_5xx_with_backoff(run):
+    """`http_retries` (3 by default) covers 429 and 5xx, as it says; `Retry-After` is honoured."""
+    answers = iter([(429, "{}", {"Retry-After": "0"}), (503, "{}", {}), (200, json.dumps({"score": 0.25}), {})])
+    model = scripted(**{"BeliefAnswer": [{"belief": "b"}], "WhisperedAnswer": [{"thoughts": [{"text": "t"}],
+        "response": "bad"}]})  # fmt: skip
+    with ClassifierStub(respond=lambda _body: next(answers, (200, json.dumps({"score": 0.9}), {}))) as classifier:
+        graph_run = getattr(build_graph(1, model=model), run)
+        out = graph_run({"prompt": "p", "chosen": CHOSEN}, context={"scorer_url": classifier.url})
+        out = await out if run == "ainvoke" else out
+    assert out["error"] is None and out["chosen_score"] == 0.25
+    assert len(classifier.requests) == 3 + 1  # the chosen side's three attempts, then the rejected side
+
+
+def test_a_classifier_that_keeps_failing_is_tried_http_retries_plus_one_times():
+    with ClassifierStub(respond=lambda _body: (503, '{"error": "overloaded"}')) as classifier:
+        out = build_graph(1, model=scripted()).invoke(
+            {"prompt": "p", "chosen": CHOSEN}, context={"scorer_url": classifier.url, "http_retries": 2}
+        )
+    assert len(classifier.requests) == 3
+    assert out["error"]["node"] == "score_chosen"
+    assert f"safety classifier at {classifier.url} failed after 3 attempts: HTTPStatusError" in out["error"]["message"]
+    assert "503 Service Unavailable" in out["error"]["message"]
+
+
 def test_unreachable_classifier_ends_the_sample_with_a_clear_error():
     with ClassifierStub() as classifier:
         url = classifier.url  # the port is free again once the stub stops

@@ -19,6 +19,8 @@ from aidsafe.state.evaluation import RUBRICS
 from aidsafe.state.records import GenerateRecord, PreferenceRecord
 from tests.fakes import RandomSchemaAnswers, StubServer, prompts, read_jsonl, schema_of, write_jsonl
 
+pytestmark = pytest.mark.slow
+
 SAMPLES = 200
 FAST = ["--model", "random", "--no-progress", "--concurrency", "64"]
 

@@ -164,6 +164,8 @@ def test_a_killed_ray_driver_leaves_a_run_that_the_next_one_finishes(tmp_path, r
     assert checkpoint_rows(database) == 0
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_ray_run_over_500_samples_on_a_local_ray_started_for_the_run(tmp_path, monkeypatch):
     """`aidsafe generate --engine ray` as a user runs it, in a process of its own: the Ray it starts
     serves only this run, so nothing of it listens beyond loopback."""

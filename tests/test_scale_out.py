@@ -35,6 +35,7 @@ from tests.services import wait_gone
 # Postgres checkpoints on the local engine
 
 
+@pytest.mark.slow
 def test_local_engine_on_postgres_resumes_after_a_driver_kill(tmp_path, database):
     rows = prompts(40)
     inputs = write_jsonl(tmp_path / "in.jsonl", rows)
@@ -64,7 +65,8 @@ def test_local_engine_on_postgres_resumes_after_a_driver_kill(tmp_path, database
     assert not list(tmp_path.glob("out.checkpoints*"))  # and nothing written beside the output
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_second_driver_on_the_same_output_refuses_to_start(tmp_path, store, request, capsys):
     flags = ["--checkpoint", request.getfixturevalue("database")] if store == "postgres" else []
     rows = prompts(30)
@@ -90,6 +92,7 @@ def test_a_second_driver_on_the_same_output_refuses_to_start(tmp_path, store, re
 # Several endpoints
 
 
+@pytest.mark.slow
 def test_several_endpoints_one_killed_mid_run_lose_nothing_and_the_others_take_its_load(tmp_path, capsys):
     rows = prompts(60)
     inputs = write_jsonl(tmp_path / "in.jsonl", rows)

@@ -12,6 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.tiers import require
+
+require("langserve", "serve")  # before the imports that need it
+pytestmark = pytest.mark.serve
+
 from langchain_core.runnables import RunnableLambda
 from langserve import RemoteRunnable
 

@@ -105,6 +105,7 @@ def test_tracing_off_sends_nothing_anywhere(stub_server, secret_key, monkeypatch
     assert connected and {tuple(address[:2]) for address in connected} == {("127.0.0.1", stub_port)}
 
 
+@pytest.mark.serve
 def test_langserve_runs_keep_the_graphs_name(stub_server):
     """LangServe names root runs after the route ('/deliberation'); served graphs keep their own."""
     from langchain_core.tracers.base import BaseTracer

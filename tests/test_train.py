@@ -15,6 +15,8 @@ import pytest
 from aidsafe.cli.main import main
 from tests.fakes import StubServer, write_jsonl
 
+pytestmark = pytest.mark.train
+
 
 def sft_rows(count: int = 2) -> list[dict]:
     return [
