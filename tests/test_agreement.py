@@ -8,15 +8,22 @@ import random
 import re
 from collections import defaultdict
 
-import krippendorff
 import numpy as np
 import pytest
+
+from tests.tiers import require
+
+require("krippendorff", "agreement")  # before the imports that need it
+
+import krippendorff
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
 
 from aidsafe.cli.main import main
 from aidsafe.state.evaluation import RUBRICS
 from tests.fakes import StubServer, generate_record, schema_of, write_jsonl
+
+pytestmark = pytest.mark.agreement
 
 IDS = [f"r{i:02d}" for i in range(30)]
 POLICIES = {i: ("physical_harm",) if n % 3 == 0 else ("illegal_activity", "fraud_deception") for n, i in enumerate(IDS)}
@@ -117,6 +124,8 @@ def expected(truth: dict, rubric: str, ids=IDS) -> dict:
     }
 
 
+@pytest.mark.report
+@pytest.mark.slow
 def test_agreement_through_the_cli_equals_the_statistics_computed_here(labelled, tmp_path, capsys):
     run, labels, truth, first_problem = labelled
     out = tmp_path / "eval"
