@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -242,3 +243,11 @@ def test_bootstrap_resamples_needs_labels_and_a_missing_labels_file_is_a_usage_e
     assert "--bootstrap-resamples applies to --labels" in capsys.readouterr().err
     assert main(["evaluate", str(run), "-o", out, "--no-judge", "--labels", str(tmp_path / "none.jsonl")]) == 2
     assert "none.jsonl" in capsys.readouterr().err
+
+
+def test_labels_without_the_agreement_extra_say_what_to_install(tmp_path, capsys, monkeypatch):
+    run = write_jsonl(tmp_path / "run.jsonl", [generate_record("a")])
+    labels = write_jsonl(tmp_path / "labels.jsonl", [line("a", "relevance", "ann", 3)])
+    monkeypatch.setitem(sys.modules, "krippendorff", None)  # as if not installed: find_spec returns None
+    assert main(["evaluate", str(run), "-o", str(tmp_path / "out"), "--no-judge", "--labels", str(labels)]) == 2
+    assert "--labels needs krippendorff: pip install 'aidsafe[agreement]'" in capsys.readouterr().err
