@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{', '.join(priced)}: --no-judge calls no model, so there is nothing to price or cap")
     prices = None if args.no_judge else prices_from_args(args, [ctx.model_for("judge")])
     options = batch_options(args, out / "samples.jsonl", embedded and not args.no_judge, reads, prices)
-    report_files = [out / name for name in (*REPORT_FILES, "metrics.jsonl", "charts/scores.png", "charts/pairwise.png",
-                                   "charts/agreement.png")]  # fmt: skip
+    charts = ("scores.png", "pairwise.png", "agreement.png")
+    report_files = [out / name for name in (*REPORT_FILES, "metrics.jsonl", *(f"charts/{c}" for c in charts))]
     check_outputs(reads, [*options.writes(), *report_files], folders=[out, out / "charts"])
     policy_ids = load_policies(context.get("policy_file")).ids
     try:
