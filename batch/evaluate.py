@@ -22,7 +22,9 @@ from aidsafe.batch.engine import GraphJob, SampleFailure
 from aidsafe.batch.inputs import InputProblem, Sample, content_id
 from aidsafe.batch.settings import run_settings
 from aidsafe.graphs import evaluation
+from aidsafe.metrics.agreement import AgreementOptions, agreement, cited_policies, judge_scores
 from aidsafe.metrics.judged import SampleResult, evaluation_input, result_from_state
+from aidsafe.metrics.labels import LabelProblem, read_labels
 from aidsafe.metrics.records import BadLine, RecordPair, pair_records, read_records
 from aidsafe.nodes.context import AtLeastOne, Context
 from aidsafe.policies import load_policies
@@ -119,6 +121,23 @@ def as_result(line: GradedSample | dict[str, Any]) -> SampleResult:
     if isinstance(line, GradedSample):
         return {**line.model_dump(mode="json"), "failures": []}
     return dict(line["partial"])
+
+
+def labels_agreement(
+    label_files: list[Path], samples: list[PairSample], results: list[SampleResult], options: AgreementOptions
+) -> tuple[dict[str, Any], list[LabelProblem]]:
+    """The summary's `agreement` section: people's labels of the run file's records against the
+    judge's grades (and the safety gate's verdicts) and against each other, with every problem of
+    the labels files. `RecordsFileError` when a labels file cannot be read."""
+    known = [record for sample in samples if (record := sample.pair().run)]
+    read = read_labels(label_files, {record.id for record in known})
+    found = agreement(read.labels, judge_scores(results, known), cited_policies(known), options)
+    section = {
+        "files": [str(path) for path in label_files],
+        **found.model_dump(mode="json"),
+        "problems": [dataclasses.asdict(problem) for problem in read.problems],
+    }
+    return section, read.problems
 
 
 def evaluate_job(

@@ -25,6 +25,7 @@ from aidsafe.batch.evaluate import (
     as_input,
     as_result,
     evaluate_job,
+    labels_agreement,
     read_pairs,
 )
 from aidsafe.batch.files import check_outputs, replace_together
@@ -40,8 +41,10 @@ from aidsafe.cli.batch import (
 )
 from aidsafe.cli.exit_codes import COST_CAP_REACHED
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
+from aidsafe.metrics.agreement import AgreementOptions, missing_libraries
 from aidsafe.metrics.deliberation import file_stats
 from aidsafe.metrics.judged import SampleResult, deterministic_result
+from aidsafe.metrics.labels import LabelProblem
 from aidsafe.metrics.records import RecordsFileError
 from aidsafe.nodes.context import EMBEDDED, Context
 from aidsafe.policies import load_policies
@@ -69,6 +72,21 @@ def register(subparsers: Any) -> None:
         "and checkpoints are samples.errors.jsonl, samples.summary.json, samples.checkpoints.sqlite).",
     )
     parser.add_argument("--no-judge", action="store_true", help="Deterministic metrics only: no model calls.")
+    parser.add_argument(
+        "--labels",
+        action="append",
+        default=[],
+        metavar="LABELS.jsonl",
+        help="People's labels of the run file's records (JSONL: id, rubric, score, annotator, time); repeat for "
+        "several files. The report then says how far the judge agrees with people, and people with each other.",
+    )
+    add_setting(
+        parser,
+        AgreementOptions,
+        "bootstrap_resamples",
+        metavar="N",
+        help="Bootstrap resamples behind each 95%% interval of the agreement (default 1000).",
+    )
     add_setting(parser, ReadOptions, "limit", help="Evaluate the first N records (and their baseline records).")
     add_setting(
         parser,
@@ -94,11 +112,18 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency is None and not embedded:
         args.concurrency = REMOTE_CONCURRENCY
     reads += [Path(args.prices)] if args.prices else []
+    label_files = [Path(path) for path in args.labels]
+    reads += label_files
+    if args.bootstrap_resamples is not None and not label_files:
+        raise UsageError("--bootstrap-resamples applies to --labels")
+    if label_files and (missing := missing_libraries()):
+        raise UsageError(f"--labels needs {', '.join(missing)}: pip install 'aidsafe[agreement]'")
     if args.no_judge and (priced := price_flags_given(args)):
         raise UsageError(f"{', '.join(priced)}: --no-judge calls no model, so there is nothing to price or cap")
     prices = None if args.no_judge else prices_from_args(args, [ctx.model_for("judge")])
     options = batch_options(args, out / "samples.jsonl", embedded and not args.no_judge, reads, prices)
-    report_files = [out / name for name in (*REPORT_FILES, "metrics.jsonl", "charts/scores.png", "charts/pairwise.png")]
+    charts = ("scores.png", "pairwise.png", "agreement.png")
+    report_files = [out / name for name in (*REPORT_FILES, "metrics.jsonl", *(f"charts/{c}" for c in charts))]
     check_outputs(reads, [*options.writes(), *report_files], folders=[out, out / "charts"])
     policy_ids = load_policies(context.get("policy_file")).ids
     try:
@@ -145,6 +170,16 @@ def run(args: argparse.Namespace) -> int:
         "run": file_stats(run_file, {s.id for s in samples if s.run}),
         "baseline": file_stats(baseline_file, {s.id for s in samples if s.baseline}) if baseline_file else None,
     }
+    label_problems: list[LabelProblem] = []
+    if label_files:
+        resamples = args.bootstrap_resamples
+        agreement_options = AgreementOptions() if resamples is None else AgreementOptions(bootstrap_resamples=resamples)
+        try:
+            summary["agreement"], label_problems = labels_agreement(label_files, samples, results, agreement_options)
+        except RecordsFileError as exc:
+            raise UsageError(str(exc)) from None
+        for problem in label_problems:
+            print(f"aidsafe evaluate: {'skipped' if problem.skipped else 'note'}: {problem}", file=sys.stderr)
     paths = write_report(out, summary)
     print(f"report: {paths['report.md']}  summary: {paths['summary.json']}")
     if failed or bad_lines:
@@ -155,7 +190,10 @@ def run(args: argparse.Namespace) -> int:
             "run again with a higher cap to grade the rest"
         )
         return COST_CAP_REACHED
-    return 1 if failed or bad_lines else 0
+    skipped_labels = sum(problem.skipped for problem in label_problems)
+    if skipped_labels:
+        print(f"aidsafe evaluate: {skipped_labels} unusable labels lines (see the report)")
+    return 1 if failed or bad_lines or skipped_labels else 0
 
 
 def graded_results(options: BatchOptions, samples: list[PairSample]) -> list[SampleResult]:

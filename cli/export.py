@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from aidsafe.cli.options import UsageError, add_setting
+from aidsafe.export.card import evaluation_agreement
 from aidsafe.export.quality import PairQuality, RowFilter, safety_gate
 from aidsafe.export.training import EXPORTERS, NothingToExport, assistant_turn, default_output, export
 from aidsafe.nodes.context import Context
@@ -31,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else default_output(records, args.format)
     filters = row_filters(args)
     try:
-        result = export(records, args.format, output, filters)
+        agreement = evaluation_agreement(Path(args.evaluation), records) if args.evaluation else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        result = export(records, args.format, output, filters, agreement)
     except NothingToExport as exc:
         print(f"aidsafe export: {exc}", file=sys.stderr)
         return 1
@@ -68,6 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SCORE",
         help="SFT: leave out records whose safety-gate score (aidsafe generate --safety-threshold) is above "
         "SCORE, and records the gate never rated. Without it, records the gate flagged are left out.",
+    )
+    parser.add_argument(
+        "--evaluation",
+        metavar="DIR",
+        help="The folder of an `aidsafe evaluate --labels` of these records: the card then shows how far the "
+        "judge agrees with people (its agreement table).",
     )
     group = parser.add_argument_group("DPO pair quality (--format dpo)")
     add_setting(

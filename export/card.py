@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from aidsafe.metrics.deliberation import DeliberationStats
 from aidsafe.policies import load_policies
+from aidsafe.report.markdown import agreement_section
 from aidsafe.state.preference import score_gap
 from aidsafe.state.records import GenerateRecord, PreferenceRecord
 
@@ -66,6 +67,8 @@ class CardFacts:
     iterations: Counter[int] = field(default_factory=Counter)
     left_out: Counter[str] = field(default_factory=Counter)
     """Records read but not exported, by reason (filled by the export's filters)."""
+    agreement: dict[str, Any] | None = None
+    """The agreement section of an `aidsafe evaluate --labels` of the exported file (`evaluation_agreement`)."""
 
     def add(self, record: BaseModel) -> None:
         """Count a record that became a row."""
@@ -117,6 +120,7 @@ class CardFacts:
             "priced_rows": self.priced,
             "deliberation": self.deliberation.as_dict() if self.deliberation.samples else None,
             "thought_rounds": [str(r) for r in sorted({r for rs in self.deliberation.thoughts.values() for r in rs})],
+            "agreement": self.agreement,
             "preference": {
                 "chosen_score_mean": round(fmean(self.chosen_scores), 4),
                 "rejected_score_mean": round(fmean(self.rejected_scores), 4),
@@ -169,9 +173,26 @@ def render_card(fmt: str, data_file: Path, facts: CardFacts, written: Path | Non
         data_file=data_file.name,
         folder=data_file.parent,
         f=facts.figures(),
+        agreement="\n".join(agreement_section(facts.agreement)) if facts.agreement else None,
         marker=CARD_MARKER,
     )
     return f"---\n{meta}---\n\n{body}"
+
+
+def evaluation_agreement(folder: Path, records: Path) -> dict[str, Any]:
+    """The agreement section of the evaluation in `folder` (its `summary.json`), which must have
+    graded `records` with labels. `ValueError` says why it cannot be used."""
+    summary_file = folder / "summary.json"
+    try:
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{summary_file}: not the summary of an `aidsafe evaluate` ({exc})") from None
+    graded = Path(summary.get("files", {}).get("run") or "")
+    if not graded.is_file() or not graded.samefile(records):
+        raise ValueError(f"{summary_file} graded {graded}, not {records}: give the evaluation of the exported file")
+    if not summary.get("agreement"):
+        raise ValueError(f"{summary_file} has no agreement: evaluate with --labels first")
+    return dict(summary["agreement"])
 
 
 def card_path(folder: Path, stem: str) -> Path:

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -109,14 +110,21 @@ def _problem(line: bytes, fmt: str) -> str | None:
     return None
 
 
-def export(records: Path, fmt: str, output: Path, filters: Sequence[RowFilter] = ()) -> ExportResult:
+def export(
+    records: Path,
+    fmt: str,
+    output: Path,
+    filters: Sequence[RowFilter] = (),
+    agreement: dict[str, Any] | None = None,
+) -> ExportResult:
     """Write `output` (JSONL), the same rows as a parquet dataset in `output` with `.parquet`, and
     the dataset card (`export.card`) beside them.
 
     A line that is not a valid record is reported with its file and line and left out; so is a
     record one of `filters` gives a reason for (counted by reason). The files
     are written beside their targets and renamed over them together, and only when at least one
-    row was exported: an interrupted or empty export leaves an earlier one whole.
+    row was exported: an interrupted or empty export leaves an earlier one whole. `agreement`:
+    the judge's agreement with people from an evaluation of `records`, shown in the card.
     """
     import pyarrow.json
     import pyarrow.parquet
@@ -125,7 +133,7 @@ def export(records: Path, fmt: str, output: Path, filters: Sequence[RowFilter] =
     parquet = output.with_suffix(".parquet")
     card = card_path(output.parent, parquet.stem)
     check_outputs([records], [output, parquet, card])
-    facts = CardFacts()
+    facts = CardFacts(agreement=agreement)
     rows = bad = 0
     with replace_together([output, parquet, card]) as (jsonl_part, parquet_part, card_part):
         with records.open("rb") as source, jsonl_part.open("w", encoding="utf-8") as sink:

@@ -65,4 +65,40 @@ def write_charts(summary: dict[str, Any], directory: Path) -> list[str]:
         fig.savefig(directory / "pairwise.png", dpi=100)
         plt.close(fig)
         written.append("pairwise.png")
+    if summary.get("agreement") and summary["agreement"]["overall"]:
+        agreement_chart(plt, summary["agreement"]["overall"], directory / "agreement.png")
+        written.append("agreement.png")
     return written
+
+
+def agreement_chart(plt: Any, overall: dict[str, Any], path: Path) -> None:
+    """Per rubric: the judge's κ against people with its bootstrap interval, beside the people's α."""
+    names = list(overall)
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    lowest = 0.0
+    judged = [(i, overall[n]["judge"]) for i, n in enumerate(names) if overall[n]["judge"]]
+    kappas: list[tuple[int, dict[str, Any]]] = [(i, j["kappa"]) for i, j in judged if j["kappa"]["value"] is not None]
+    if kappas:
+        values = [k["value"] for _, k in kappas]
+        spans = [
+            [max(0, k["value"] - k["low"]) if k["low"] is not None else 0 for _, k in kappas],
+            [max(0, k["high"] - k["value"]) if k["high"] is not None else 0 for _, k in kappas],
+        ]
+        ax.bar([i - 0.2 for i, _ in kappas], values, width=0.4, color="tab:blue", yerr=spans, capsize=3,
+               label="judge vs people: κ quadratic (95% interval)")  # fmt: skip
+        lowest = min(lowest, *(k["low"] if k["low"] is not None else k["value"] for _, k in kappas))
+    alphas = [(i, overall[n]["people"]["alpha"]) for i, n in enumerate(names) if overall[n]["people"]]
+    alphas = [(i, a) for i, a in alphas if a is not None]
+    if alphas:
+        ax.bar([i + 0.2 for i, _ in alphas], [a for _, a in alphas], width=0.4, color="tab:orange",
+               label="people vs people: Krippendorff's α")  # fmt: skip
+        lowest = min(lowest, *(a for _, a in alphas))
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(lowest - 0.05, 1.05)
+    ax.set_ylabel("agreement")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -63,6 +63,11 @@ NEEDS: dict[str, Need] = {
     "serve": Need("the LangServe app", ("langserve", "fastapi", "uvicorn"), install='pip install -e ".[serve]"'),
     "studio": Need("`langgraph dev`", ("langgraph_cli",), ("langgraph",), 'pip install -e ".[studio]"'),
     "report": Need("charts", ("matplotlib",), install='pip install -e ".[report]"'),
+    "agreement": Need(
+        "the agreement statistics (scikit-learn, SciPy, krippendorff)",
+        ("sklearn", "scipy", "krippendorff"),
+        install='pip install -e ".[agreement]"',
+    ),
     "grammars": Need(
         "the grammar engines behind vLLM and SGLang", ("xgrammar", "llguidance"), install='pip install -e ".[grammars]"'
     ),
