@@ -33,6 +33,7 @@ from pydantic import BaseModel
 
 from aidsafe.nodes.context import Context, Role, node_context
 from aidsafe.nodes.llm import (
+    SPENDING,
     AgentFailure,
     Conversation,
     ModelProvider,
@@ -158,6 +159,7 @@ def _structured_call(
         base_url=ctx.base_url_for(role),
         json_schema=answer_schema(ask.schema, checks),
         checks=checks,
+        model_name=ctx.model_for(role),
     )
 
 
@@ -254,6 +256,6 @@ def agent_node(name: str, role: Role, logic: AgentLogic[Any], provider: ModelPro
 
     @fixed_signature
     async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        return await adrive(turn(state, config))
+        return await adrive(turn(state, config), (config.get("configurable") or {}).get(SPENDING))
 
     return AgentNode(role, run, arun, name)
