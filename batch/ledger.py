@@ -19,6 +19,7 @@ Ray actor (`ray_engine.RayLedger`). It only counts: the driver stays the only wr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -100,7 +101,12 @@ def served(ledger: Ledger) -> Iterator[SharedLedger]:
 
     LedgerServer.register("ledger", callable=lambda: ledger)
     server = LedgerServer(address=("127.0.0.1", 0)).get_server()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def serve() -> None:
+        with contextlib.suppress(SystemExit):  # how `serve_forever` ends, meant for a process of its own
+            server.serve_forever()
+
+    threading.Thread(target=serve, daemon=True).start()
     client = LedgerServer(address=server.address)
     client.connect()
     try:
