@@ -236,6 +236,23 @@ def start_generate(inputs: Path, output: Path) -> tuple[subprocess.Popen[str], l
     return run, server_pids
 
 
+def wait_until_healthy(process: subprocess.Popen, url: str, timeout: float = 240) -> None:
+    """Until `url/health` answers 200: an `aidsafe serve` started in `process` (the CLI's imports
+    alone took 65 s on a loaded 2-core machine). Its output is shown if it exits first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        output = process.stdout or process.stderr
+        assert process.poll() is None, output.read().decode() if output else "aidsafe serve exited"
+        assert time.monotonic() < deadline, "aidsafe serve did not come up"
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def running(app: Any, **options: Any) -> Iterator[str]:
     """Serve `app` with uvicorn on a free port of 127.0.0.1 in a thread; shut it down on exit.

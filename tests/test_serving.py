@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ from langserve import RemoteRunnable
 from aidsafe.embedded.llama_server import stop_process
 from aidsafe.serving import GRAPHS, ServeSettings, create_app
 from tests.fakes import STUB_BELIEF, StubServer, schema_answer, schema_of, whisper_stub_answer
-from tests.services import running
+from tests.services import running, wait_until_healthy
 
 KEY = "test-api-key"
 AUTH = {"X-API-Key": KEY}
@@ -248,15 +247,7 @@ def test_aidsafe_serve_command(stub, unused_tcp_port):
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{unused_tcp_port}"
     try:
-        deadline = time.monotonic() + 240  # the CLI's imports alone took 65 s on a loaded 2-core machine
-        while True:
-            assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "aidsafe serve did not come up"
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_healthy(process, base)
         assert httpx.post(f"{base}/deliberation/invoke", json={"input": {"prompt": "p"}}).status_code == 401
         reply = httpx.post(f"{base}/deliberation/invoke", json={"input": {"prompt": "p"}}, headers=AUTH, timeout=60)
         out = reply.json()["output"]
