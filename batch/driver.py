@@ -133,7 +133,7 @@ class Summary:
     """The run stopped at `max_cost`; `unfinished` and `not_started` samples are left for a re-run
     with a higher cap."""
     unfinished: int = 0
-    """Samples stopped mid-way by the cap: checkpointed, a re-run continues them without paying again."""
+    """Samples the cap stopped before one of their calls: checkpointed, a re-run continues them."""
     not_started: int = 0
     deliberation: dict[str, Any] | None = None
     """Deliberation statistics of this run's records (`metrics.deliberation`), for generate runs."""
@@ -155,7 +155,7 @@ class Summary:
             lines.append(f"cost ${self.cost_usd:.4f} this run, ${self.output_cost_usd:.4f} for the whole output")
         if self.stopped_at_cost:
             lines.append(
-                f"stopped at --max-cost ${self.max_cost:g}: {self.unfinished} samples stopped mid-way "
+                f"stopped at --max-cost ${self.max_cost:g}: {self.unfinished} samples left unfinished "
                 f"(checkpointed), {self.not_started} not started; run again with a higher cap to continue"
             )
         lines += [
