@@ -120,11 +120,12 @@ def in_process(subcommand: str, *flags: str) -> Run:
 
 def records_of(out: Path) -> list[dict]:
     """The records of a run's output (evaluate writes a folder)."""
-    return read_jsonl(out / "samples.jsonl" if out.suffix != ".jsonl" else out)
+    return read_jsonl(out if out.suffix == ".jsonl" else out / "samples.jsonl")
 
 
 def summary_of(out: Path) -> dict:
-    return json.loads((out / "samples.summary.json" if out.suffix != ".jsonl" else out.with_suffix(".summary.json")).read_text())
+    batch_output = out if out.suffix == ".jsonl" else out / "samples.jsonl"
+    return json.loads(batch_output.with_suffix(".summary.json").read_text())
 
 
 def assert_hard_cap(

@@ -27,7 +27,6 @@ from aidsafe.batch.ray_engine import LOOPBACK_ONLY
 from aidsafe.cli.main import main
 from aidsafe.state.records import PreferenceRecord
 from tests.fakes import ROOT, StubServer, generate_record, prompts, read_jsonl, whisper_stub_answer, write_jsonl
-from tests.test_cost import assert_hard_cap, in_process
 from tests.runs import (
     CALLS_PER_SAMPLE,
     assert_every_sample_once,
@@ -38,6 +37,7 @@ from tests.runs import (
     wait_for_records,
 )
 from tests.services import RayHead, descendants, listening_addresses, ray_cluster, stop_pids
+from tests.test_cost import assert_hard_cap, in_process
 
 
 @pytest.fixture(scope="module")
