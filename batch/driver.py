@@ -125,9 +125,10 @@ class Summary:
     wall_seconds: float = 0.0
     samples_per_second: float = 0.0
     cost_usd: float | None = None
-    """What this run's model calls cost (failed samples included), when the run had prices."""
+    """What this run's model calls cost (failed and unfinished samples included), when the run had prices."""
     output_cost_usd: float | None = None
-    """The cost of every record in the output, earlier runs' included, plus this run's failures."""
+    """The cost of every record in the output, earlier runs' included, plus this run's failed and
+    unfinished samples."""
     max_cost: float | None = None
     stopped_at_cost: bool = False
     """The run stopped at `max_cost`; `unfinished` and `not_started` samples are left for a re-run

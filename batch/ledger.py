@@ -94,7 +94,10 @@ class Ledger:
 @contextmanager
 def served(ledger: Ledger) -> Iterator[SharedLedger]:
     """`ledger` served from this process on a loopback port, for worker processes: yields a proxy
-    that they can be handed (it pickles); each call is one round trip to this process."""
+    that they can be handed (it pickles); each call is one round trip to this process. The driver
+    answers, so no process starts (a manager process would import the whole program first); after
+    the run the server's accepting thread stays blocked until the process ends (Python has no way
+    to stop it), idle."""
 
     class LedgerServer(BaseManager):
         pass

@@ -301,7 +301,8 @@ class Request:
     def prompt_tokens(self) -> int:
         """An upper bound of the prompt's tokens without a tokenizer: its UTF-8 bytes. Byte-level BPE
         (GPT, Llama 3, Qwen, SmolLM) and SentencePiece with byte fallback never make a token of less
-        than one byte; the schema is counted as prompt too (OpenAI puts it there; llama.cpp does not)."""
+        than one byte. The answer schema is counted too: a server that puts it in the prompt (tools,
+        some structured-output modes) bills it."""
         texts = [message.text for message in self.messages] + [json.dumps(self.schema)]
         return sum(len(text.encode()) for text in texts) + MESSAGE_OVERHEAD_TOKENS * len(self.messages)
 
