@@ -83,7 +83,7 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
     Client work per model call decides throughput at high concurrency. uvloop makes the loop's
     own share of it (callbacks, sockets, aiosqlite's thread wake-ups) several times cheaper.
-    Python's cyclic GC spent a visible share of a worker's time (README, "Throughput"), most of it
+    Python's cyclic GC spent a visible share of a worker's time (benchmarks/client_profile.py), most of it
     re-scanning the libraries' objects that live as long as the process: they are frozen out of
     collection, and young objects (nearly all freed by reference counting anyway) are collected
     every 20,000 net allocations, not 700.

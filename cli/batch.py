@@ -29,7 +29,7 @@ REMOTE_CONCURRENCY = 16
 """Default for a remote server; the embedded llama.cpp server answers one request at a time."""
 SAMPLES_PER_WORKER = 32
 """Samples in flight per worker process when `--workers` is not given: beyond about this many, one
-process's client CPU per model call falls behind (README, "Throughput"; benchmarks/throughput.py)."""
+process's client CPU per model call falls behind (docs/performance.md; benchmarks/throughput.py)."""
 
 JobFactory = Callable[[dict[str, Any], argparse.Namespace], GraphJob]
 """Builds the job from the served context (concrete `base_url`) and the parsed flags."""

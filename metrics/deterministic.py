@@ -1,6 +1,6 @@
 """Metrics that need no judge: computed from a record alone, identical on every run.
 
-Definitions (also in the README):
+Definitions (also in docs/evaluate.md):
 - `thoughts`: number of thoughts in the chain of thought.
 - `cot_words`: words in all thoughts together (a word is a run of letters, digits, `_` or `'`).
 - `redundancy`: share of the CoT's word 3-grams that repeat a 3-gram seen before, in the same or
