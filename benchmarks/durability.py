@@ -35,12 +35,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.throughput import LatencyServer, _steady_rate, write_prompts  # noqa: E402
+from benchmarks.throughput import LatencyServer, _steady_rate, record_marks, write_prompts  # noqa: E402
 from tests.services import alive, descendants, postgres_server, stop_pids  # noqa: E402
 
 CALLS_PER_SAMPLE = 5
@@ -106,18 +105,8 @@ class Runner:
 
     def throughput(self, engine: str, mode: str, inputs: Path, concurrency: int, latency: float) -> float | None:
         output = self.output()
-        marks: list[tuple[float, int]] = []
         with self.process(self.command(engine, inputs, output, concurrency), mode) as process:
-            with contextlib.ExitStack() as stack:
-                handle: IO[bytes] | None = None
-                lines = 0
-                while process.poll() is None:
-                    time.sleep(0.1)
-                    if handle is None and output.exists():
-                        handle = stack.enter_context(output.open("rb"))
-                    if handle is not None:
-                        lines += handle.read().count(b"\n")
-                        marks.append((time.monotonic(), lines))
+            marks = record_marks(process, output, every=0.1)
             if process.returncode != 0:
                 raise RuntimeError(f"{engine} {mode} failed with exit code {process.returncode}")
         steady = _steady_rate(marks)
