@@ -66,8 +66,9 @@ CHECKPOINT_DURABILITY: Durability = "sync"
 node starts, so no model call starts while the answer before it is unsaved and a kill pays again
 only the calls in flight. LangGraph's default, `"async"`, writes while the next node runs: on Postgres
 the writes of one process queue behind one another (the saver runs one statement at a time) and a
-kill lost the answers still queued. What each costs and saves: `benchmarks/durability.py`, whose
-A/B sets `AIDSAFE_CHECKPOINT_DURABILITY` (read by every worker and actor) to compare another."""
+kill lost the answers still queued. What each costs and saves: `benchmarks/durability.py` (figures
+in docs/scale-out.md, "What a crash costs"), whose A/B sets `AIDSAFE_CHECKPOINT_DURABILITY` (read
+by every worker and actor) to compare another."""
 
 
 def checkpoint_durability() -> Durability:
