@@ -30,11 +30,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
 from aiolimiter import AsyncLimiter
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import BaseRateLimiter
+from langgraph.types import Durability
 from pydantic import BaseModel, ValidationError
 
 from aidsafe.batch.endpoints import BalancedClient, EndpointTally, endpoint_groups, endpoint_tally
@@ -51,6 +52,23 @@ if TYPE_CHECKING:
     from aidsafe.batch.stores import CheckpointStore
 
 T = TypeVar("T")
+
+CHECKPOINT_DURABILITY: Durability = "sync"
+"""When LangGraph writes a sample's checkpoint, for every engine and store: `"sync"`, before the next
+node starts, so no model call starts while the answer before it is unsaved and a kill pays again
+only the calls in flight. LangGraph's default, `"async"`, writes while the next node runs: on Postgres
+the writes of one process queue behind one another (the saver runs one statement at a time) and a
+kill lost the answers still queued. What each costs and saves: `benchmarks/durability.py` (figures
+in docs/scale-out.md, "What a crash costs"), whose A/B sets `AIDSAFE_CHECKPOINT_DURABILITY` (read
+by every worker and actor) to compare another."""
+
+
+def checkpoint_durability() -> Durability:
+    """`CHECKPOINT_DURABILITY`, or the benchmark's `AIDSAFE_CHECKPOINT_DURABILITY` when set."""
+    chosen = os.environ.get("AIDSAFE_CHECKPOINT_DURABILITY", CHECKPOINT_DURABILITY)
+    if chosen not in get_args(Durability):
+        raise ValueError(f"AIDSAFE_CHECKPOINT_DURABILITY must be one of {get_args(Durability)}, not {chosen!r}")
+    return cast(Durability, chosen)
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -180,7 +198,12 @@ async def _run_graph(job: GraphJob, graph: Any, sample: Sample, purse: Purse | N
         if resumed and not snap.next and not snap.tasks:
             state = dict(snap.values)
         else:
-            state = await graph.ainvoke(None if resumed else job.to_input(sample), config, context=job.context)
+            state = await graph.ainvoke(
+                None if resumed else job.to_input(sample),
+                config,
+                context=job.context,
+                durability=checkpoint_durability(),
+            )
     except EmbeddedServerDied:
         raise
     except CostCapReached:

@@ -139,6 +139,22 @@ def _steady_rate(marks: list[tuple[float, int]]) -> float | None:
     return (last[1] - first[1]) / (last[0] - first[0])
 
 
+def record_marks(process: subprocess.Popen[bytes], output: Path, every: float = 0.05) -> list[tuple[float, int]]:
+    """(time, records written so far) every `every` s until `process` exits, for `_steady_rate`."""
+    marks: list[tuple[float, int]] = []
+    with contextlib.ExitStack() as stack:
+        handle: IO[bytes] | None = None
+        lines = 0
+        while process.poll() is None:
+            time.sleep(every)
+            if handle is None and output.exists():
+                handle = stack.enter_context(output.open("rb"))
+            if handle is not None:  # only the bytes written since the last look: it shares the cores
+                lines += handle.read().count(b"\n")
+                marks.append((time.monotonic(), lines))
+    return marks
+
+
 def generate(inputs: Path, output: Path, *extra: str) -> Run:
     """Run `aidsafe generate` in a subprocess, as a user would, counting output lines as they come."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -154,17 +170,7 @@ def generate(inputs: Path, output: Path, *extra: str) -> Run:
         *extra,
     ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-    marks: list[tuple[float, int]] = []
-    with contextlib.ExitStack() as stack:
-        handle: IO[bytes] | None = None
-        lines = 0
-        while process.poll() is None:
-            time.sleep(0.05)
-            if handle is None and output.exists():
-                handle = stack.enter_context(output.open("rb"))
-            if handle is not None:  # only the bytes written since the last look: it shares the cores
-                lines += handle.read().count(b"\n")
-                marks.append((time.monotonic(), lines))
+    marks = record_marks(process, output)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     summary = json.loads(output.with_suffix(".summary.json").read_text())
