@@ -169,6 +169,7 @@ def test_max_cost_is_a_hard_cap_at_full_concurrency(tmp_path, subcommand, flags,
     assert_hard_cap(tmp_path, in_process(subcommand, *flags), prompts(samples))
 
 
+@pytest.mark.slow
 def test_max_cost_holds_over_worker_processes_as_users_run_it(tmp_path):
     """`aidsafe generate --workers 2 --concurrency 16` in a process of its own."""
 

@@ -30,7 +30,8 @@ from tests.services import wait_gone
 IN_FLIGHT = 16
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_driver_kill_pays_again_at_most_one_call_per_sample_in_flight(tmp_path, store, request):
     database = request.getfixturevalue("database") if store == "postgres" else None
     flags = ("--concurrency", str(IN_FLIGHT), *(("--checkpoint", database) if database else ()))
