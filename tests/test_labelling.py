@@ -36,7 +36,7 @@ SAMPLES = 12
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> Path:
-    """A generate run of 12 prompts on the scripted model, and one failed line that is not labelled."""
+    """A generate run of 12 prompts on the scripted model; the first record carries a safety gate verdict."""
     folder = tmp_path_factory.mktemp("labelling")
     source = folder / "prompts.jsonl"
     prompts = [{"id": f"p{i:02d}", "prompt": f"Question number {i} about locks."} for i in range(SAMPLES)]
@@ -44,6 +44,9 @@ def records(tmp_path_factory) -> Path:
     options = BatchOptions(output=folder / "run.jsonl", progress=False)
     context = {"base_url": "http://127.0.0.1:9/v1", "model": "scripted", "max_rounds": 1}
     run_batch(generate_job(context, model=varied_model()), partial(read_samples, [source]), options)
+    first, *rest = options.output.read_text(encoding="utf-8").splitlines(keepends=True)
+    gated = {**json.loads(first), "safety": {"score": 0.91, "flagged": True}}
+    options.output.write_text(json.dumps(gated) + "\n" + "".join(rest), encoding="utf-8")
     return options.output
 
 
@@ -119,6 +122,8 @@ def test_a_label_is_on_disk_when_answered_and_a_bad_one_writes_nothing(records, 
         so_far = http.get("labels", params={"annotator": "al"}).json()
         assert so_far == {"annotator": "al", "labels": {record_id: {"relevance": 4}}}
         assert http.get("labels", params={"annotator": "bo"}).json()["labels"] == {}
+    with in_thread(label_server(records, labels)) as url:  # a server started again reads the file
+        assert httpx.get(url + "labels", params={"annotator": "al"}).json()["labels"] == {record_id: {"relevance": 4}}
     assert records.read_bytes() == before
 
 
@@ -189,6 +194,10 @@ def test_usage_errors_write_nothing(records, tmp_path, capsys):
         main(["view", str(records), str(records), *label[2:], "--annotator", "al"]) == 2
         and "one file" in capsys.readouterr().err
     )
+    failed = tmp_path / "run.errors.jsonl"
+    failed.write_text('{"id": "x", "prompt": "p", "error": {"node": "n", "message": "m"}}\n', encoding="utf-8")
+    assert main(["view", str(failed), *label[2:], "--annotator", "al"]) == 2
+    assert "no generate or baseline records" in capsys.readouterr().err
     assert main(["view", str(records), "--annotator", "al"]) == 2 and "for --label" in capsys.readouterr().err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -239,11 +248,13 @@ def test_keyboard_labelling_survives_a_killed_browser_and_a_second_reviewer_shar
     labels = records.with_suffix(".labels.jsonl")
     labels.unlink(missing_ok=True)
     fields = range(len(LABEL_NAMES))
-    with in_thread(label_server(records, labels)) as served:
+    server = label_server(records, labels)
+    with in_thread(server) as served:
         url = served + "?annotator=alice"
         with chromium() as first:
             open_labelling(first, url)
             assert seen(first)["sample"] == ids[0] and seen(first)["field"] == LABEL_NAMES[0]
+            assert "safety gate" not in first.find_element(By.ID, "detail").text  # it would steer the reviewer
             for sample in range(5):
                 if sample == 3:
                     type_keys(first, "kj")  # back one sample and forward again
@@ -270,6 +281,11 @@ def test_keyboard_labelling_survives_a_killed_browser_and_a_second_reviewer_shar
             type_keys(second, keys(1) + keys(2))  # Bob's scores differ from Alice's
             wait_for_lines(labels, 12 * 8)
             assert seen(second)["status"] == "every label saved"
+
+            server.shutdown()  # the server is gone: the page says the label is not saved
+            server.server_close()
+            type_keys(second, "4")
+            WebDriverWait(second, 10).until(lambda d: seen(d)["status"].startswith("NOT SAVED"))
 
     given = [(ids[i], LABEL_NAMES[f], "alice", score(i, f)) for i in range(10) for f in fields]
     given += [(ids[i], LABEL_NAMES[f], "bob", score(i + 1, f)) for i in range(2) for f in fields]

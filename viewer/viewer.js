@@ -210,7 +210,7 @@
       r.prompt ? [h("h2", {}, "Request"), h("div", { class: "box" }, r.prompt)] : null];
     else if (s.kind === "evaluation") body = [];
     else body = deliberation(r);
-    if (r.safety) body.push(h("p", { class: r.safety.flagged ? "warning" : "" }, "safety gate: violation " + r.safety.score + (r.safety.flagged ? " (flagged: left out of SFT export)" : "")));
+    if (r.safety && !DATA.labelling) body.push(h("p", { class: r.safety.flagged ? "warning" : "" }, "safety gate: violation " + r.safety.score + (r.safety.flagged ? " (flagged: left out of SFT export)" : "")));
     detail.replaceChildren(...afterOpen.flatMap((add) => add(s)), ...header(s), ...body, ...grades(s));
     detail.scrollTop = 0;
     const position = shown.indexOf(index); // keep the open sample's row in sight
