@@ -116,6 +116,8 @@ def test_a_label_is_on_disk_when_answered_and_a_bad_one_writes_nothing(records, 
             assert answer.status_code == 400 and message in answer.json()["error"], (case, answer.text)
         answer = http.post("labels", content=b"{not json")
         assert answer.status_code == 400 and "error" in answer.json()
+        answer = http.post("labels", content=b" " * 70_000)
+        assert answer.status_code == 400 and "under 65536 bytes" in answer.json()["error"]
         assert http.get("elsewhere").status_code == 404
         assert len(lines_of(labels)) == 1  # nothing written for any of them
 
@@ -125,6 +127,15 @@ def test_a_label_is_on_disk_when_answered_and_a_bad_one_writes_nothing(records, 
     with in_thread(label_server(records, labels)) as url:  # a server started again reads the file
         assert httpx.get(url + "labels", params={"annotator": "al"}).json()["labels"] == {record_id: {"relevance": 4}}
     assert records.read_bytes() == before
+
+
+def test_a_label_the_disk_refuses_is_an_error_not_a_success(records, tmp_path):
+    unwritable = tmp_path / "a-folder"
+    unwritable.mkdir()
+    with in_thread(label_server(records, unwritable)) as url:
+        body = {"id": ids_of(records)[0], "rubric": "relevance", "score": 4, "annotator": "al"}
+        answer = httpx.post(url + "labels", json=body)
+    assert answer.status_code == 500 and f"cannot write {unwritable}" in answer.json()["error"]
 
 
 def test_two_reviewers_at_once_on_two_servers_never_interleave_lines(records, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 import threading
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -106,18 +107,21 @@ class _Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path != "/labels":
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no {self.path} here: POST /labels"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._json(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"a label is one small JSON object (<{MAX_BODY} bytes)"}
-            )
+        declared = self.headers.get("Content-Length", "")
+        if not declared.isdigit() or int(declared) > MAX_BODY:
+            message = f"a label is one JSON object of under {MAX_BODY} bytes, sent with its Content-Length"
+            self._json(HTTPStatus.BAD_REQUEST, {"error": message})
             return
         try:
-            label = self.server.validate(json.loads(self.rfile.read(length) or b"null"))
+            label = self.server.validate(json.loads(self.rfile.read(int(declared)) or b"null"))
         except ValueError as exc:  # not JSON, or not a label of a record in this file
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             return
-        self.server.labels.append(label)
+        try:
+            self.server.labels.append(label)
+        except OSError as exc:  # the disk, not the label: full, read-only, permissions
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"cannot write {exc.filename}: {exc.strerror}"})
+            return
         self._json(HTTPStatus.OK, {"saved": json.loads(label.model_dump_json())})
 
 
@@ -136,6 +140,11 @@ class LabelServer(ThreadingHTTPServer):
         }
         self.page = render(data, title or "aidsafe view: labelling", labelling).encode("utf-8")
         super().__init__(("127.0.0.1", port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser closed or killed mid-request is no error of the server: no traceback for it."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
