@@ -174,21 +174,27 @@ def test_the_command_prints_its_url_and_stops_cleanly_on_ctrl_c(records, tmp_pat
     labels = tmp_path / "mine.labels.jsonl"
     record_id = ids_of(records)[0]
 
+    returned = threading.Event()
+
     def label_then_interrupt() -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(600):
-                try:
-                    http.get("/labels", params={"annotator": "al"})
-                    break
-                except httpx.ConnectError:
-                    time.sleep(0.05)
-            body = {"id": record_id, "rubric": "response_safe", "score": 1, "annotator": "al"}
-            assert http.post("/labels", json=body).status_code == 200
-        os.kill(os.getpid(), signal.SIGINT)
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+                for _ in range(600):
+                    try:
+                        http.get("/labels", params={"annotator": "al"})
+                        break
+                    except httpx.ConnectError:
+                        time.sleep(0.05)
+                body = {"id": record_id, "rubric": "response_safe", "score": 1, "annotator": "al"}
+                http.post("/labels", json=body)  # the line on disk is asserted below
+        finally:  # whatever happened, the command must not serve forever
+            if not returned.is_set():
+                os.kill(os.getpid(), signal.SIGINT)
 
     reviewer = threading.Thread(target=label_then_interrupt)
     reviewer.start()
     code = main(["view", str(records), "--label", "--annotator", "al", "--port", str(port), "--labels", str(labels)])
+    returned.set()
     reviewer.join()
     out, err = capsys.readouterr()
     assert code == 130 and "Traceback" not in err and "interrupted" in err
