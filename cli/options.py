@@ -12,11 +12,15 @@ import dataclasses
 import typing
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
+from annotated_types import Interval
 from pydantic import ValidationError
 
 from aidsafe.nodes.context import Context, Deliberators, check_value, context_problems, setting_annotation
+
+Port = Annotated[int, Interval(ge=0, le=65535)]
+"""A port to listen on, for `aidsafe serve` and `aidsafe view --label`; 0 lets the system pick a free one."""
 
 ENVIRONMENT_DEFAULTS = {"model": "AIDSAFE_MODEL", "base_url": "OPENAI_BASE_URL"}
 """Context fields whose default comes from an environment variable (named in messages)."""

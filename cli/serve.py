@@ -6,16 +6,11 @@ import argparse
 import contextlib
 import ipaddress
 import sys
-from typing import Annotated, Any
+from typing import Any
 
-from annotated_types import Interval
-
-from aidsafe.cli.options import add_model_arguments, add_setting, context_from_args, setting_type
+from aidsafe.cli.options import Port, add_model_arguments, add_setting, context_from_args, setting_type
 from aidsafe.nodes.context import DEFAULT_MAX_PROMPT_CHARS
 from aidsafe.serving.settings import ServeSettings
-
-Port = Annotated[int, Interval(ge=0, le=65535)]
-"""0 lets the system pick a free port."""
 
 
 def register(subparsers: Any) -> None:

@@ -4,9 +4,10 @@ downloads): used by the viewer tests and `benchmarks/viewer_load.py`."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import psutil
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -26,7 +27,18 @@ def chromium(width: int = 1400, height: int = 900) -> Iterator[webdriver.Chrome]
     try:
         yield driver
     finally:
-        driver.quit()
+        if driver.service.process.poll() is None:  # not killed by `kill`
+            driver.quit()
+
+
+def kill(driver: webdriver.Chrome) -> None:
+    """SIGKILL chromedriver and every Chromium process under it, by PID: the browser crashes."""
+    root = psutil.Process(driver.service.process.pid)
+    processes = [*root.children(recursive=True), root]
+    for process in processes:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(processes, timeout=10)
 
 
 def open_page(driver: webdriver.Chrome, page: Path, timeout: float = 60) -> None:

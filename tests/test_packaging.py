@@ -27,6 +27,7 @@ def test_wheel_holds_one_top_level_package_with_templates_and_policies(tmp_path:
         "aidsafe/cli/main.py",
         "aidsafe/viewer/page.html.j2",
         "aidsafe/viewer/viewer.js",
+        "aidsafe/viewer/labelling.js",
     ):
         assert expected in names
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()

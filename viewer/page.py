@@ -153,18 +153,20 @@ def load(paths: Sequence[str | Path]) -> ViewData:
     return data
 
 
-def render(data: ViewData, title: str = "aidsafe view") -> str:
-    """The page: styles and script inline, the samples as JSON inside a `<script>` data block."""
+def render(data: ViewData, title: str = "aidsafe view", labelling: dict[str, Any] | None = None) -> str:
+    """The page: styles and script inline, the samples as JSON inside a `<script>` data block.
+    `labelling` (the annotator and the fields, `viewer/labelling.py`) adds the labelling panel."""
     page = TEMPLATES.get_template("page.html.j2")
     payload = {
         "samples": data.samples,
         "files": data.files,
         "bad_lines": [str(b) for b in data.bad_lines],
+        "labelling": labelling,
     }
-    assets = {
-        name: markupsafe.Markup((HERE / name).read_text(encoding="utf-8")) for name in ("viewer.css", "viewer.js")
-    }
-    return page.render(title=title, payload=payload, style=assets["viewer.css"], script=assets["viewer.js"])
+    scripts = ["viewer.js", *(["labelling.js"] if labelling else [])]
+    assets = {name: markupsafe.Markup((HERE / name).read_text(encoding="utf-8")) for name in ("viewer.css", *scripts)}
+    script = markupsafe.Markup("\n").join(assets[name] for name in scripts)
+    return page.render(title=title, payload=payload, style=assets["viewer.css"], script=script)
 
 
 def write(paths: Sequence[str | Path], output: Path) -> ViewData:

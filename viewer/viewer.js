@@ -11,6 +11,7 @@
   let shown = samples.map((_, i) => i);
   let selected = -1;
   let haystacks = null;
+  const afterOpen = []; // what labelling.js adds to a sample's detail
 
   function h(tag, attrs, ...children) {
     const el = document.createElement(tag);
@@ -209,9 +210,13 @@
       r.prompt ? [h("h2", {}, "Request"), h("div", { class: "box" }, r.prompt)] : null];
     else if (s.kind === "evaluation") body = [];
     else body = deliberation(r);
-    if (r.safety) body.push(h("p", { class: r.safety.flagged ? "warning" : "" }, "safety gate: violation " + r.safety.score + (r.safety.flagged ? " (flagged: left out of SFT export)" : "")));
-    detail.replaceChildren(...header(s), ...body, ...grades(s));
+    if (r.safety && !DATA.labelling) body.push(h("p", { class: r.safety.flagged ? "warning" : "" }, "safety gate: violation " + r.safety.score + (r.safety.flagged ? " (flagged: left out of SFT export)" : "")));
+    detail.replaceChildren(...afterOpen.flatMap((add) => add(s)), ...header(s), ...body, ...grades(s));
     detail.scrollTop = 0;
+    const position = shown.indexOf(index); // keep the open sample's row in sight
+    if (position >= 0 && (position * ROW_HEIGHT < list.scrollTop || (position + 1) * ROW_HEIGHT > list.scrollTop + list.clientHeight)) {
+      list.scrollTop = Math.max(0, position * ROW_HEIGHT - list.clientHeight / 2);
+    }
     renderRows();
   }
 
@@ -222,5 +227,7 @@
   }
   applyFilters();
   if (shown.length) open(shown[0]);
+  // For labelling.js: open a sample, the samples in the list's order, the one open.
+  window.aidsafeViewer = { samples, open, afterOpen, shown: () => shown, selected: () => selected };
   document.body.dataset.ready = "1";
 })();
