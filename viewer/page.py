@@ -44,7 +44,7 @@ def kind_of(line: dict[str, Any]) -> Kind | None:
         return "preference"
     if "thoughts" in line and "response" in line:
         return "baseline" if line.get("stop_reason") == "baseline" else "generate"
-    if "run" in line and "failures" in line:
+    if "run" in line and ("pairwise" in line or "failures" in line):  # a graded sample, with or without failures
         return "evaluation"
     if "error" in line and "id" in line:
         return "error"
