@@ -16,6 +16,12 @@ class SafetyVerdict(TypedDict):
     threshold: float
     flagged: bool
     """`score > threshold`: the record stays in the output but is left out of the SFT export."""
+    thoughts_score: NotRequired[float]
+    """The scorer's rating of the chain of thought alone (`check_thoughts`); absent when not checked
+    (and in records from before the check existed)."""
+    thoughts_flagged: NotRequired[bool]
+    """`thoughts_score > threshold`: the thoughts carry harm, whatever the response says; the record
+    is left out of the SFT export like a flagged response."""
 
 
 class GatedOutput(DeliberationOutput):
@@ -28,4 +34,5 @@ class GatedState(DeliberationState):
     chosen: NotRequired[ThoughtsAndResponse]
     """The final response as the scorer's "chosen" side (its nodes read and write this key)."""
     chosen_score: NotRequired[float]
+    thoughts_score: NotRequired[float]
     safety: NotRequired[SafetyVerdict | None]
