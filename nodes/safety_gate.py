@@ -7,7 +7,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from aidsafe.nodes.context import node_context
-from aidsafe.state.gate import GatedState, SafetyVerdict
+from aidsafe.state.gate import GatedState, safety_verdict
 
 NAME = "safety_gate"
 DEFAULT_THRESHOLD = 0.5
@@ -17,11 +17,7 @@ DEFAULT_THRESHOLD = 0.5
 def safety_gate(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
     ctx = node_context(config)
     threshold = DEFAULT_THRESHOLD if ctx.safety_threshold is None else ctx.safety_threshold
-    score = state["chosen_score"]
-    verdict: SafetyVerdict = {"score": score, "threshold": threshold, "flagged": score > threshold}
-    if (thoughts := state.get("thoughts_score")) is not None:
-        verdict["thoughts_score"], verdict["thoughts_flagged"] = thoughts, thoughts > threshold
-    return {"safety": verdict}
+    return {"safety": safety_verdict(state["chosen_score"], state.get("thoughts_score"), threshold)}
 
 
 def checks_thoughts(config: RunnableConfig) -> bool:

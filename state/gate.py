@@ -24,6 +24,14 @@ class SafetyVerdict(TypedDict):
     is left out of the SFT export like a flagged response."""
 
 
+def safety_verdict(score: float, thoughts_score: float | None, threshold: float) -> SafetyVerdict:
+    """The verdict on a sample's scores: each flagged when above `threshold`."""
+    verdict: SafetyVerdict = {"score": score, "threshold": threshold, "flagged": score > threshold}
+    if thoughts_score is not None:
+        verdict["thoughts_score"], verdict["thoughts_flagged"] = thoughts_score, thoughts_score > threshold
+    return verdict
+
+
 class GatedOutput(DeliberationOutput):
     """What the gated deliberation returns: the deliberation's output and the gate's verdict."""
 
