@@ -14,6 +14,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
@@ -33,6 +34,7 @@ from aidsafe.batch.engine import (
 )
 from aidsafe.batch.files import UnsafeOutput, check_outputs
 from aidsafe.batch.inputs import InputProblem, Sample
+from aidsafe.batch.ledger import Budget, Ledger, SharedLedger, budget_wait, served
 from aidsafe.batch.prices import Dollars, PriceError, PriceTable
 from aidsafe.batch.stores import CheckpointStore, PostgresUrl, checkpoint_shard, checkpoint_store, existing_shards
 from aidsafe.metrics.deliberation import DeliberationStats, stats_text
@@ -64,7 +66,8 @@ class BatchOptions:
     prices: PriceTable | None = None
     """Model prices: each record gets its `cost_usd`, the summary and the progress bar the total."""
     max_cost: Dollars | None = None
-    """USD cap on the output's cost (its earlier records included): no sample starts past it."""
+    """USD cap on the output's cost (its earlier records included): every model call is paid for
+    before it is sent, and none is sent past the cap (`batch/ledger.py`)."""
     engine: Literal["local", "ray"] = "local"
     """`local`: this process, or worker processes; `ray`: Ray actors (see `batch/ray_engine.py`)."""
     ray_address: RayAddress | None = None
@@ -120,12 +123,16 @@ class Summary:
     wall_seconds: float = 0.0
     samples_per_second: float = 0.0
     cost_usd: float | None = None
-    """What this run's model calls cost (failed samples included), when the run had prices."""
+    """What this run's model calls cost (failed and unfinished samples included), when the run had prices."""
     output_cost_usd: float | None = None
-    """The cost of every record in the output, earlier runs' included, plus this run's failures."""
+    """The cost of every record in the output, earlier runs' included, plus this run's failed and
+    unfinished samples."""
     max_cost: float | None = None
     stopped_at_cost: bool = False
-    """The run stopped at `max_cost`; `not_started` samples are left for a re-run with a higher cap."""
+    """The run stopped at `max_cost`; `unfinished` and `not_started` samples are left for a re-run
+    with a higher cap."""
+    unfinished: int = 0
+    """Samples the cap stopped before one of their calls: checkpointed, a re-run continues them."""
     not_started: int = 0
     deliberation: dict[str, Any] | None = None
     """Deliberation statistics of this run's records (`metrics.deliberation`), for generate runs."""
@@ -147,8 +154,8 @@ class Summary:
             lines.append(f"cost ${self.cost_usd:.4f} this run, ${self.output_cost_usd:.4f} for the whole output")
         if self.stopped_at_cost:
             lines.append(
-                f"stopped at --max-cost ${self.max_cost:g}: {self.not_started} samples not started; "
-                "run again with a higher cap to continue"
+                f"stopped at --max-cost ${self.max_cost:g}: {self.unfinished} samples left unfinished "
+                f"(checkpointed), {self.not_started} not started; run again with a higher cap to continue"
             )
         lines += [
             f"endpoint {url}: {seen['calls']} calls, {seen['errors']} errors"
@@ -157,36 +164,6 @@ class Summary:
         ]
         lines.append(f"output: {self.output}" + (f"\nerrors: {self.errors}" if not self.ok else ""))
         return "\n".join(lines)
-
-
-@dataclass
-class CostGuard:
-    """Admits a sample only while the money spent, plus the samples in flight and this one at the
-    mean cost per sample so far, stays within the cap. Before any cost is known, samples start."""
-
-    cap: float
-    spent: float
-    """Earlier records' cost plus everything this run has paid."""
-    priced: int
-    """Samples whose cost is in `spent`."""
-    started: int = 0
-    finished: int = 0
-    stopped: bool = False
-
-    def admit(self) -> bool:
-        estimate = self.spent / self.priced if self.priced else 0.0
-        in_flight = max(0, self.started - self.finished)
-        if self.spent >= self.cap or self.spent + (in_flight + 1) * estimate > self.cap:
-            self.stopped = True
-        if self.stopped:
-            return False
-        self.started += 1
-        return True
-
-    def paid(self, cost: float) -> None:
-        self.spent += cost
-        self.priced += 1
-        self.finished += 1
 
 
 @dataclass
@@ -349,38 +326,52 @@ async def _run_leased(
 ) -> None:
     finished = finished_records(options.output, job.record_type, job.name)  # under the lease: it may cut a line
     done_ids = finished.ids
-    guard = CostGuard(options.max_cost, finished.cost_usd, finished.priced) if options.max_cost is not None else None
     if options.prices is not None:
         summary.cost_usd, summary.output_cost_usd, summary.max_cost = 0.0, finished.cost_usd, options.max_cost
-    with options.errors.open("w", encoding="utf-8") as errors:
+    with options.errors.open("w", encoding="utf-8") as errors, ExitStack() as stack:
         unfinished = await store.unfinished(f"{job.name}-")
         plan = _plan(job, read, done_ids, unfinished, store.sharded, workers, summary, errors)
         await store.delete(plan.stale)  # before the run: during it only workers touch the store
         routed = plan.routed
+        if options.engine == "ray":
+            from aidsafe.batch.ray_engine import RayLedger, ray_session, run_on_ray
+
+            stack.enter_context(ray_session(options.ray_address, workers))
+        ledger: SharedLedger | None = None
+        shared: SharedLedger
+        if options.max_cost is not None:
+            assert options.prices is not None
+            if options.engine == "ray":
+                ledger = shared = stack.enter_context(RayLedger.started(options.max_cost, finished.cost_usd))
+            else:
+                ledger = shared = Ledger(options.max_cost, finished.cost_usd)
+                if workers > 1:
+                    shared = stack.enter_context(served(ledger))
+            job = replace(job, budget=Budget(shared, options.prices, budget_wait(job.context)))
 
         def todo() -> Iterator[Sample]:
             for sample in read():
                 if isinstance(sample, Sample) and sample.id not in done_ids and sample.id not in routed:
-                    if guard is not None and not guard.admit():
+                    if ledger is not None and ledger.stopped():
                         return
                     yield sample
 
         def pay(outcome: Outcome, prices: PriceTable) -> None:
-            """Price the outcome: its record's `cost_usd`, the totals, the cost guard."""
+            """Price the outcome: its record's `cost_usd`, the totals, the ledger."""
             assert summary.cost_usd is not None
             try:
                 cost = prices.cost(outcome.usage)
             except PriceError as exc:
-                if guard is not None and not guard.stopped:
-                    guard.stopped = True
+                if ledger is not None and not ledger.stopped():
+                    ledger.stop()
                     bar.write(f"stopping: --max-cost cannot be kept ({exc})", file=sys.stderr)
                 return
             if outcome.record is not None:
                 outcome.record["cost_usd"] = round(cost, 8)
             summary.cost_usd += cost
             summary.output_cost_usd = (summary.output_cost_usd or 0.0) + cost
-            if guard is not None:
-                guard.paid(cost)
+            if ledger is not None and cost > outcome.paid:
+                ledger.add(cost - outcome.paid)  # what earlier runs paid for a sample this one finished
 
         stats = DeliberationStats()
         bar = tqdm(total=plan.pending, unit="sample", disable=not options.progress or not plan.pending, file=sys.stderr)
@@ -389,7 +380,9 @@ async def _run_leased(
             def write(outcome: Outcome) -> None:
                 if options.prices is not None:
                     pay(outcome, options.prices)
-                if outcome.record is not None:
+                if outcome.stopped:
+                    summary.unfinished += 1
+                elif outcome.record is not None:
                     _write_line(output, outcome.record)
                     summary.done += 1
                     stats.add(outcome.record)
@@ -410,30 +403,18 @@ async def _run_leased(
                 bar.update()
 
             if options.engine == "ray":
-                from aidsafe.batch.ray_engine import run_on_ray
-
-                await run_on_ray(
-                    job,
-                    todo(),
-                    store,
-                    options.concurrency,
-                    options.rpm,
-                    workers,
-                    plan.resume,
-                    write,
-                    options.ray_address,
-                )
+                await run_on_ray(job, todo(), store, options.concurrency, options.rpm, workers, plan.resume, write)
             elif workers > 1:
                 await run_in_processes(
                     job, todo(), store, options.concurrency, options.rpm, workers, plan.resume, write
                 )
             else:
                 await run_inline(job, todo(), store, options.concurrency, options.rpm, write)
+        summary.stopped_at_cost = ledger is not None and ledger.stopped()
     await store.finish()
     summary.deliberation = stats.as_dict() if stats.samples else None
-    if guard is not None and guard.stopped:
-        summary.stopped_at_cost = True
-        summary.not_started = plan.pending - summary.done - summary.failed
+    if summary.stopped_at_cost:
+        summary.not_started = plan.pending - summary.done - summary.failed - summary.unfinished
 
 
 def run_batch(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:

@@ -30,19 +30,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
 from aiolimiter import AsyncLimiter
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import BaseRateLimiter
+from langgraph.types import Durability
 from pydantic import BaseModel, ValidationError
 
 from aidsafe.batch.endpoints import BalancedClient, EndpointTally, endpoint_groups, endpoint_tally
 from aidsafe.batch.inputs import Sample
+from aidsafe.batch.ledger import Budget, Purse
 from aidsafe.batch.settings import RunSettings
 from aidsafe.embedded.llama_server import EmbeddedServerDied
 from aidsafe.nodes.context import Context
-from aidsafe.nodes.llm import ask_servers, openai_compatible_model
+from aidsafe.nodes.llm import SPENDING, CostCapReached, ask_servers, openai_compatible_model
 from aidsafe.state.deliberation import Usage, no_usage
 from aidsafe.state.records import ErrorRecord
 
@@ -50,6 +52,23 @@ if TYPE_CHECKING:
     from aidsafe.batch.stores import CheckpointStore
 
 T = TypeVar("T")
+
+CHECKPOINT_DURABILITY: Durability = "sync"
+"""When LangGraph writes a sample's checkpoint, for every engine and store: `"sync"`, before the next
+node starts, so no model call starts while the answer before it is unsaved and a kill pays again
+only the calls in flight. LangGraph's default, `"async"`, writes while the next node runs: on Postgres
+the writes of one process queue behind one another (the saver runs one statement at a time) and a
+kill lost the answers still queued. What each costs and saves: `benchmarks/durability.py` (figures
+in docs/scale-out.md, "What a crash costs"), whose A/B sets `AIDSAFE_CHECKPOINT_DURABILITY` (read
+by every worker and actor) to compare another."""
+
+
+def checkpoint_durability() -> Durability:
+    """`CHECKPOINT_DURABILITY`, or the benchmark's `AIDSAFE_CHECKPOINT_DURABILITY` when set."""
+    chosen = os.environ.get("AIDSAFE_CHECKPOINT_DURABILITY", CHECKPOINT_DURABILITY)
+    if chosen not in get_args(Durability):
+        raise ValueError(f"AIDSAFE_CHECKPOINT_DURABILITY must be one of {get_args(Durability)}, not {chosen!r}")
+    return cast(Durability, chosen)
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -102,6 +121,8 @@ class GraphJob:
     """Merged into every sample's run config, e.g. `max_concurrency` for the calls of one sample."""
     namespace: str = ""
     """Set by the driver for a checkpoint store that several outputs share (`CheckpointStore.namespace`)."""
+    budget: Budget | None = None
+    """Set by the driver under `--max-cost`: every model call is paid for from it before it is sent."""
 
     def thread_id(self, sample: Sample) -> str:
         parts = [self.name, self.settings.fingerprint, sample.id, sample.checkpoint_key()]
@@ -125,6 +146,10 @@ class Outcome:
     """The checkpoint shard (worker) that holds the sample's thread."""
     endpoints: EndpointTally = field(default_factory=dict)
     """Model calls and errors per endpoint URL made for this sample by this run."""
+    stopped: bool = False
+    """The spending cap refused one of its calls: neither record nor error; its checkpoint is kept."""
+    paid: float = 0.0
+    """Under a cap: what this run's calls for the sample cost (the ledger counted it already)."""
 
 
 class SampleFailure(Exception):
@@ -157,7 +182,15 @@ async def run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
 
 
 async def _run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
-    config = {**job.run_config, "configurable": {"thread_id": job.thread_id(sample)}}
+    purse = job.budget.purse() if job.budget else None
+    outcome = await _run_graph(job, graph, sample, purse)
+    outcome.paid = purse.paid if purse else 0.0
+    return outcome
+
+
+async def _run_graph(job: GraphJob, graph: Any, sample: Sample, purse: Purse | None) -> Outcome:
+    configurable = {"thread_id": job.thread_id(sample), **({SPENDING: purse} if purse else {})}
+    config = {**job.run_config, "configurable": configurable}
     resumed = False
     try:
         snap = await graph.aget_state(config)
@@ -165,9 +198,17 @@ async def _run_sample(job: GraphJob, graph: Any, sample: Sample) -> Outcome:
         if resumed and not snap.next and not snap.tasks:
             state = dict(snap.values)
         else:
-            state = await graph.ainvoke(None if resumed else job.to_input(sample), config, context=job.context)
+            state = await graph.ainvoke(
+                None if resumed else job.to_input(sample),
+                config,
+                context=job.context,
+                durability=checkpoint_durability(),
+            )
     except EmbeddedServerDied:
         raise
+    except CostCapReached:
+        assert purse is not None
+        return Outcome(sample.id, job.thread_id(sample), usage=purse.usage, resumed=resumed, prune=False, stopped=True)
     except Exception as exc:  # one sample's crash must not end the batch
         return _failed(sample, job, "batch", f"{type(exc).__name__}: {exc}", resumed=resumed, prune=False)
     usage = state.get("usage") or no_usage()

@@ -17,13 +17,14 @@ import math
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aidsafe.batch.engine import GraphJob, Outcome, WriteOutcome, open_graph, run_sample
 from aidsafe.batch.inputs import Sample
+from aidsafe.batch.ledger import Ledger
 from aidsafe.batch.stores import CheckpointStore, RunFailure
 
 WORKER_ENV = ("OPENAI_API_KEY", "AIDSAFE_JUDGE_API_KEY", "PGPASSWORD", "PGPASSFILE", "PGSSLMODE")
@@ -115,6 +116,60 @@ def _connect(address: str | None, workers: int) -> bool:
     raise RunFailure(f"cannot start or reach Ray{f' at {address}' if address else ''}: {failure}")
 
 
+@contextmanager
+def ray_session(address: str | None, workers: int) -> Iterator[None]:
+    """Connected to Ray for the run (see `_connect`); a local Ray started for it is stopped after."""
+    connected = _connect(address, workers)  # first: it may have to set Ray's settings before Ray is imported
+    try:
+        yield
+    finally:
+        if connected:
+            import ray
+
+            ray.shutdown()  # stops a local Ray started for the run; leaves a cluster, which stays up
+
+
+class RayLedger:
+    """The run's `Ledger` in a Ray actor, so that actors on every node share it; each call is a
+    round trip to it. Picklable (an actor handle)."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    @classmethod
+    @contextmanager
+    def started(cls, cap: float, spent: float) -> Iterator[RayLedger]:
+        """A ledger actor for the run (no CPU of its own: it only counts), killed after it."""
+        import ray
+
+        actor: Any = ray.remote(Ledger).options(num_cpus=0).remote(cap, spent)
+        try:
+            yield cls(actor)
+        finally:
+            ray.kill(actor)
+
+    def _call(self, method: str, *args: float) -> Any:
+        import ray
+
+        return ray.get(getattr(self.actor, method).remote(*args))
+
+    def reserve(self, amount: float) -> bool | None:
+        granted: bool | None = self._call("reserve", amount)
+        return granted
+
+    def settle(self, held: float, cost: float) -> None:
+        self._call("settle", held, cost)
+
+    def add(self, cost: float) -> None:
+        self._call("add", cost)
+
+    def stop(self) -> None:
+        self._call("stop")
+
+    def stopped(self) -> bool:
+        return bool(self._call("stopped"))
+
+
 async def run_on_ray(
     job: GraphJob,
     samples: Iterator[Sample],
@@ -124,15 +179,14 @@ async def run_on_ray(
     workers: int,
     resume: dict[int, list[Sample]],
     write: WriteOutcome,
-    address: str | None,
 ) -> None:
-    """Share the batch among `workers` Ray actors; actor `k` first continues `resume[k]`.
+    """Share the batch among `workers` Ray actors (inside a `ray_session`); actor `k` first
+    continues `resume[k]`.
 
     Actors are spread over the cluster's nodes; concurrency and the rate limit are split evenly.
     """
     if job.context.get("policy_file"):  # read by each actor: the same path on every node
         job = replace(job, context={**job.context, "policy_file": str(Path(job.context["policy_file"]).resolve())})
-    connected = _connect(address, workers)  # first: it may have to set Ray's settings before Ray is imported
     import ray
 
     per_worker = math.ceil(concurrency / workers)
@@ -165,5 +219,3 @@ async def run_on_ray(
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)
-        if connected:
-            ray.shutdown()  # stops a local Ray started for the run; leaves a cluster, which stays up

@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                      # concurrency 1, 8, 64 at 200 ms, ~156 s each
     python benchmarks/throughput.py --workers 3          # the same with three worker processes
+    python benchmarks/throughput.py --capped             # under a --max-cost never reached: the ledger's cost
     python benchmarks/throughput.py --rss 10000          # peak RSS over a 10,000-prompt input
     python benchmarks/throughput.py --embedded 5         # samples/min on the embedded model
 
@@ -138,6 +139,22 @@ def _steady_rate(marks: list[tuple[float, int]]) -> float | None:
     return (last[1] - first[1]) / (last[0] - first[0])
 
 
+def record_marks(process: subprocess.Popen[bytes], output: Path, every: float = 0.05) -> list[tuple[float, int]]:
+    """(time, records written so far) every `every` s until `process` exits, for `_steady_rate`."""
+    marks: list[tuple[float, int]] = []
+    with contextlib.ExitStack() as stack:
+        handle: IO[bytes] | None = None
+        lines = 0
+        while process.poll() is None:
+            time.sleep(every)
+            if handle is None and output.exists():
+                handle = stack.enter_context(output.open("rb"))
+            if handle is not None:  # only the bytes written since the last look: it shares the cores
+                lines += handle.read().count(b"\n")
+                marks.append((time.monotonic(), lines))
+    return marks
+
+
 def generate(inputs: Path, output: Path, *extra: str) -> Run:
     """Run `aidsafe generate` in a subprocess, as a user would, counting output lines as they come."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -153,25 +170,17 @@ def generate(inputs: Path, output: Path, *extra: str) -> Run:
         *extra,
     ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-    marks: list[tuple[float, int]] = []
-    with contextlib.ExitStack() as stack:
-        handle: IO[bytes] | None = None
-        lines = 0
-        while process.poll() is None:
-            time.sleep(0.05)
-            if handle is None and output.exists():
-                handle = stack.enter_context(output.open("rb"))
-            if handle is not None:  # only the bytes written since the last look: it shares the cores
-                lines += handle.read().count(b"\n")
-                marks.append((time.monotonic(), lines))
+    marks = record_marks(process, output)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     summary = json.loads(output.with_suffix(".summary.json").read_text())
     return Run(summary, cpu, after.ru_maxrss / 1024, _steady_rate(marks))
 
 
-def workers_flag(args: argparse.Namespace) -> list[str]:
-    return ["--workers", str(args.workers)] if args.workers else []
+def run_flags(args: argparse.Namespace) -> list[str]:
+    """`--workers` and, with `--capped`, prices and a cap."""
+    flags = ["--workers", str(args.workers)] if args.workers else []
+    return flags + (["--input-price", "1", "--output-price", "1", "--max-cost", "1000000"] if args.capped else [])
 
 
 def throughput(args: argparse.Namespace, workdir: Path) -> None:
@@ -191,7 +200,7 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
                 inputs,
                 output,
                 "--base-url", server.base_url, "--model", "bench",
-                "--concurrency", str(concurrency), *workers_flag(args),
+                "--concurrency", str(concurrency), *run_flags(args),
             )  # fmt: skip
             ideal = concurrency / (calls_per_sample * args.latency)
             rate = run.summary["samples_per_second"]
@@ -213,7 +222,7 @@ def rss(args: argparse.Namespace, workdir: Path) -> None:
     with LatencyServer(0.0) as server:
         run = generate(
             inputs, output, "--base-url", server.base_url, "--model", "bench",
-            "--concurrency", "64", *workers_flag(args),
+            "--concurrency", "64", *run_flags(args),
         )  # fmt: skip
     print(
         f"{args.rss} prompts: done {run.summary['done']}, failed {run.summary['failed']}, "
@@ -243,6 +252,11 @@ def main() -> None:
         help="Ideal duration of each level, which sets its sample count (default: 10,000 prompts at concurrency 64).",
     )
     parser.add_argument("--workers", type=int, default=None, help="Default: what aidsafe picks for the concurrency.")
+    parser.add_argument(
+        "--capped",
+        action="store_true",
+        help="Price the calls under a --max-cost the run never reaches: every call reserves and settles.",
+    )
     parser.add_argument("--rss", type=int, default=0, help="Prompts for the peak-RSS run (0: skip).")
     parser.add_argument("--embedded", type=int, default=0, help="Prompts for the embedded-model run (0: skip).")
     args = parser.parse_args()

@@ -128,8 +128,9 @@ def add_price_arguments(parser: argparse.ArgumentParser) -> None:
         BatchOptions,
         "max_cost",
         metavar="USD",
-        help="Start no sample once the output's cost (earlier runs included) would pass this; samples in flight "
-        f"finish, and the exit code is {COST_CAP_REACHED}. Run again with a higher cap to continue. Needs prices.",
+        help="Hard cap on the output's cost (earlier runs' records included): each model call reserves its most "
+        "possible cost first, and none is sent past the cap; unfinished samples stay checkpointed and the exit "
+        f"code is {COST_CAP_REACHED}. Run again with a higher cap to continue. Needs prices.",
     )
 
 

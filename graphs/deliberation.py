@@ -1,8 +1,8 @@
 """The AIDSAFE deliberation graph: initializer, N deliberators in turn, termination check, refiner.
 
-    initializer -> deliberator_1 -> ... -> deliberator_N -> termination_check -+-> refiner -> END
-                        ^                                                      |
-                        +---------------------- next round --------------------+
+    initializer -> initializer_seed -> deliberator_1 -> ... -> deliberator_N -> termination_check -+-> refiner -> END
+                                             ^                                                     |
+                                             +--------------------- next round --------------------+
 
 Each deliberator is its own node so Studio and traces show every agent's turn. An agent that
 gives up writes `error` and the sample ends there instead of raising, through `complete_output`,
@@ -52,7 +52,8 @@ def build_graph(
         DeliberationState, context_schema=Context, input_schema=DeliberationInput, output_schema=DeliberationOutput
     )
 
-    add_agent(builder, agent_node(initializer.NAME, "initializer", initializer.initialize, provider))
+    add_agent(builder, agent_node(initializer.NAME, "initializer", initializer.decompose, provider))
+    add_agent(builder, agent_node(initializer.SEED, "initializer", initializer.initialize, provider))
     for index in range(1, n_deliberators + 1):
         logic = deliberator(index, n_deliberators)
         add_agent(builder, agent_node(node_name(index), "deliberator", logic, provider), agent_index=index)
@@ -61,7 +62,8 @@ def build_graph(
     builder.add_node(COMPLETE_OUTPUT, complete_output(DeliberationOutput))
 
     builder.add_edge(START, initializer.NAME)
-    builder.add_conditional_edges(initializer.NAME, unless_error(node_name(1)), [node_name(1), COMPLETE_OUTPUT])
+    builder.add_conditional_edges(initializer.NAME, unless_error(initializer.SEED), [initializer.SEED, COMPLETE_OUTPUT])
+    builder.add_conditional_edges(initializer.SEED, unless_error(node_name(1)), [node_name(1), COMPLETE_OUTPUT])
     for index in range(1, n_deliberators + 1):
         following = node_name(index + 1) if index < n_deliberators else termination.NAME
         builder.add_conditional_edges(node_name(index), unless_error(following), [following, COMPLETE_OUTPUT])

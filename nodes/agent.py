@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from aidsafe.nodes.context import Context, Role, node_context
 from aidsafe.nodes.llm import (
+    SPENDING,
     AgentFailure,
     Conversation,
     ModelProvider,
@@ -150,6 +151,7 @@ def _structured_call(
         base_url=ctx.base_url_for(role),
         json_schema=answer_schema(ask.schema, checks),
         checks=checks,
+        model_name=ctx.model_for(role),
     )
 
 
@@ -248,6 +250,6 @@ def agent_node(name: str, role: Role, logic: AgentLogic[Any], provider: ModelPro
     async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         if servers_unknown(ctx := node_context(config)):
             await asyncio.to_thread(ask_servers, ctx)  # once per process: the loop never blocks on it
-        return await adrive(turn(state, config))
+        return await adrive(turn(state, config), (config.get("configurable") or {}).get(SPENDING))
 
     return AgentNode(role, run, arun, name)

@@ -10,16 +10,17 @@ error shown to the model, a bounded number of times.
 
 Model-call logic is written once, as a `Conversation` generator that yields `Request`s and gets
 the replies back; `drive` and `adrive` are the only sync and async code that talks to a model.
+Under a spending cap, `adrive` asks the run's `Spending` before each call (`--max-cost`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from typing import Any, Generic, TypeVar, get_args
+from functools import cached_property, lru_cache, partial
+from typing import Any, Generic, Protocol, TypeVar, get_args
 from urllib.parse import urlparse
 
 import json_repair
@@ -29,6 +30,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
+from langgraph.func import task
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from aidsafe.embedded.llama_server import died_at
@@ -361,12 +363,30 @@ def usage_of(message: AIMessage) -> Usage:
     return counted
 
 
+MESSAGE_OVERHEAD_TOKENS = 16
+"""Tokens a chat template adds around each message (role markers, special tokens), counted generously."""
+
+
 @dataclass(frozen=True)
 class Request:
-    """What a conversation asks its driver to send: `messages` to `runnable`, the reply sent back."""
+    """What a conversation asks its driver to send: `messages` to `runnable`, the reply sent back.
+
+    `model`, `max_tokens` and the answer `schema` size the call for a spending cap (`prompt_tokens`).
+    """
 
     runnable: Runnable
     messages: list[BaseMessage]
+    model: str
+    max_tokens: int
+    schema: dict[str, Any]
+
+    def prompt_tokens(self) -> int:
+        """An upper bound of the prompt's tokens without a tokenizer: its UTF-8 bytes. Byte-level BPE
+        (GPT, Llama 3, Qwen, SmolLM) and SentencePiece with byte fallback never make a token of less
+        than one byte. The answer schema is counted too: a server that puts it in the prompt (tools,
+        some structured-output modes) bills it."""
+        texts = [message.text for message in self.messages] + [json.dumps(self.schema)]
+        return sum(len(text.encode()) for text in texts) + MESSAGE_OVERHEAD_TOKENS * len(self.messages)
 
 
 Reply = AIMessage | openai.OpenAIError
@@ -409,11 +429,57 @@ def drive(conversation: Conversation[Result]) -> Result:
     return step.value
 
 
-async def adrive(conversation: Conversation[Result]) -> Result:
+async def adrive(conversation: Conversation[Result], spending: Spending | None = None) -> Result:
+    """`spending`: the run's cap; each call is then paid for before it is sent (`paid_call`)."""
     step = _advance(conversation, None)
     while isinstance(step, Request):
-        step = _advance(conversation, await _asend(step))
+        if spending is None:
+            reply = await _asend(step)
+        else:
+            try:
+                reply = await spending.track(partial(paid_call, step, spending))  # type: ignore[arg-type]
+            except openai.OpenAIError as exc:
+                reply = exc
+        step = _advance(conversation, reply)
     return step.value
+
+
+SPENDING = "aidsafe_spending"
+"""The key of a run's `Spending` in `config["configurable"]` (set by the batch engine for each
+sample). Only the async path (`adrive`, which the batch engine runs) pays; `drive` never has one."""
+
+
+class CostCapReached(RuntimeError):
+    """A call was not sent: its reservation would have crossed the spending cap."""
+
+
+class Spending(Protocol):
+    """One sample's purse under the run's spending cap (`batch/ledger.py`)."""
+
+    async def pay(self, request: Request, send: Callable[[], Awaitable[Reply]]) -> Reply:
+        """Reserve the call's most possible cost, `send` it, settle the reservation with the reply's
+        usage. Raises `CostCapReached`, without sending, when the reservation does not fit the cap."""
+        ...
+
+    async def track(self, call: Callable[[], Awaitable[AIMessage]]) -> AIMessage:
+        """Run one `paid_call` of the sample. After a refusal, raise only once the sample's other
+        calls in flight are back (and checkpointed): the graph cancels a node's siblings when it
+        fails, and a call cut off mid-way would be paid again by the re-run."""
+        ...
+
+
+@task(name="paid_call")  # type: ignore[arg-type]  # langgraph's overloads reject a Protocol argument
+async def paid_call(request: Request, spending: Spending) -> AIMessage:
+    """A paid call as a LangGraph task inside the node: its reply is checkpointed as it comes, so
+    a node stopped at the cap after some of its calls (two asks, re-asks) does not pay them again
+    when a re-run continues it. An answer cut at `max_tokens` is a reply (it was paid); other
+    errors are raised, and not kept."""
+    reply = await spending.pay(request, lambda: _asend(request))
+    if isinstance(reply, openai.LengthFinishReasonError):
+        return cut_off_reply(reply)
+    if isinstance(reply, openai.OpenAIError):
+        raise reply
+    return reply
 
 
 class StructuredCall:
@@ -431,11 +497,14 @@ class StructuredCall:
         base_url: str = "",
         json_schema: dict[str, Any] | None = None,
         checks: AnswerContext | None = None,
+        model_name: str = "",
     ) -> None:
+        """`model_name`: the model the call is priced as (default: the context's `model`)."""
         secret = model.openai_api_key if isinstance(model, ChatOpenAI) else None
         key = secret.get_secret_value() if isinstance(secret, SecretStr) else None
         self.model, self.mode = model, structured_output_mode(ctx, base_url, key)
         self.strict = self.mode == "json_schema" and server_kind(base_url, key) == "openai"
+        self.model_name = model_name or ctx.model
         self.schema = json_schema or schema_cls.model_json_schema()
         self.runnable = constrained(model, self.schema, schema_cls.__name__, self.mode, strict=self.strict)
         self.schema_cls = schema_cls
@@ -456,9 +525,9 @@ class StructuredCall:
         grammar-constrained servers enforce. Any other unusable answer is shown back with the error
         (`reask_invalid.md`).
         """
-        history, error, runnable = list(messages), "", self.runnable
+        history, error, runnable, schema = list(messages), "", self.runnable, self.schema
         for _ in range(self.attempts):
-            sent = yield Request(runnable, history)
+            sent = yield Request(runnable, history, self.model_name, self.max_tokens, schema)
             reply = cut_off_reply(sent) if isinstance(sent, openai.OpenAIError) else sent
             self.usage.append(usage_of(reply))
             cut_off = reply.response_metadata.get("finish_reason") == "length"
@@ -469,7 +538,7 @@ class StructuredCall:
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 error = f"the answer was cut off at {self.max_tokens} tokens ({exc})" if cut_off else str(exc)
             if cut_off:
-                runnable = self.brief_runnable
+                runnable, schema = self.brief_runnable, self.brief_answer_schema
                 history = [*messages, HumanMessage(content=reask("reask_cut_off", max_tokens=self.max_tokens))]
             else:
                 history = [
@@ -480,10 +549,14 @@ class StructuredCall:
         raise AgentFailure(f"no valid {self.schema_cls.__name__} after {self.attempts} attempts: {error}")
 
     @cached_property
+    def brief_answer_schema(self) -> dict[str, Any]:
+        return brief_schema(self.schema)
+
+    @cached_property
     def brief_runnable(self) -> Runnable:
         """The same request with the `brief_schema`: for the re-ask after a cut-off."""
         return constrained(
-            self.model, brief_schema(self.schema), self.schema_cls.__name__, self.mode, strict=self.strict
+            self.model, self.brief_answer_schema, self.schema_cls.__name__, self.mode, strict=self.strict
         )
 
     def _used(self, answer: BaseModel) -> BaseModel:

@@ -184,6 +184,33 @@ def schema_answer(request: dict[str, Any]) -> str:
     return json.dumps(fill(schema_of(request)))
 
 
+LONG_TEXT_CHARS = 400
+
+
+def long_answer(request: dict[str, Any]) -> str:
+    """`whisper_stub_answer` with every free text run on to `LONG_TEXT_CHARS` (or its `maxLength`),
+    as a talkative model answers: most of a call's price is then its answer."""
+
+    def lengthen(value: Any, schema: dict[str, Any]) -> Any:
+        if isinstance(value, dict):
+            props = schema.get("properties", {})
+            return {key: lengthen(item, resolve(props.get(key, {}))) for key, item in value.items()}
+        if isinstance(value, list):
+            return [lengthen(item, resolve(schema.get("items", {}))) for item in value]
+        if isinstance(value, str) and "enum" not in schema and "const" not in schema:
+            return f"{value}: {RAMBLE * 100}"[: schema.get("maxLength", LONG_TEXT_CHARS)]
+        return value
+
+    def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in schema:
+            return resolve(defs[schema["$ref"].split("/")[-1]])
+        return resolve(schema["anyOf"][0]) if "anyOf" in schema else schema
+
+    schema = schema_of(request)
+    defs = schema.get("$defs", {})
+    return json.dumps(lengthen(json.loads(whisper_stub_answer(request)), schema))
+
+
 RAMBLE = "and so on, "
 
 
@@ -385,7 +412,13 @@ class StubServer(LoopbackJsonServer):
     """Of the 50 prompt tokens of every answer, those reported as read from a prompt cache."""
     cut_off: Callable[[dict[str, Any]], bool] | None = None
     """Requests for which it is true get an empty answer cut off at `max_tokens`."""
+    chars_per_token: int | None = None
+    """Count tokens as a server does, from the text (one per `chars_per_token` UTF-8 bytes of the
+    prompt's messages and of the answer) instead of 50 and 5, and cut an answer at the request's
+    `max_tokens` (finish_reason "length")."""
     requests: list[dict[str, Any]] = field(default_factory=list)
+    usages: list[dict[str, Any]] = field(default_factory=list)
+    """The `usage` of every answer, in order: what a provider bills."""
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
@@ -402,12 +435,22 @@ class StubServer(LoopbackJsonServer):
         if failing:
             return self.fail_status, json.dumps({"error": {"message": "injected failure", "type": "server_error"}})
         content = self.respond(body)
+        usage = {"prompt_tokens": 50, "completion_tokens": 5}
         if truncated:
             content = content[: len(content) // 2]
         elif self.max_chars is not None and len(content) > self.max_chars:
             content, truncated = content[: self.max_chars], True
         elif self.cut_off is not None and self.cut_off(body):
             content, truncated = "", True
+        if self.chars_per_token:
+            limit = self.chars_per_token * (body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)
+            if len(content.encode()) > limit:
+                content, truncated = content.encode()[:limit].decode(errors="ignore"), True
+            prompt = sum(len(str(message.get("content") or "").encode()) for message in body["messages"])
+            usage = {
+                "prompt_tokens": -(-prompt // self.chars_per_token),
+                "completion_tokens": -(-len(content.encode()) // self.chars_per_token),
+            }
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if body.get("tools"):
             name = body["tools"][0]["function"]["name"]
@@ -423,12 +466,13 @@ class StubServer(LoopbackJsonServer):
             "model": body.get("model", "stub"),
             "choices": [{"index": 0, "message": message, "finish_reason": "length" if truncated else "stop"}],
             "usage": {
-                "prompt_tokens": 50,
-                "completion_tokens": 5,
-                "total_tokens": 55,
+                **usage,
+                "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
                 "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
             },
         }
+        with self._lock:
+            self.usages.append(completion["usage"])
         return 200, json.dumps(completion)
 
 

@@ -1,21 +1,26 @@
-"""Dollars: prices per model, `cost_usd` per record, totals in the summary, and `--max-cost`
-stopping a run within one sample's cost of the cap, against the stub server's token usage."""
+"""Dollars: prices per model, `cost_usd` per record, totals in the summary, and `--max-cost` as a
+hard cap: at full concurrency, in one process or several, the money a capped run spends (counted
+from the usage the stub server billed) stays within the cap, and a re-run with a higher cap
+finishes every sample without any call made twice (counted at the server)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
 from aidsafe.batch.prices import PriceError, PriceTable, load_prices
 from aidsafe.cli.exit_codes import COST_CAP_REACHED
 from aidsafe.cli.main import main
-from tests.fakes import StubServer, generate_record, prompts, read_jsonl, write_jsonl
+from tests.fakes import ROOT, StubServer, generate_record, long_answer, prompts, read_jsonl, write_jsonl
+from tests.runs import command
 
 # The stub answers every call with 50 prompt and 5 completion tokens; a consensus sample makes 5 calls.
 SAMPLE_IN, SAMPLE_OUT = 250, 25
 PRICES = {"input": 2.0, "output": 8.0}  # USD per million tokens
-SAMPLE_COST = (SAMPLE_IN * 2.0 + SAMPLE_OUT * 8.0) / 1e6  # 0.0007
 
 
 def generate(server: StubServer, *args: str) -> int:
@@ -47,41 +52,6 @@ def test_without_prices_records_have_no_cost_key(tmp_path, stub_server):
     assert generate(stub_server, str(inputs), "-o", str(out)) == 0
     assert "cost_usd" not in read_jsonl(out)[0]
     assert json.loads(out.with_suffix(".summary.json").read_text())["cost_usd"] is None
-
-
-def test_max_cost_stops_within_one_sample_of_the_cap_and_a_higher_cap_resumes(tmp_path, capsys):
-    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(10))
-    out = tmp_path / "out.jsonl"
-    flags = ["--input-price", "2", "--output-price", "8", "--concurrency", "1"]
-    cap = 0.0030
-    with StubServer() as server:
-        assert generate(server, str(inputs), "-o", str(out), *flags, "--max-cost", str(cap)) == COST_CAP_REACHED
-        first_requests = len(server.requests)
-        printed = capsys.readouterr().out
-        spent = sum(r["cost_usd"] for r in read_jsonl(out))
-        assert spent <= cap < spent + SAMPLE_COST
-        summary = json.loads(out.with_suffix(".summary.json").read_text())
-        assert summary["stopped_at_cost"] and summary["done"] == 4 and summary["not_started"] == 6
-        assert "stopped at --max-cost $0.003: 6 samples not started" in printed
-        assert not list(tmp_path.glob("out.checkpoints*"))  # stopped cleanly: nothing half done
-
-        assert generate(server, str(inputs), "-o", str(out), *flags, "--max-cost", "0.01") == 0
-        summary = json.loads(out.with_suffix(".summary.json").read_text())
-        assert (summary["skipped"], summary["done"], summary["stopped_at_cost"]) == (4, 6, False)
-        assert len(server.requests) - first_requests == 6 * 5  # the 4 finished samples were not run again
-    records = read_jsonl(out)
-    assert sorted(r["id"] for r in records) == sorted(p["id"] for p in prompts(10))
-    assert summary["output_cost_usd"] == pytest.approx(10 * SAMPLE_COST)
-
-
-def test_max_cost_already_spent_starts_nothing(tmp_path, stub_server):
-    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(3))
-    out = tmp_path / "out.jsonl"
-    flags = ["--input-price", "2", "--output-price", "8", "--concurrency", "1"]
-    assert generate(stub_server, str(inputs), "-o", str(out), *flags, "--max-cost", "0.001") == COST_CAP_REACHED
-    requests = len(stub_server.requests)
-    assert generate(stub_server, str(inputs), "-o", str(out), *flags, "--max-cost", "0.001") == COST_CAP_REACHED
-    assert len(stub_server.requests) == requests
 
 
 @pytest.mark.parametrize(
@@ -123,26 +93,133 @@ def test_price_lookup_exact_then_longest_prefix_then_default():
             "b": {"input_tokens": 1, "cached_input_tokens": 0, "output_tokens": 1}}})  # fmt: skip
 
 
-def test_evaluate_max_cost_stops_the_grading_and_a_higher_cap_grades_the_rest(tmp_path, capsys):
+P_IN, P_OUT = 2.0, 8.0
+PRICED = ["--input-price", str(P_IN), "--output-price", str(P_OUT)]
 
-    run_file = write_jsonl(tmp_path / "run.jsonl", [generate_record(f"r{i}") for i in range(5)])
-    out = tmp_path / "eval"
-    flags = ["--input-price", "2", "--output-price", "8", "--concurrency", "1", "--no-progress"]
 
-    def evaluate(server: StubServer, cap: str) -> int:
-        args = ["evaluate", str(run_file), "-o", str(out), "--base-url", server.base_url, "--model", "judge"]
-        return main([*args, *flags, "--max-cost", cap])
+def billed(server: StubServer) -> float:
+    """USD the server's answers cost, from the usage it reported (what a provider bills)."""
+    return sum(u["prompt_tokens"] * P_IN + u["completion_tokens"] * P_OUT for u in server.usages) / 1e6
 
-    with StubServer() as server:
-        assert evaluate(server, "0.002") == COST_CAP_REACHED
-        graded = read_jsonl(out / "samples.jsonl")
-        per_sample = graded[0]["cost_usd"]
-        spent = sum(g["cost_usd"] for g in graded)
-        assert len(graded) == 2 and spent <= 0.002 < spent + per_sample
-        assert "the report covers the 2 samples graded within --max-cost" in capsys.readouterr().out
-        assert json.loads((out / "summary.json").read_text())["samples"]["run"] == 2
-        calls = len(server.requests)
 
-        assert evaluate(server, "1") == 0
-        assert len(read_jsonl(out / "samples.jsonl")) == 5
-        assert len(server.requests) - calls == 3 * calls // 2  # only the 3 ungraded samples were paid for
+def talkative() -> StubServer:
+    """A server that answers at length and counts tokens from the text, cut at `max_tokens`."""
+    return StubServer(respond=long_answer, chars_per_token=4, latency=0.02)
+
+
+Run = Callable[[StubServer, Path, Path, Sequence[str]], int]
+"""Runs the command under test on `inputs` into `out` against the server, with more flags; its exit code."""
+
+
+def in_process(subcommand: str, *flags: str) -> Run:
+    def run(server: StubServer, inputs: Path, out: Path, more: Sequence[str]) -> int:
+        args = [subcommand, str(inputs), "-o", str(out), "--base-url", server.base_url, "--model", "m"]
+        return main([*args, "--no-progress", *PRICED, *flags, *more])
+
+    return run
+
+
+def records_of(out: Path) -> list[dict]:
+    """The records of a run's output (evaluate writes a folder)."""
+    return read_jsonl(out if out.suffix == ".jsonl" else out / "samples.jsonl")
+
+
+def summary_of(out: Path) -> dict:
+    batch_output = out if out.suffix == ".jsonl" else out / "samples.jsonl"
+    return json.loads(batch_output.with_suffix(".summary.json").read_text())
+
+
+def assert_hard_cap(
+    tmp_path: Path, run: Run, rows: list[dict], out_name: str = "out.jsonl", samples_in_cap: float = 1.5
+) -> None:
+    """Capped at `samples_in_cap` samples' cost (priced by a one-sample run), the run stops with
+    exit code 4 having spent at most the cap; a re-run with a higher cap finishes every sample, and
+    the two runs together make exactly the calls of an uncapped run: none is paid twice."""
+    with talkative() as reference:
+        assert run(reference, write_jsonl(tmp_path / "one.jsonl", rows[:1]), tmp_path / f"one-{out_name}", []) == 0
+    per_sample, calls_per_sample = billed(reference), len(reference.requests)
+    cap = samples_in_cap * per_sample
+    inputs, out = write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / out_name
+    with talkative() as server:
+        assert run(server, inputs, out, ["--max-cost", f"{cap:.8f}"]) == COST_CAP_REACHED
+        spent = billed(server)
+        assert 0 < spent <= cap
+        summary = summary_of(out)
+        assert summary["stopped_at_cost"] and summary["cost_usd"] == pytest.approx(spent)
+        assert summary["done"] + summary["unfinished"] + summary["not_started"] == len(rows)
+        assert summary["done"] < len(rows)
+
+        assert run(server, inputs, out, ["--max-cost", str(10 * per_sample * len(rows))]) == 0
+        assert len(server.requests) == calls_per_sample * len(rows)
+        records = records_of(out)
+        assert sorted(r["id"] for r in records) == sorted(r["id"] for r in rows)
+        assert sum(r["cost_usd"] for r in records) == pytest.approx(billed(server))  # every paid call is in a record
+        assert summary_of(out)["stopped_at_cost"] is False
+
+
+@pytest.mark.parametrize(
+    ("subcommand", "flags", "samples"),
+    [
+        ("generate", ["--concurrency", "16", "--workers", "1"], 24),
+        ("prefer", ["--concurrency", "8", "--workers", "1", "--max-rounds", "1"], 10),
+        ("prefer", ["--concurrency", "8", "--workers", "2", "--max-rounds", "1"], 10),
+    ],
+)
+def test_max_cost_is_a_hard_cap_at_full_concurrency(tmp_path, subcommand, flags, samples):
+    assert_hard_cap(tmp_path, in_process(subcommand, *flags), prompts(samples))
+
+
+@pytest.mark.slow
+def test_max_cost_holds_over_worker_processes_as_users_run_it(tmp_path):
+    """`aidsafe generate --workers 2 --concurrency 16` in a process of its own."""
+
+    def run(server: StubServer, inputs: Path, out: Path, more: Sequence[str]) -> int:
+        flags = ["--concurrency", "16", "--workers", "2", *PRICED, *more]
+        return subprocess.run(command(server, inputs, out, *flags), cwd=ROOT, capture_output=True).returncode
+
+    assert_hard_cap(tmp_path, run, prompts(24))
+
+
+def test_max_cost_is_a_hard_cap_for_the_baseline_at_its_default_concurrency(tmp_path):
+    """One call a sample: a cap of 1.5 samples is below one call's reservation, so 5 samples."""
+    assert_hard_cap(tmp_path, in_process("generate", "--baseline"), prompts(24), samples_in_cap=5)
+
+
+def test_max_cost_is_a_hard_cap_for_evaluate_at_its_default_concurrency(tmp_path):
+    records = [generate_record(f"r{i}", response=f"Answer {i}.") for i in range(12)]
+    assert_hard_cap(tmp_path, in_process("evaluate"), records, out_name="eval")
+
+
+def test_a_cap_already_spent_starts_nothing(tmp_path):
+    run = in_process("generate", "--concurrency", "4")
+    out = tmp_path / "out.jsonl"
+    with talkative() as server:
+        assert run(server, write_jsonl(tmp_path / "two.jsonl", prompts(2)), out, []) == 0
+        spent, calls = billed(server), len(server.requests)
+        more = write_jsonl(tmp_path / "in.jsonl", prompts(6))
+        assert run(server, more, out, ["--max-cost", f"{spent:.8f}"]) == COST_CAP_REACHED
+        assert len(server.requests) == calls
+    summary = summary_of(out)
+    assert (summary["skipped"], summary["not_started"], summary["unfinished"]) == (2, 4, 0)
+
+
+def test_cached_prompt_tokens_are_settled_at_their_price(tmp_path):
+    """With most of every prompt read from the cache, the same cap buys more calls: the ledger
+    settles each call at what it cost, cached tokens at their price, and the cap still holds."""
+    price_file = tmp_path / "prices.yaml"
+    price_file.write_text("default: {input: 2.0, cached_input: 0.2, output: 8.0}\n", encoding="utf-8")
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(12))
+    calls = {}
+    for cached in (0, 400):
+        out = tmp_path / f"out-{cached}.jsonl"
+        with StubServer(respond=long_answer, chars_per_token=4, cached_tokens=cached) as server:
+            args = ["generate", str(inputs), "-o", str(out), "--base-url", server.base_url, "--model", "m"]
+            flags = ["--no-progress", "--concurrency", "4", "--prices", str(price_file), "--max-cost", "0.05"]
+            assert main([*args, *flags]) == COST_CAP_REACHED
+            spent = sum(
+                ((u["prompt_tokens"] - cached) * 2.0 + cached * 0.2 + u["completion_tokens"] * 8.0) / 1e6
+                for u in server.usages
+            )
+            assert spent <= 0.05
+            calls[cached] = len(server.requests)
+    assert calls[400] > calls[0]

@@ -152,7 +152,7 @@ def test_unknown_policy_id_is_dropped_and_recorded_without_a_reask():
     assert out["thoughts"][0]["policy_ids"] == ["illegal_activity"]
     assert out["repairs"] == [
         {
-            "node": "initializer",
+            "node": "initializer_seed",
             "rule": "unknown_policy_id",
             "field": "thoughts[0].policy_ids",
             "found": "made_up",

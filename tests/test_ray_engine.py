@@ -37,6 +37,7 @@ from tests.runs import (
     wait_for_records,
 )
 from tests.services import RayHead, descendants, listening_addresses, ray_cluster, stop_pids
+from tests.test_cost import assert_hard_cap, in_process
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,17 @@ def test_ray_evaluate_on_a_cluster_with_postgres(tmp_path, ray_head, database, s
 
 def ray_flags(head: RayHead, database: str) -> tuple[str, ...]:
     return ("--engine", "ray", "--ray-address", head.address, "--checkpoint", database)
+
+
+@pytest.mark.parametrize(
+    ("subcommand", "flags", "samples"),
+    [("generate", ["--concurrency", "16"], 20), ("prefer", ["--concurrency", "8", "--max-rounds", "1"], 8)],
+)
+def test_max_cost_is_a_hard_cap_over_ray_actors(tmp_path, ray_head, database, subcommand, flags, samples):
+    """One ledger (a Ray actor) for the run's two actors: the cap holds, and the re-run pays nothing twice."""
+    run = in_process(subcommand, *flags, *ray_flags(ray_head, database), "--workers", "2")
+    assert_hard_cap(tmp_path, run, prompts(samples))
+    assert checkpoint_rows(database) == 0
 
 
 def test_a_killed_ray_worker_is_restarted_and_its_samples_resume(tmp_path, ray_head, database):

@@ -168,7 +168,9 @@ def test_stream_shows_each_agents_turn_as_it_finishes(url):
                     release.set()  # the refiner was still waiting: earlier turns arrived as they happened
                 if event == "end":
                     break
-    assert nodes == ["initializer", "deliberator_1", "deliberator_2", "termination_check", "refiner"]
+    assert nodes == [
+        "initializer", "initializer_seed", "deliberator_1", "deliberator_2", "termination_check", "refiner"
+    ]  # fmt: skip
 
 
 def test_remote_runnable(url):
