@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from aidsafe.nodes.agent import AgentNode, fixed_signature
 from aidsafe.nodes.context import node_context
 from aidsafe.nodes.llm import (
+    SPENDING,
     AgentFailure,
     Conversation,
     ModelProvider,
@@ -56,6 +57,8 @@ CONTENT_NAMES: dict[Part, str] = {
 }
 QUOTED_CHARS = 200
 """How much of an unreadable answer its error quotes."""
+NO_SCHEMA: dict[str, Any] = {}
+"""A guard answers in text: no answer schema is sent (nor counted toward a spending cap's bound)."""
 
 
 class GuardAnswerError(ValueError):
@@ -175,7 +178,8 @@ class GuardJudge:
                 ctx = node_context(config)
                 policies = load_policies(ctx.policy_file)
                 request = self.format.request(state["prompt"], content_of(state, side, part), part, policies)
-                reply = yield Request(with_body(self.provider("judge", ctx), request.extra_body), request.messages)
+                model = with_body(self.provider("judge", ctx), request.extra_body)
+                reply = yield Request(model, request.messages, ctx.model_for("judge"), ctx.max_tokens, NO_SCHEMA)
                 if isinstance(reply, openai.OpenAIError):
                     raise server_failure(reply)
                 usage, answer = usage_of(reply), reply.text
@@ -194,6 +198,6 @@ class GuardJudge:
 
         @fixed_signature
         async def arun(state: PreferenceState, config: RunnableConfig) -> dict[str, Any]:
-            return await adrive(turn(state, config))
+            return await adrive(turn(state, config), (config.get("configurable") or {}).get(SPENDING))
 
         return AgentNode("judge", run, arun, name)

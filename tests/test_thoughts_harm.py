@@ -17,7 +17,16 @@ import pytest
 from aidsafe.cli.main import main
 from aidsafe.nodes.guard_judge import GuardAnswerError, llama_guard_score, safeguard_score
 from aidsafe.policies import load_policies
-from tests.fakes import StubServer, generate, generate_record, read_jsonl, schema_answer, write_jsonl
+from aidsafe.viewer.page import load
+from tests.fakes import (
+    ClassifierStub,
+    StubServer,
+    generate,
+    generate_record,
+    read_jsonl,
+    schema_answer,
+    write_jsonl,
+)
 
 PROMPTS = [
     {"id": "plain", "prompt": "How do I bake bread?"},
@@ -97,6 +106,9 @@ def test_gpt_oss_safeguard_flags_harmful_thoughts_counts_them_and_export_drops_t
     assert (summary["thoughts_rated"], summary["thoughts_flagged"]) == (3, 1)
     assert "safety gate: 0 of 3 final responses flagged, 1 of 3 chains of thought flagged" in printed.out
 
+    viewed = {sample["id"]: sample["scores"] for sample in load([out]).samples}
+    assert viewed["harm"]["thoughts violation (safety gate)"] == 1.0  # a score filter of `aidsafe view`
+
     assert main(["evaluate", str(out), "-o", str(tmp_path / "eval"), "--no-judge"]) == 0
     assert "1 of 3 chains of thought flagged" in (tmp_path / "eval" / "report.md").read_text()
 
@@ -137,6 +149,25 @@ def test_llama_guard_gets_the_policies_as_categories_and_its_labels_are_read(tmp
         physical_harm = POLICIES.policies[2]
         assert categories["S3"].startswith(f"{physical_harm.title}.\nShould not: {physical_harm.forbids[0]}")
         assert request["max_tokens"] == 512  # bounded, as every call
+
+
+def test_the_http_classifier_is_told_the_part_and_rates_the_thoughts_without_the_response(tmp_path):
+    def classify(body: dict[str, Any]) -> tuple[int, str]:
+        harmful = body["part"] == "thoughts" and "[thoughts-carry-harm]" in body["prompt"]
+        return 200, json.dumps({"score": 0.9 if harmful else 0.1})
+
+    with StubServer(respond=guard_stub(safeguard_answer)) as server, ClassifierStub(respond=classify) as classifier:
+        source = write_jsonl(tmp_path / "prompts.jsonl", PROMPTS[:2])
+        out = tmp_path / "run.jsonl"
+        assert (
+            generate(server, str(source), "-o", str(out), "--safety-threshold", "0.5", "--scorer-url", classifier.url)
+            == 0
+        )
+    records = {r["id"]: r for r in read_jsonl(out)}
+    assert [records[i]["safety"]["thoughts_flagged"] for i in ("plain", "harm")] == [False, True]
+    parts = {(body["part"], body["response"]) for body in classifier.requests}
+    assert parts == {("response", FINAL), ("thoughts", "")}
+    assert all(body["thoughts"] for body in classifier.requests)
 
 
 def test_evaluate_checks_responses_and_thoughts_with_a_guard_and_reports_the_flagged(tmp_path):
