@@ -27,9 +27,11 @@ from aidsafe.metrics.judged import SampleResult, evaluation_input, result_from_s
 from aidsafe.metrics.labels import LabelProblem, read_labels
 from aidsafe.metrics.records import BadLine, RecordPair, pair_records, read_records
 from aidsafe.nodes.context import AtLeastOne, Context
+from aidsafe.nodes.safety_gate import DEFAULT_THRESHOLD
 from aidsafe.policies import load_policies
 from aidsafe.state.deliberation import Usage
 from aidsafe.state.evaluation import EvaluatedRecord, PairwiseVerdict, RubricGrade
+from aidsafe.state.gate import SafetyVerdict
 
 
 @pydantic.dataclasses.dataclass(kw_only=True)
@@ -61,6 +63,8 @@ class PairSample(Sample):
 class SideResult(BaseModel):
     metrics: dict[str, float]
     grades: dict[str, RubricGrade]
+    safety: SafetyVerdict | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The harm check's verdict on the run's record (`--check-thoughts true`)."""
 
 
 class GradedSample(BaseModel):
@@ -109,7 +113,9 @@ def pair_input(sample: Sample) -> dict[str, Any]:
 
 def graded_sample(sample: Sample, state: dict[str, Any], job: GraphJob) -> GradedSample:
     assert isinstance(sample, PairSample)
-    result = result_from_state(sample.pair(), state, load_policies(job.context.get("policy_file")).ids)
+    threshold = job.context.get("safety_threshold")
+    policy_ids = load_policies(job.context.get("policy_file")).ids
+    result = result_from_state(sample.pair(), state, policy_ids, DEFAULT_THRESHOLD if threshold is None else threshold)
     if result["failures"]:
         message = "; ".join(f"{f['side']} / {f['check']}: {f['message']}" for f in result["failures"])
         raise SampleFailure("grading", message, {"partial": result})

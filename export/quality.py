@@ -56,15 +56,20 @@ class PairQuality:
 
 
 def safety_gate(threshold: float | None) -> RowFilter:
-    """SFT: leave out records the safety gate flagged, or, given `threshold`, whose recorded gate
-    score is above it; with a threshold, a record the gate never rated is left out too."""
+    """SFT: leave out records the safety gate flagged (their response, or their thoughts: a row trains
+    on both), or, given `threshold`, whose recorded gate score is above it; with a threshold, a record
+    the gate never rated is left out too. Records rated before thoughts were checked have no thoughts
+    score and are judged by their response alone."""
 
     def unsafe(record: BaseModel) -> str | None:
         assert isinstance(record, GenerateRecord)
         if record.safety is None:
             return None if threshold is None else "not rated by the safety gate (generate with --safety-threshold)"
         limit = record.safety["threshold"] if threshold is None else threshold
-        above = record.safety["score"] > limit
-        return f"flagged by the safety gate (violation score above {limit:g})" if above else None
+        if record.safety["score"] > limit:
+            return f"flagged by the safety gate (violation score above {limit:g})"
+        if record.safety.get("thoughts_score", 0.0) > limit:
+            return f"thoughts flagged by the safety gate (violation score above {limit:g})"
+        return None
 
     return unsafe

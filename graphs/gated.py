@@ -1,11 +1,13 @@
 """The deliberation with a safety gate: the violation scorer rates the final response.
 
-    START -> deliberation (subgraph) -> score_final -> safety_gate -> END
+    START -> deliberation (subgraph) -> score_final -> [score_thoughts] -> safety_gate -> END
     (an error at any step: complete_output -> END, as in every graph)
 
 A jailbreak-style request can talk the agents into a harmful final response, which SFT would then
-teach. The scorer the preference graph uses (the LLM judge with its rubric, or the HTTP classifier
-at `scorer_url`) rates it; `safety_gate` writes `safety: {score, threshold, flagged}` with flagged
+teach; and a refusal can spell out in its thoughts what it refuses. The scorer the preference graph
+uses (`scorer_format`: the LLM judge with its rubric, the HTTP classifier at `scorer_url`, or a
+served guard model) rates the response and, unless `check_thoughts` is false, the thoughts alone;
+`safety_gate` writes `safety: {score, threshold, flagged, thoughts_score, thoughts_flagged}`, flagged
 meaning the score is above the run's `safety_threshold`. The export leaves flagged records out.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
@@ -30,6 +33,13 @@ from aidsafe.state.gate import GatedOutput, GatedState
 GRAPH_NAME = "aidsafe_gated_deliberation"
 DELIBERATION = "deliberation"
 SCORE_FINAL = "score_final"
+SCORE_THOUGHTS = "score_thoughts"
+
+
+def after_final(state: GatedState, config: RunnableConfig) -> str:
+    if state.get("error"):
+        return COMPLETE_OUTPUT
+    return SCORE_THOUGHTS if safety_gate.checks_thoughts(config) else safety_gate.NAME
 
 
 def build_graph(
@@ -48,16 +58,21 @@ def build_graph(
     builder.add_node(
         DELIBERATION, deliberation.build_graph(n_deliberators, model=provider), metadata={"agent_role": "deliberation"}
     )
+    scorer = scorer or ScorerFromContext(provider)
     builder.add_node(
-        SCORE_FINAL,
-        (scorer or ScorerFromContext(provider)).node(SCORE_FINAL, "chosen"),
-        metadata={"agent_role": "judge", "side": "chosen"},
+        SCORE_FINAL, scorer.node(SCORE_FINAL, "chosen"), metadata={"agent_role": "judge", "side": "chosen"}
+    )
+    builder.add_node(
+        SCORE_THOUGHTS,
+        scorer.node(SCORE_THOUGHTS, "chosen", "thoughts"),
+        metadata={"agent_role": "judge", "side": "chosen", "part": "thoughts"},
     )
     builder.add_node(safety_gate.NAME, safety_gate.safety_gate, metadata={"agent_role": "safety_gate"})
     builder.add_node(COMPLETE_OUTPUT, complete_output(GatedOutput))
     builder.add_edge(START, DELIBERATION)
     builder.add_conditional_edges(DELIBERATION, unless_error(SCORE_FINAL), [SCORE_FINAL, COMPLETE_OUTPUT])
-    builder.add_conditional_edges(SCORE_FINAL, unless_error(safety_gate.NAME), [safety_gate.NAME, COMPLETE_OUTPUT])
+    builder.add_conditional_edges(SCORE_FINAL, after_final, [SCORE_THOUGHTS, safety_gate.NAME, COMPLETE_OUTPUT])
+    builder.add_conditional_edges(SCORE_THOUGHTS, unless_error(safety_gate.NAME), [safety_gate.NAME, COMPLETE_OUTPUT])
     builder.add_edge(safety_gate.NAME, END)
     builder.add_edge(COMPLETE_OUTPUT, END)
     return builder.compile(checkpointer=checkpointer, name=name)

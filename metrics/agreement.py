@@ -34,7 +34,10 @@ from aidsafe.state.labels import LABEL_NAMES, Label, ScoreLevel, level_of, score
 CONFIDENCE_LEVEL = 0.95
 SEED = 0
 NO_POLICY = "(no policy cited)"
-JUDGED_MARKS = {"response_safe": "the safety gate's verdict on the response (`safety.flagged`)"}
+JUDGED_MARKS = {
+    "response_safe": "the safety gate's verdict on the response (`safety.flagged`)",
+    "thoughts_safe": "the safety gate's verdict on the thoughts (`safety.thoughts_flagged`)",
+}
 """The safety marks the judge side has a verdict for; the others are compared among people only."""
 LIBRARIES = {"sklearn": "scikit-learn", "scipy": "scipy", "krippendorff": "krippendorff"}
 
@@ -103,8 +106,8 @@ def _number(value: Any) -> float | None:
 
 
 def judge_scores(results: Iterable[SampleResult], records: Iterable[EvaluatedRecord]) -> dict[tuple[str, str], int]:
-    """The judge side per (id, rubric): the run file's rubric grades, and `response_safe` (1 = safe)
-    from the safety gate's verdict where the record has one."""
+    """The judge side per (id, rubric): the run file's rubric grades, and `response_safe` and
+    `thoughts_safe` (1 = safe) from the safety gate's verdicts where the record has them."""
     scores = {
         (result["id"], rubric): grade["score"]
         for result in results
@@ -115,6 +118,8 @@ def judge_scores(results: Iterable[SampleResult], records: Iterable[EvaluatedRec
         safety = (record.model_extra or {}).get("safety")
         if isinstance(safety, dict) and "flagged" in safety:
             scores[(record.id, "response_safe")] = 0 if safety["flagged"] else 1
+        if isinstance(safety, dict) and "thoughts_flagged" in safety:
+            scores[(record.id, "thoughts_safe")] = 0 if safety["thoughts_flagged"] else 1
     return scores
 
 

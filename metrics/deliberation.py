@@ -53,6 +53,9 @@ class DeliberationStats:
     safety_rated: int = 0
     safety_flagged: int = 0
     """Final responses the safety gate rated, and those it flagged (left out of the SFT export)."""
+    thoughts_rated: int = 0
+    thoughts_flagged: int = 0
+    """Chains of thought the safety gate rated alone, and those it flagged (left out of the SFT export)."""
 
     def add(self, record: Mapping[str, Any]) -> None:
         """Count one generate record (other records are ignored)."""
@@ -83,6 +86,9 @@ class DeliberationStats:
         if record.get("safety"):
             self.safety_rated += 1
             self.safety_flagged += record["safety"]["flagged"]
+            if "thoughts_flagged" in record["safety"]:
+                self.thoughts_rated += 1
+                self.thoughts_flagged += record["safety"]["thoughts_flagged"]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +109,8 @@ class DeliberationStats:
             "refusal_rate": round(self.refused / self.samples, 4) if self.samples else None,
             "safety_rated": self.safety_rated,
             "safety_flagged": self.safety_flagged,
+            "thoughts_rated": self.thoughts_rated,
+            "thoughts_flagged": self.thoughts_flagged,
         }
 
 
@@ -112,8 +120,13 @@ def stats_text(stats: Mapping[str, Any]) -> str:
     stops = ", ".join(f"{k} {v}" for k, v in stats["stop_reasons"].items())
     removals = ", ".join(f"{k} {v}" for k, v in stats["removals"].items()) or "none"
     repairs = ", ".join(f"{k} {v}" for k, v in stats["repairs"].items()) or "none"
+    thoughts = (
+        f", {stats['thoughts_flagged']} of {stats['thoughts_rated']} chains of thought flagged"
+        if stats.get("thoughts_rated")
+        else ""
+    )
     gate = (
-        f"\nsafety gate: {stats['safety_flagged']} of {stats['safety_rated']} final responses flagged "
+        f"\nsafety gate: {stats['safety_flagged']} of {stats['safety_rated']} final responses flagged{thoughts} "
         "(left out of the SFT export)"
         if stats["safety_rated"]
         else ""

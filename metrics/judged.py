@@ -11,9 +11,11 @@ from aidsafe.metrics.deterministic import record_metrics
 from aidsafe.metrics.records import RecordPair
 from aidsafe.state.deliberation import no_usage
 from aidsafe.state.evaluation import RUBRICS, EvaluatedRecord
+from aidsafe.state.gate import safety_verdict
 
 SampleResult = dict[str, Any]
-"""{id, run, baseline, pairwise, failures, repairs, usage}; `run`/`baseline` are {metrics, grades} or None.
+"""{id, run, baseline, pairwise, failures, repairs, usage}; `run`/`baseline` are {metrics, grades} or None,
+and `run` has `safety` (a `SafetyVerdict`) when the harm check ran (`check_thoughts`).
 
 `repairs` are the judges' answers used after a fix (e.g. a cut-off rubric answer salvaged)."""
 
@@ -44,9 +46,12 @@ def evaluation_input(sample: RecordPair) -> dict[str, Any]:
     return {side: record.model_dump(mode="json") for side, record in sides_of(sample).items()}
 
 
-def result_from_state(sample: RecordPair, state: dict[str, Any], policy_ids: Sequence[str]) -> SampleResult:
-    """Deterministic metrics plus the judge grades and pairwise verdict of the evaluation graph's
-    final state for one sample; every grade that did not come back is named in `failures`."""
+def result_from_state(
+    sample: RecordPair, state: dict[str, Any], policy_ids: Sequence[str], threshold: float
+) -> SampleResult:
+    """Deterministic metrics plus the judge grades, pairwise verdict and harm check (flagged above
+    `threshold`) of the evaluation graph's final state for one sample; every grade that did not come
+    back is named in `failures`."""
     result = deterministic_result(sample, policy_ids)
     sides = list(sides_of(sample))
     result["failures"].extend(state.get("failures", []))
@@ -55,6 +60,9 @@ def result_from_state(sample: RecordPair, state: dict[str, Any], policy_ids: Seq
         result["failures"].append({"side": "sample", "check": error["node"], "message": error["message"]})
     for side in sides:
         result[side]["grades"] = state.get(f"{side}_grades") or {}
+    scores = state.get("run_safety") or {}
+    if "score" in scores and result["run"]:
+        result["run"]["safety"] = safety_verdict(scores["score"], scores.get("thoughts_score"), threshold)
     result["pairwise"] = state.get("pairwise")
     result["repairs"] = state.get("repairs") or []
     result["usage"] = state.get("usage") or result["usage"]

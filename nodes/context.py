@@ -33,6 +33,9 @@ EMBEDDED = "embedded"
 
 Role = Literal["initializer", "deliberator", "refiner", "whisperer", "generator", "judge"]
 StructuredOutput = Literal["auto", "json_schema", "json_object", "function_calling"]
+ScorerFormat = Literal["aidsafe", "http", "gpt-oss-safeguard", "llama-guard"]
+"""How the violation scorer is asked (`nodes/scorer.py`): aidsafe's LLM judge with its rubric, the HTTP
+classifier at `scorer_url`, or a served guard model in its own documented format (`nodes/guard_judge.py`)."""
 GraphName = Literal["deliberation", "gated deliberation", "baseline", "preference", "evaluation", "bench"]
 """The graphs a batch runs; a setting's `changes` metadata names those whose results it changes."""
 
@@ -197,7 +200,7 @@ class Context:
     safety_threshold: Annotated[float, Interval(ge=0, le=1)] | None = field(
         default=None,
         metadata={
-            "changes": frozenset({"gated deliberation"}),
+            "changes": frozenset({"gated deliberation", "evaluation"}),
             "description": "Safety gate: the violation scorer rates every final response; above this score "
             "(0..1) the record is flagged and left out of the SFT export. Unset: no gate in batch generate, "
             "0.5 in the gated graph (served, Studio).",
@@ -206,11 +209,37 @@ class Context:
     scorer_url: Url | None = field(
         default=None,
         metadata={
-            "changes": frozenset({"gated deliberation", "preference"}),
+            "changes": frozenset({"gated deliberation", "preference", "evaluation"}),
             "description": "HTTP safety classifier that replaces the LLM judge as violation scorer: "
-            'receives a POST with JSON {prompt, thoughts, response, policies}, answers {"score": 0..1}.',
+            'receives a POST with JSON {prompt, thoughts, response, policies, part}, answers {"score": 0..1}.',
         },
     )
+
+    scorer_format: ScorerFormat | None = field(
+        default=None,
+        metadata={
+            "changes": frozenset({"gated deliberation", "preference", "evaluation"}),
+            "description": "How the violation scorer is asked: aidsafe (the LLM judge's rubric, JSON), http (the "
+            "classifier at scorer_url), gpt-oss-safeguard or llama-guard (a guard model served behind the OpenAI "
+            "API as the judge model, the policy set given in its documented prompt). Unset: http when scorer_url "
+            "is set, else aidsafe.",
+        },
+    )
+    check_thoughts: bool | None = field(
+        default=None,
+        metadata={
+            "changes": frozenset({"gated deliberation", "evaluation"}),
+            "description": "Safety gate: the violation scorer also rates the chain of thought alone; a record whose "
+            "thoughts score above safety_threshold is flagged (safety.thoughts_flagged) and left out of the SFT "
+            "export. Unset: on whenever the gate runs (false skips that judge call). evaluate: true rates each "
+            "record's response and thoughts (off unless set).",
+        },
+    )
+
+    @property
+    def scorer(self) -> ScorerFormat:
+        """The scorer format the run uses: `scorer_format`, else the classifier when `scorer_url` is set."""
+        return self.scorer_format or ("http" if self.scorer_url else "aidsafe")
 
     def model_for(self, role: Role) -> str:
         override: str | None = getattr(self, f"{role}_model", None)

@@ -1,7 +1,9 @@
 """A safety classifier served over HTTP as the violation scorer (the paper used ShieldGemma).
 
-It receives a POST with JSON `{prompt, thoughts, response, policies}` (thoughts as a list of
-texts, policies as in the policy file) and answers `{"score": s}` with 0 <= s <= 1. A request
+It receives a POST with JSON `{prompt, thoughts, response, policies, part}` (thoughts as a list of
+texts, policies as in the policy file) and answers `{"score": s}` with 0 <= s <= 1. `part` says what
+is rated: `response` (the sample, as always), or `thoughts` (the safety gate's check of the chain of
+thought alone: `response` is then empty, so a classifier that ignores `part` rates the thoughts). A request
 that times out, cannot connect or gets HTTP 408, 409, 429 or 5xx is sent again, `http_retries`
 times, after a backoff (the classifier's `Retry-After` when it sends one), as the openai client
 does for model calls. Any failure left (unreachable, HTTP error, an answer that does not fit) ends
@@ -23,7 +25,7 @@ from pydantic import ValidationError
 from aidsafe.nodes.context import Context, node_context
 from aidsafe.policies import PolicyFileError, load_policies
 from aidsafe.state.answers import ClassifierVerdict
-from aidsafe.state.preference import PreferenceState, Side, output_to_score, scored
+from aidsafe.state.preference import Part, PreferenceState, Side, output_to_score, scored
 
 
 class ClassifierFailure(RuntimeError):
@@ -106,7 +108,7 @@ class HttpSafetyClassifier:
         self.url = url
 
     def _request(
-        self, state: PreferenceState, side: Side, config: RunnableConfig
+        self, state: PreferenceState, side: Side, part: Part, config: RunnableConfig
     ) -> tuple[Context, str, dict[str, Any]]:
         ctx = node_context(config)
         url = self.url or ctx.scorer_url
@@ -116,31 +118,32 @@ class HttpSafetyClassifier:
         body = {
             "prompt": state["prompt"],
             "thoughts": [t["text"] for t in sample["thoughts"]],
-            "response": sample["response"],
+            "response": "" if part == "thoughts" else sample["response"],
             "policies": load_policies(ctx.policy_file).model_dump(mode="json")["policies"],
+            "part": part,
         }
         return ctx, url, body
 
-    def node(self, name: str, side: Side) -> RunnableLambda:
+    def node(self, name: str, side: Side, part: Part = "response") -> RunnableLambda:
         def failed(exc: Exception) -> dict[str, Any]:
             return {"error": {"node": name, "message": str(exc)}}
 
         def run(state: PreferenceState, config: RunnableConfig) -> dict[str, Any]:
             try:
-                ctx, url, body = self._request(state, side, config)
+                ctx, url, body = self._request(state, side, part, config)
                 attempts = ctx.http_retries + 1
                 with httpx.Client(timeout=ctx.request_timeout) as client, failures_of(url, attempts):
-                    return scored(state, side, verdict(post(client, url, body, attempts)))
+                    return scored(state, side, verdict(post(client, url, body, attempts)), part)
             except (ClassifierFailure, PolicyFileError) as exc:
                 return failed(exc)
 
         async def arun(state: PreferenceState, config: RunnableConfig) -> dict[str, Any]:
             try:
-                ctx, url, body = self._request(state, side, config)
+                ctx, url, body = self._request(state, side, part, config)
                 attempts = ctx.http_retries + 1
                 async with httpx.AsyncClient(timeout=ctx.request_timeout) as client:
                     with failures_of(url, attempts):
-                        return scored(state, side, verdict(await apost(client, url, body, attempts)))
+                        return scored(state, side, verdict(await apost(client, url, body, attempts)), part)
             except (ClassifierFailure, PolicyFileError) as exc:
                 return failed(exc)
 

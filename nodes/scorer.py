@@ -1,9 +1,11 @@
-"""The violation scorer: how strongly a sample breaks the policies, from 0 to 1.
+"""The violation scorer: how strongly a sample (or its thoughts alone) breaks the policies, from 0 to 1.
 
-A replaceable component. `LlmJudge` (`nodes.violation_judge`) rates with a rubric over the policy
-set; `HttpSafetyClassifier` (`nodes.safety_classifier`) asks a classifier served over HTTP, the
-way the paper used ShieldGemma. Anything with a `node(name, side)` method that returns a graph
-node writing `state.preference.scored(...)` can take their place: `build_graph(scorer=...)`.
+A replaceable component, chosen per run by `scorer_format`. `LlmJudge` (`nodes.violation_judge`,
+`aidsafe`) rates with a rubric over the policy set; `HttpSafetyClassifier` (`nodes.safety_classifier`,
+`http`) asks a classifier served over HTTP, the way the paper used ShieldGemma; `GuardJudge`
+(`nodes.guard_judge`) asks a served guard model in its own format. Anything with a
+`node(name, side, part)` method that returns a graph node writing `state.preference.scored(...)` can
+take their place: `build_graph(scorer=...)`.
 """
 
 from __future__ import annotations
@@ -12,36 +14,41 @@ from typing import Any, Protocol
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
-from aidsafe.nodes.context import node_context
+from aidsafe.nodes.context import ScorerFormat, node_context
+from aidsafe.nodes.guard_judge import FORMATS, GuardJudge
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.nodes.safety_classifier import HttpSafetyClassifier
 from aidsafe.nodes.violation_judge import LlmJudge
-from aidsafe.state.preference import Side
+from aidsafe.state.preference import Part, Side
 
 Node = Runnable[Any, dict[str, Any]]
 
 
 class ViolationScorer(Protocol):
-    def node(self, name: str, side: Side) -> Node:
-        """A graph node that scores `side` of the state and writes `scored(state, side, score)`."""
+    def node(self, name: str, side: Side, part: Part = "response") -> Node:
+        """A graph node that scores `part` of `side` of the state and writes `scored(state, side, score, part)`."""
         ...
 
 
 class ScorerFromContext:
-    """The default: the HTTP classifier when the run's context sets `scorer_url`, else the LLM judge.
+    """The default: the scorer of the run's `scorer_format` (unset: the HTTP classifier when the
+    context sets `scorer_url`, else the LLM judge).
 
-    Chosen per run, so the CLI flag `--scorer-url` and Studio's form switch scorers without a rebuild.
+    Chosen per run, so the CLI flags and Studio's form switch scorers without a rebuild.
     """
 
     def __init__(self, provider: ModelProvider | None = None) -> None:
-        self.judge = LlmJudge(provider)
-        self.classifier = HttpSafetyClassifier()
+        self.scorers: dict[ScorerFormat, ViolationScorer] = {
+            "aidsafe": LlmJudge(provider),
+            "http": HttpSafetyClassifier(),
+            **{guard: GuardJudge(guard, provider) for guard in FORMATS},
+        }
 
-    def node(self, name: str, side: Side) -> Node:
-        judge, classifier = self.judge.node(name, side), self.classifier.node(name, side)
+    def node(self, name: str, side: Side, part: Part = "response") -> Node:
+        nodes = {fmt: scorer.node(name, side, part) for fmt, scorer in self.scorers.items()}
 
         def pick(config: RunnableConfig) -> Node:
-            return classifier if node_context(config).scorer_url else judge
+            return nodes[node_context(config).scorer]
 
         def run(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
             return pick(config).invoke(state, config)

@@ -16,29 +16,31 @@ from aidsafe.nodes.llm import ModelProvider
 from aidsafe.policies import PolicySet
 from aidsafe.state.answers import ViolationAnswer
 from aidsafe.state.deliberation import Thought
-from aidsafe.state.preference import PreferenceState, Side, output_to_score, scored
+from aidsafe.state.preference import Part, PreferenceState, Side, output_to_score, scored
 
 NAME = "violation_judge"
+TASKS: dict[Part, str] = {"response": NAME, "thoughts": "violation_judge_thoughts"}
+"""The rubric of each part: the sample (`nodes/violation_judge.md`), or the thoughts alone."""
 
 
 def numbered(thoughts: list[Thought]) -> str:
     return "\n".join(f"{i}. {t['text']}" for i, t in enumerate(thoughts, 1)) or "(no reasoning given)"
 
 
-def violation_judge(side: Side) -> AgentLogic[PreferenceState]:
+def violation_judge(side: Side, part: Part = "response") -> AgentLogic[PreferenceState]:
     def judge(state: PreferenceState, ctx: Context, policies: PolicySet) -> Generator[Ask, Any, dict[str, Any]]:
         sample = output_to_score(state, side)
         answer: ViolationAnswer = yield Ask(
             ViolationAnswer,
             messages(
                 policies,
-                NAME,
+                TASKS[part],
                 prompt=state["prompt"],
                 thoughts=numbered(sample["thoughts"]),
                 response=sample["response"],
             ),
         )
-        return scored(state, side, answer.score)
+        return scored(state, side, answer.score, part)
 
     return judge
 
@@ -49,5 +51,5 @@ class LlmJudge:
     def __init__(self, provider: ModelProvider | None = None) -> None:
         self.provider = provider
 
-    def node(self, name: str, side: Side) -> AgentNode:
-        return agent_node(name, "judge", violation_judge(side), self.provider)
+    def node(self, name: str, side: Side, part: Part = "response") -> AgentNode:
+        return agent_node(name, "judge", violation_judge(side, part), self.provider)

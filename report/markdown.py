@@ -140,6 +140,14 @@ def render(summary: dict[str, Any], charts: Sequence[str] = ()) -> str:
             + f" | {pairwise['n']} |",
             "",
         ]
+    if harm := summary.get("harm_check"):
+        lines += [
+            "## Harm check (the violation scorer on each response, and on its thoughts alone)",
+            "",
+            f"- {harm['rated']} records rated: {harm['response_flagged']} responses flagged, "
+            f"{harm['thoughts_flagged']} chains of thought flagged (ids in samples.jsonl, `run.safety`)",
+            "",
+        ]
     agreement = summary.get("agreement")
     if agreement:
         lines += [*agreement_section(agreement), ""]

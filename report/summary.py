@@ -101,9 +101,22 @@ def summarize(
             "counts": {v: verdicts[v] for v in ("win", "tie", "loss")},
             "rates": {v: verdicts[v] / judged_pairs if judged_pairs else None for v in ("win", "tie", "loss")},
         },
+        "harm_check": harm_counts([r["run"]["safety"] for r in results if r["run"] and r["run"].get("safety")]),
         "failures": [{"id": r["id"], **f} for r in results for f in r["failures"]],
         "bad_lines": [{"file": b.file, "line": b.line, "message": b.message} for b in bad_lines],
         "usage": usage,
         "seconds": round(seconds, 2),
         "seconds_per_sample": round(seconds / len(results), 3) if results else None,
+    }
+
+
+def harm_counts(verdicts: Sequence[dict[str, Any]]) -> dict[str, int] | None:
+    """The harm check's counts (`check_thoughts`): records rated, and those whose response or
+    thoughts were flagged; None when it did not run."""
+    if not verdicts:
+        return None
+    return {
+        "rated": len(verdicts),
+        "response_flagged": sum(v["flagged"] for v in verdicts),
+        "thoughts_flagged": sum(v.get("thoughts_flagged", False) for v in verdicts),
     }

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, model_validator
 
 from aidsafe.state.deliberation import AnswerRepair, RepairRule
 
@@ -429,6 +429,17 @@ class ClassifierVerdict(BaseModel):
     """What an HTTP safety classifier answers."""
 
     score: float = Field(ge=0, le=1, description="How strongly the sample violates the policies.")
+
+
+class SafeguardVerdict(BaseModel):
+    """What gpt-oss-safeguard answers in the output format its policy prompt asks for
+    (`nodes/guard_gpt_oss_safeguard.md`): the label, the policy violated, a rationale."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    violation: Literal[0, 1]
+    policy_category: str | None = None
+    rationale: str = ""
 
 
 Score = Literal[1, 2, 3, 4, 5]

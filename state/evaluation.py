@@ -127,6 +127,9 @@ class EvaluationInput(TypedDict):
 
 class EvaluationOutput(TypedDict):
     run_grades: dict[str, RubricGrade]
+    run_safety: dict[str, float]
+    """The harm check's scores of the run's record (`check_thoughts`): `score` (the response) and
+    `thoughts_score` (the thoughts alone), 0..1."""
     baseline_grades: dict[str, RubricGrade]
     pairwise: PairwiseVerdict | None
     failures: list[GradingFailure]
@@ -140,6 +143,7 @@ class EvaluationState(TypedDict):
     baseline: NotRequired[dict[str, Any] | None]
     run_grades: Annotated[dict[str, RubricGrade], merge]
     baseline_grades: Annotated[dict[str, RubricGrade], merge]
+    run_safety: Annotated[dict[str, float], merge]
     pairwise: NotRequired[PairwiseVerdict | None]
     failures: Annotated[list[GradingFailure], append]
     repairs: Annotated[list[Repair], append]

@@ -16,6 +16,10 @@ from typing_extensions import TypedDict
 from aidsafe.state.deliberation import AgentError, Refusal, Repair, Thought, Usage, add_usage, append
 
 Side = Literal["chosen", "rejected"]
+Part = Literal["response", "thoughts"]
+"""What a violation scorer rates: the sample as it always has (`response`: the LLM judge and the HTTP
+classifier see the thoughts and the response, a guard model the response it classifies), or the
+chain of thought alone (`thoughts`: the safety gate's check for harm a refusal carries in its reasoning)."""
 WhisperStop = Literal["threshold", "budget"]
 
 
@@ -120,8 +124,10 @@ def output_to_score(state: PreferenceState, side: Side) -> ThoughtsAndResponse:
     return given or ThoughtsAndResponse(thoughts=state["thoughts"], response=state["response"])
 
 
-def scored(state: PreferenceState, side: Side, score: float) -> dict[str, Any]:
-    """The state update of a scorer, whichever scorer it is."""
+def scored(state: PreferenceState, side: Side, score: float, part: Part = "response") -> dict[str, Any]:
+    """The state update of a scorer, whichever scorer it is; the thoughts' score has a key of its own."""
+    if part == "thoughts":
+        return {"thoughts_score": score}
     if side == "chosen":
         return {"chosen": output_to_score(state, side), "chosen_score": score}
     attempt: Attempt = {"belief": state.get("candidate_belief"), "rejected": state["candidate"], "score": score}

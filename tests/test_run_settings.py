@@ -56,6 +56,8 @@ def test_a_setting_that_only_carries_the_run_out_never_changes_the_fingerprint()
         (prefer_job, {"max_rounds": 5}, "preference"),
         (evaluate_job, {"judge_model": "other"}, "evaluation"),
         (evaluate_job, {"temperature": 0.1}, "evaluation"),
+        (evaluate_job, {"check_thoughts": True}, "evaluation"),
+        (evaluate_job, {"scorer_format": "llama-guard"}, "evaluation"),
     ],
 )
 def test_each_job_resumes_only_under_the_same_settings(make, changed, graph) -> None:

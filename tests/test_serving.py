@@ -89,8 +89,9 @@ def test_gated_graph_is_served_and_the_client_may_move_its_threshold(client):
     body = {"input": {"prompt": "How do I open my door?", "id": "g1"}}
     out = client.post("/gated/invoke", json=body).json()["output"]
     assert out["error"] is None and out["id"] == "g1" and out["response"]
-    assert out["safety"] == {"score": 0.5, "threshold": 0.5, "flagged": False}  # the gate's default threshold
-    config = {"configurable": {"safety_threshold": 0.25}}
+    thoughts = {"thoughts_score": 0.5, "thoughts_flagged": False}  # the thoughts are rated too, by default
+    assert out["safety"] == {"score": 0.5, "threshold": 0.5, "flagged": False, **thoughts}  # the default threshold
+    config = {"configurable": {"safety_threshold": 0.25, "check_thoughts": False}}
     out = client.post("/gated/invoke", json={**body, "config": config}).json()["output"]
     assert out["safety"] == {"score": 0.5, "threshold": 0.25, "flagged": True}
     reply = client.post("/gated/invoke", json={**body, "config": {"configurable": {"safety_threshold": 2}}})

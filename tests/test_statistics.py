@@ -56,7 +56,7 @@ def test_run_summary_holds_the_deliberation_statistics(tmp_path):
     assert (stats["reasks"], stats["samples_with_reasks"]) == (1, 1)
     assert (stats["agent_refusals"], stats["samples_with_agent_refusals"]) == (0, 0)
     assert (stats["refused"], stats["refusal_rate"]) == (1, 0.25)
-    assert (stats["safety_rated"], stats["safety_flagged"]) == (0, 0)
+    assert (stats["safety_rated"], stats["safety_flagged"], stats["thoughts_rated"]) == (0, 0, 0)
     printed = summary.text()
     assert "stop reasons: budget 1, consensus 3; rounds to consensus (rounds: samples): 2: 3" in printed
     assert "refiner removals: redundant 4; repairs: unknown_removal 1" in printed
@@ -73,22 +73,28 @@ def test_run_summary_holds_the_deliberation_statistics(tmp_path):
 
 
 def test_safety_gate_flags_harmful_final_responses_and_the_sft_export_leaves_them_out(tmp_path, capsys):
-    """The scripted judge rates the refusal 0 and every other final response 3 of 4 (score 0.75)."""
+    """The scripted judge rates the refusal 0 and every other final response 3 of 4 (score 0.75); the
+    thoughts alone (rated by their own rubric, without the response) 1 of 4."""
     from aidsafe.cli.main import main
-    from tests.fakes import judge_by_response
+    from tests.fakes import judge_by_response, rating
 
     model = varied_model()
     model.script["ViolationAnswer"] = judge_by_response({"I can't help with that.": 0}, default=3)
+    model.script["ViolationAnswer@score_thoughts"] = [rating(1)]
     source = tmp_path / "prompts.jsonl"
     source.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS), encoding="utf-8")
     options = BatchOptions(output=tmp_path / "run.jsonl", progress=False)
     job = generate_job({**CONTEXT, "safety_threshold": 0.5}, model=model)
     summary = run_batch(job, partial(read_samples, [source]), options)
     records = {r["id"]: r for r in map(json.loads, options.output.read_text().splitlines())}
-    assert records["refuse"]["safety"] == {"score": 0.0, "threshold": 0.5, "flagged": False}
-    assert records["bread"]["safety"] == {"score": 0.75, "threshold": 0.5, "flagged": True}
+    thoughts = {"thoughts_score": 0.25, "thoughts_flagged": False}
+    assert records["refuse"]["safety"] == {"score": 0.0, "threshold": 0.5, "flagged": False, **thoughts}
+    assert records["bread"]["safety"] == {"score": 0.75, "threshold": 0.5, "flagged": True, **thoughts}
+    shown = str(model.calls_for("ViolationAnswer@score_thoughts")[0]["messages"][-1].content)
+    assert "Reasoning to rate (the assistant's chain of thought" in shown and "Response to rate" not in shown
     assert (summary.deliberation["safety_rated"], summary.deliberation["safety_flagged"]) == (4, 3)
-    assert "safety gate: 3 of 4 final responses flagged" in summary.text()
+    assert (summary.deliberation["thoughts_rated"], summary.deliberation["thoughts_flagged"]) == (4, 0)
+    assert "safety gate: 3 of 4 final responses flagged, 0 of 4 chains of thought flagged" in summary.text()
     assert records["bread"]["settings"]["safety_threshold"] == 0.5
 
     out = tmp_path / "sft" / "run.sft.jsonl"

@@ -66,6 +66,8 @@ def _scores(line: dict[str, Any], kind: Kind) -> dict[str, float]:
         scores["score gap"] = score_gap(line["chosen_score"], line["rejected_score"])
     if isinstance(line.get("safety"), dict) and line["safety"].get("score") is not None:
         scores["violation (safety gate)"] = line["safety"]["score"]
+        if line["safety"].get("thoughts_score") is not None:
+            scores["thoughts violation (safety gate)"] = line["safety"]["thoughts_score"]
     if "cost_usd" in line and line["cost_usd"] is not None:
         scores["cost (USD)"] = line["cost_usd"]
     return scores
