@@ -39,17 +39,21 @@ def test_the_tree_keeps_the_layers(tree: Path) -> None:
     assert "0 broken" in result.stdout
 
 
-def test_an_upward_import_breaks_the_contract(tree: Path) -> None:
-    records = tree / "state" / "records.py"
-    records.write_text(records.read_text() + "\nfrom aidsafe.cli.exit_codes import DONE  # planted\n")
+@pytest.mark.parametrize(
+    ("module", "planted", "broken"),
+    [
+        (
+            "state/records.py",
+            "from aidsafe.cli.exit_codes import DONE",
+            "aidsafe.state is not allowed to import aidsafe.cli",
+        ),
+        ("nodes/templates.py", "from aidsafe.nodes import agent", "No cycles are allowed in aidsafe.nodes"),
+    ],
+    ids=["an upward import", "a cycle inside a package"],
+)
+def test_a_planted_import_breaks_the_contract(tree: Path, module: str, planted: str, broken: str) -> None:
+    path = tree / module
+    path.write_text(f"{path.read_text()}\n{planted}  # planted\n")
     result = lint_imports(tree)
     assert result.returncode != 0
-    assert "aidsafe.state is not allowed to import aidsafe.cli" in result.stdout
-
-
-def test_a_cycle_inside_a_package_breaks_the_contract(tree: Path) -> None:
-    templates = tree / "nodes" / "templates.py"
-    templates.write_text(templates.read_text() + "\nfrom aidsafe.nodes import agent  # planted\n")
-    result = lint_imports(tree)
-    assert result.returncode != 0
-    assert "No cycles are allowed in aidsafe.nodes" in result.stdout
+    assert broken in result.stdout
