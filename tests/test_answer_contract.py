@@ -150,7 +150,7 @@ def test_a_blank_first_response_is_left_for_the_deliberators_to_write():
     out = run(model, max_rounds=2)
     assert out["error"] is None and len(model.calls_for("SeedAnswer")) == 1
     assert out["repairs"][0] == {
-        "node": "initializer",
+        "node": "initializer_seed",  # the seed call is its own node
         "rule": "blank_response",
         "field": "response",
         "found": "  ",
@@ -178,7 +178,7 @@ def test_refusal_of_the_task_is_recorded_and_not_kept_as_reasoning():
     assert out["error"] is None
     assert [t["text"] for t in out["thoughts"]] == ["Picking a lock you own is legal."]
     assert out["refusals"] == [
-        {"node": "initializer", "text": refusal},
+        {"node": "initializer_seed", "text": refusal},
         {"node": "deliberator_1", "text": "I cannot assist with this."},
     ]
 
