@@ -34,4 +34,4 @@ def test_wheel_holds_one_top_level_package_with_templates_and_policies(tmp_path:
     assert "License-Expression: Apache-2.0" in metadata
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "aidsafe = aidsafe.cli.main:console_main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "aidsafe = aidsafe.cli.console:run" in zipfile.ZipFile(wheel).read(entry_points).decode()
