@@ -165,6 +165,7 @@ def assert_hard_cap(
         ("prefer", ["--concurrency", "8", "--workers", "2", "--max-rounds", "1"], 10),
     ],
 )
+@pytest.mark.slow
 def test_max_cost_is_a_hard_cap_at_full_concurrency(tmp_path, subcommand, flags, samples):
     assert_hard_cap(tmp_path, in_process(subcommand, *flags), prompts(samples))
 
@@ -180,11 +181,13 @@ def test_max_cost_holds_over_worker_processes_as_users_run_it(tmp_path):
     assert_hard_cap(tmp_path, run, prompts(24))
 
 
+@pytest.mark.slow
 def test_max_cost_is_a_hard_cap_for_the_baseline_at_its_default_concurrency(tmp_path):
     """One call a sample: a cap of 1.5 samples is below one call's reservation, so 5 samples."""
     assert_hard_cap(tmp_path, in_process("generate", "--baseline"), prompts(24), samples_in_cap=5)
 
 
+@pytest.mark.slow
 def test_max_cost_is_a_hard_cap_for_evaluate_at_its_default_concurrency(tmp_path):
     records = [generate_record(f"r{i}", response=f"Answer {i}.") for i in range(12)]
     assert_hard_cap(tmp_path, in_process("evaluate"), records, out_name="eval")
@@ -203,6 +206,7 @@ def test_a_cap_already_spent_starts_nothing(tmp_path):
     assert (summary["skipped"], summary["not_started"], summary["unfinished"]) == (2, 4, 0)
 
 
+@pytest.mark.slow
 def test_cached_prompt_tokens_are_settled_at_their_price(tmp_path):
     """With most of every prompt read from the cache, the same cap buys more calls: the ledger
     settles each call at what it cost, cached tokens at their price, and the cap still holds."""

@@ -72,6 +72,7 @@ def test_the_server_gets_the_request_plain_chat_openai_sends(stub_server, mode):
     assert sent_by_ours["messages"][1] == {"role": "user", "content": "Task: x"} and sent_by_ours["temperature"] == 0.3
 
 
+@pytest.mark.slow
 def test_transient_server_errors_are_retried():
     with StubServer(fail_first=2, fail_status=503) as server:
         out = graph.invoke({"prompt": "p"}, context=context(server, http_retries=3))

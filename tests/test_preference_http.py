@@ -100,6 +100,7 @@ def test_classifier_failure_ends_the_sample_with_a_clear_error(status, text, exp
 
 
 @pytest.mark.parametrize("run", ["invoke", "ainvoke"])
+@pytest.mark.slow
 async def test_classifier_retries_429_and_5xx_with_backoff(run):
     """`http_retries` (3 by default) covers 429 and 5xx, as it says; `Retry-After` is honoured."""
     answers = iter([(429, "{}", {"Retry-After": "0"}), (503, "{}", {}), (200, json.dumps({"score": 0.25}), {})])
@@ -113,6 +114,7 @@ async def test_classifier_retries_429_and_5xx_with_backoff(run):
     assert len(classifier.requests) == 3 + 1  # the chosen side's three attempts, then the rejected side
 
 
+@pytest.mark.slow
 def test_a_classifier_that_keeps_failing_is_tried_http_retries_plus_one_times():
     with ClassifierStub(respond=lambda _body: (503, '{"error": "overloaded"}')) as classifier:
         out = build_graph(1, model=scripted()).invoke(

@@ -109,6 +109,7 @@ def test_what_vllm_does_with_llama_cpps_form(tmp_path):
     assert [e["error"]["node"] for e in read_jsonl(tmp_path / "out.errors.jsonl")] == ["initializer"] * 2
 
 
+@pytest.mark.slow
 def test_every_request_to_openai_passes_its_strict_mode(tmp_path):
     """Whole runs of every command, each call cut off once: the brief re-asks pass strict mode too,
     and answers with every property (null where allowed) parse."""
