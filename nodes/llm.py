@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
 from typing import Any, Generic, Protocol, TypeVar, get_args
-from urllib.parse import urlparse
 
 import json_repair
 import openai
@@ -35,7 +34,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from aidsafe.embedded.llama_server import died_at
 from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput, endpoint_urls
-from aidsafe.nodes.servers import known, server_kind
+from aidsafe.nodes.servers import is_openai_api, known, server_kind
 from aidsafe.nodes.templates import template
 from aidsafe.state.answers import AgentAnswer, AnswerContext
 from aidsafe.state.deliberation import AnswerRepair, Usage
@@ -62,11 +61,6 @@ def resolve_base_url(base_url: str) -> str:
     return endpoint_urls(base_url)[0]
 
 
-def _is_openai(base_url: str) -> bool:
-    urls = endpoint_urls(base_url)
-    return bool(urls) and urlparse(urls[0]).hostname == "api.openai.com"
-
-
 def structured_output_mode(ctx: Context, base_url: str, api_key: str | None = None) -> StructuredOutput:
     """`auto`: `json_schema`, but `json_object` with a schema for llama-cpp-python's server."""
     if ctx.structured_output != "auto":
@@ -77,16 +71,19 @@ def structured_output_mode(ctx: Context, base_url: str, api_key: str | None = No
 def ask_servers(ctx: Context) -> None:
     """Learn the kind of every server the run's roles use, once per process: blocking, so async
     code runs it in a thread while `servers_unknown` (a batch before its samples start)."""
-    if ctx.structured_output in ("auto", "json_schema"):
+    if _asks_servers(ctx):
         for role in get_args(Role):
             server_kind(ctx.base_url_for(role), api_key(role))
 
 
 def servers_unknown(ctx: Context) -> bool:
     """Whether a structured call of this run would ask a server what it is (see `ask_servers`)."""
-    return ctx.structured_output in ("auto", "json_schema") and not all(
-        known(ctx.base_url_for(role)) for role in get_args(Role)
-    )
+    return _asks_servers(ctx) and not all(known(ctx.base_url_for(role)) for role in get_args(Role))
+
+
+def _asks_servers(ctx: Context) -> bool:
+    """`auto` picks the form by the server; `json_schema` needs to know OpenAI for `strict`."""
+    return ctx.structured_output in ("auto", "json_schema")
 
 
 def api_key(role: Role) -> str:
@@ -135,7 +132,7 @@ def _chat_openai(
 ) -> ChatOpenAI:
     # llama.cpp ignores `max_completion_tokens` (what ChatOpenAI sends for max_tokens): without
     # `max_tokens` in the body a grammar-constrained answer can loop until the context is full.
-    extra_body = None if _is_openai(base_url) else {"max_tokens": max_tokens}
+    extra_body = None if is_openai_api(base_url) else {"max_tokens": max_tokens}
     return PassThroughChatOpenAI(
         model=model,
         base_url=base_url,

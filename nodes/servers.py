@@ -52,14 +52,19 @@ def known(base_url: str) -> bool:
     return _without_asking(base_url) is not None
 
 
+def is_openai_api(base_url: str) -> bool:
+    """Whether `base_url` (its first endpoint) is OpenAI's own API, known by its host name."""
+    urls = endpoint_urls(base_url)
+    return bool(urls) and urlparse(urls[0]).hostname == "api.openai.com"
+
+
 def _without_asking(base_url: str) -> ServerKind | None:
     if base_url == EMBEDDED:
         return "llama-cpp-python"
     urls = endpoint_urls(base_url)
     if not urls:
         return "other"
-    url = urls[0].rstrip("/")
-    return "openai" if urlparse(url).hostname == "api.openai.com" else _kinds.get(url)
+    return "openai" if is_openai_api(base_url) else _kinds.get(urls[0].rstrip("/"))
 
 
 def _ask(url: str, api_key: str | None) -> ServerKind:
