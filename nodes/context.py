@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import field, fields
 from functools import cache
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -300,9 +302,15 @@ def _metadata(annotation: Any) -> list[Any]:
 
 
 @cache
+def setting_annotations(owner: type, *, extras: bool = True) -> Mapping[str, Any]:
+    """The field annotations of the dataclass `owner` (with their `Annotated` ranges unless
+    `extras` is false), resolved once: every command line builds a parser from them."""
+    return MappingProxyType(typing.get_type_hints(owner, include_extras=extras))
+
+
 def setting_annotation(owner: type, name: str) -> Any:
     """The annotated type of field `name` of the dataclass `owner`: the setting's one definition."""
-    return typing.get_type_hints(owner, include_extras=True)[name]
+    return setting_annotations(owner)[name]
 
 
 def check_value(annotation: Any, value: Any) -> Any:
@@ -332,7 +340,7 @@ _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "l
 
 def context_problems(exc: ValidationError) -> list[tuple[str, str]]:
     """(field, message) for each field a `Context(...)` refused."""
-    hints = typing.get_type_hints(Context, include_extras=True)
+    hints = setting_annotations(Context)
     problems = []
     for error in exc.errors():
         name = str(error["loc"][0]) if error["loc"] else "context"
