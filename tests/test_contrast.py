@@ -264,6 +264,36 @@ def test_the_mix_sizes_each_policy_by_its_seeds_and_rounds_to_whole_prompts():
     assert prompts == [] and report.unseeded == ["a", "b"] and not report.short
 
 
+def test_the_card_of_an_export_shows_the_prompt_mix(tmp_path, stub_server):
+    inputs = write_jsonl(tmp_path / "seeds.jsonl", seeds(6, given=3))
+    out = tmp_path / "prompts.jsonl"
+    with StubServer(respond=scripted_answers(misfits=frozenset({"s05"}))) as server:
+        assert contrast(server, str(inputs), "-o", str(out)) == 0  # one benign misfit: 2 of 3 still fill the cell
+    lines = read_jsonl(out)
+    expected = Counter((line["policies"][0], line["class"]) for line in lines)
+    assert expected == {
+        ("physical_harm", "harmful"): 3,
+        ("physical_harm", "borderline"): 2,
+        ("physical_harm", "benign"): 2,
+        ("illegal_activity", "harmful"): 3,
+        ("illegal_activity", "borderline"): 2,
+        ("illegal_activity", "benign"): 2,
+    }
+    write_jsonl(out, [*lines, {"id": "plain", "prompt": "How do I bake bread?"}])  # a prompt without labels
+    generated, dataset = tmp_path / "mix.generated.jsonl", tmp_path / "dataset" / "mix.sft.jsonl"
+    flags = ["--base-url", stub_server.base_url, "--model", "stub-model", "--no-progress"]
+    assert main(["generate", str(out), "-o", str(generated), *flags]) == 0
+    records = {r["id"]: r for r in read_jsonl(generated)}
+    for line in lines:  # the labels ride along as the record's metadata
+        assert records[line["id"]]["metadata"] == {k: line[k] for k in ("class", "kind", "policies", "seed_id")}
+    assert main(["export", str(generated), "-o", str(dataset)]) == 0
+    card = (dataset.parent / "README.md").read_text(encoding="utf-8")
+    section = card.split("## Prompt mix", 1)[1].split("\n## ", 1)[0]
+    assert "1 rows have no such label" in section
+    assert "| policy | harmful | borderline | benign |" in section
+    assert "| `physical_harm` | 3 | 2 | 2 |" in section and "| `illegal_activity` | 3 | 2 | 2 |" in section
+
+
 @pytest.mark.slow
 def test_resume_after_kill_loses_and_doubles_nothing(tmp_path):
     rows = seeds(40, given=20)
