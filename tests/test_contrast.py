@@ -13,12 +13,14 @@ from collections import Counter
 import pytest
 
 from aidsafe.batch.contrast import apportion, select_prompts
+from aidsafe.cli.exit_codes import COST_CAP_REACHED
 from aidsafe.cli.main import main
 from aidsafe.graphs.contrast import build_graph
 from aidsafe.nodes.context import Context
 from aidsafe.state.contrast import KINDS, ContrastRecord, variants_asked
 from tests.fakes import (
     ROOT,
+    OpenAIStrictStandIn,
     RandomSchemaAnswers,
     ScriptedChatModel,
     StubServer,
@@ -247,6 +249,55 @@ def test_random_schema_valid_answers_lose_no_seed(tmp_path, free_references):
     assert len({line["id"] for line in lines}) == len(lines)
     report = json.loads((tmp_path / "prompts.mix.json").read_text())
     assert report["prompts"] == len(lines) and report["seeds"] == len(records)
+
+
+def test_max_cost_stops_the_seeds_and_the_prompt_set_is_picked_from_what_finished(tmp_path, capsys):
+    inputs = write_jsonl(tmp_path / "seeds.jsonl", seeds(10, given=10))
+    out = tmp_path / "prompts.jsonl"
+    # input almost free, so that what each call reserves before it is sent (its prompt at most, 16 tokens out) is
+    # near what it costs
+    prices = ["--input-price", "0.001", "--output-price", "2", "--max-tokens", "16", "--concurrency", "1"]
+    per_seed = 3 * (50 * 0.001 + 5 * 2) / 1e6  # three calls of 50 tokens in and 5 out
+    with StubServer(respond=scripted_answers()) as server:
+        capped = contrast(server, str(inputs), "-o", str(out), *prices, "--max-cost", f"{4.5 * per_seed:.8f}")
+        assert capped == COST_CAP_REACHED
+        records = read_jsonl(tmp_path / "prompts.candidates.jsonl")
+        assert 0 < len(records) < 10 and all(r["cost_usd"] == pytest.approx(per_seed) for r in records)
+        report = json.loads((tmp_path / "prompts.mix.json").read_text())
+        assert report["seeds"] == len(records) and report["prompts"] == len(read_jsonl(out))
+        assert "stopped at --max-cost" in capsys.readouterr().out
+        assert contrast(server, str(inputs), "-o", str(out), *prices, "--max-cost", "1") == 0
+    assert len(read_jsonl(tmp_path / "prompts.candidates.jsonl")) == 10
+    assert len(server.requests) == 30  # no seed paid twice
+    assert Counter(line["class"] for line in read_jsonl(out)) == {"harmful": 10, "borderline": 8, "benign": 7}
+
+
+def test_every_request_to_openai_passes_its_strict_mode(tmp_path):
+    inputs = write_jsonl(tmp_path / "seeds.jsonl", seeds(2, given=1))
+    with OpenAIStrictStandIn() as server:
+        contrast(server, str(inputs), "-o", str(tmp_path / "prompts.jsonl"))
+    assert server.refused == []
+    assert {schema_of(r)["title"] for r in server.requests} == {"ContrastAnswer", "VariantsAnswer", "ClassCheckAnswer"}
+    assert len(read_jsonl(tmp_path / "prompts.candidates.jsonl")) == 2
+
+
+@pytest.mark.grammars
+def test_every_schema_contrast_sends_compiles_in_xgrammar_and_llguidance(tmp_path):
+    from aidsafe.nodes.llm import strict_schema
+    from tests.test_structured_output import compile_errors, first_attempt
+
+    inputs = write_jsonl(tmp_path / "seeds.jsonl", seeds(6, given=3))
+    with StubServer(respond=RandomSchemaAnswers(), cut_off=first_attempt) as server:
+        contrast(server, str(inputs), "-o", str(tmp_path / "prompts.jsonl"))  # every call cut off once: brief forms too
+    schemas = {json.dumps(schema_of(r), sort_keys=True): schema_of(r) for r in server.requests}
+    assert {schema["title"] for schema in schemas.values()} == {"ContrastAnswer", "VariantsAnswer", "ClassCheckAnswer"}
+    failures = {
+        f"{schema['title']} {form}": errors
+        for schema in schemas.values()
+        for form, sent in (("as sent", schema), ("strict", strict_schema(schema)))
+        if (errors := compile_errors(sent))
+    }
+    assert failures == {}
 
 
 def test_the_mix_sizes_each_policy_by_its_seeds_and_rounds_to_whole_prompts():
