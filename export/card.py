@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from aidsafe.metrics.deliberation import DeliberationStats
 from aidsafe.policies import load_policies
 from aidsafe.report.markdown import agreement_section
+from aidsafe.state.contrast import CLASSES
 from aidsafe.state.preference import score_gap
 from aidsafe.state.records import GenerateRecord, PreferenceRecord
 
@@ -69,6 +70,8 @@ class CardFacts:
     """Records read but not exported, by reason (filled by the export's filters)."""
     agreement: dict[str, Any] | None = None
     """The agreement section of an `aidsafe evaluate --labels` of the exported file (`evaluation_agreement`)."""
+    prompt_mix: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(main policy, class) -> rows, from the labels `aidsafe contrast` gives each prompt (kept in `metadata`)."""
 
     def add(self, record: BaseModel) -> None:
         """Count a record that became a row."""
@@ -90,6 +93,9 @@ class CardFacts:
         if record.cost_usd is not None:
             self.cost_usd += record.cost_usd
             self.priced += 1
+        label, policies = record.metadata.get("class"), record.metadata.get("policies")
+        if isinstance(label, str) and isinstance(policies, list) and policies:
+            self.prompt_mix[(str(policies[0]), label)] += 1
         if isinstance(record, GenerateRecord):
             self.deliberation.add(record.model_dump(mode="json"))
         else:
@@ -121,6 +127,7 @@ class CardFacts:
             "deliberation": self.deliberation.as_dict() if self.deliberation.samples else None,
             "thought_rounds": [str(r) for r in sorted({r for rs in self.deliberation.thoughts.values() for r in rs})],
             "agreement": self.agreement,
+            "prompt_mix": self.mix_table() if self.prompt_mix else None,
             "preference": {
                 "chosen_score_mean": round(fmean(self.chosen_scores), 4),
                 "rejected_score_mean": round(fmean(self.rejected_scores), 4),
@@ -130,6 +137,15 @@ class CardFacts:
             if self.chosen_scores
             else None,
         }
+
+    def mix_table(self) -> dict[str, Any]:
+        """Rows by main policy and class (the classes of `aidsafe contrast`, then any other label)."""
+        order: dict[str, int] = {name: index for index, name in enumerate(CLASSES)}
+        labels = sorted({label for _, label in self.prompt_mix}, key=lambda c: (order.get(c, len(order)), c))
+        policies = list(dict.fromkeys(policy for policy, _ in sorted(self.prompt_mix)))
+        rows = [{"policy": p, "counts": [self.prompt_mix[(p, c)] for c in labels]} for p in policies]
+        labelled = sum(self.prompt_mix.values())
+        return {"classes": labels, "rows": rows, "labelled": labelled, "unlabelled": self.rows - labelled}
 
 
 def front_matter(fmt: str, data_file: Path, facts: CardFacts, written: Path) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidsafe.batch.inputs import prompt_problem
 from aidsafe.batch.served import model_server
-from aidsafe.graphs import deliberation, gated, preference
+from aidsafe.graphs import contrast, deliberation, gated, preference
 from aidsafe.nodes.context import Context, setting_annotations
 from aidsafe.serving.limits import BadBody, BodyTooSlow, parse_json, read_body, timed_protocol
 from aidsafe.serving.settings import ServeSettings
@@ -62,6 +62,7 @@ GRAPHS: list[tuple[str, GraphFactory]] = [
     ("/deliberation", lambda settings: deliberation.build_graph(settings.n_deliberators)),
     ("/gated", lambda settings: gated.build_graph(settings.n_deliberators)),
     ("/preference", lambda settings: preference.build_graph(settings.n_deliberators)),
+    ("/contrast", lambda _settings: contrast.build_graph()),
 ]
 """(path, graph factory): one line per served graph."""
 
