@@ -131,3 +131,32 @@ def test_generate_clean_pays_only_for_the_kept_prompts(tmp_path, capsys):
     assert dropped == {"again": "duplicate", "leak": "benchmark"}
     summary = json.loads((tmp_path / "out.decontamination.json").read_text())
     assert summary["kept"] == len(BENIGN) and summary["dropped"]["benchmark"] == 1
+
+
+def test_the_card_of_an_export_shows_the_decontamination(tmp_path, capsys):
+    held_out = write(tmp_path / "heldout.jsonl", {"h": "Explain how rainbows form after a summer storm, step by step."})
+    rows = {**BENIGN, "again": BENIGN["calm"], "leak": "Explain how rainbows form after a summer storm, step by step."}
+    prompts = write(tmp_path / "prompts.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    with StubServer() as server:
+        assert main(["generate", str(prompts), "-o", str(out), "--base-url", server.base_url, "--no-progress",
+                     "--against", str(held_out), "--no-suites", "--max-rounds", "1"]) == 0  # fmt: skip
+    # the counts beside the records, written by generate --clean, are found by themselves
+    assert main(["export", str(out), "-o", str(tmp_path / "sft" / "data.jsonl")]) == 0
+    card = (tmp_path / "sft" / "README.md").read_text()
+    section = card.split("## Decontamination\n\n", 1)[1].split("\n## ", 1)[0]
+    assert f"{len(BENIGN)} of {len(rows)} kept" in section
+    assert (
+        "- benchmark overlap (a shared 13-word run, lower-cased, punctuation deleted): 1 dropped; heldout.jsonl 1\n"
+        in section
+    )
+    assert "- duplicates: 1; near duplicates (similarity ≥ 0.9): 0" in section
+    assert "- checked against: heldout.jsonl (1 prompts)" in section
+
+    # another summary named with --decontamination; one that is not a summary is refused
+    (tmp_path / "other.json").write_text(json.dumps({"kept": 1}))
+    code = main(
+        ["export", str(out), "-o", str(tmp_path / "x" / "d.jsonl"), "--decontamination", str(tmp_path / "other.json")]
+    )
+    assert code == 2 and "not the counts of an `aidsafe clean`" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
