@@ -115,32 +115,21 @@ def test_clean_refuses_to_write_over_its_input_and_names_bad_flags(tmp_path, cap
     assert prompts.read_text().count("\n") == len(BENIGN)
 
 
-def test_generate_clean_pays_only_for_the_kept_prompts(tmp_path, capsys):
-    own = write(tmp_path / "heldout.jsonl", {"b1": "Explain how rainbows form after a summer storm, step by step."})
+def test_generate_clean_pays_only_for_the_kept_prompts_and_the_card_shows_the_counts(tmp_path, capsys):
+    held_out = write(tmp_path / "heldout.jsonl", {"h": "Explain how rainbows form after a summer storm, step by step."})
     rows = {**BENIGN, "again": BENIGN["calm"], "leak": "Explain how rainbows form after a summer storm, step by step."}
     prompts = write(tmp_path / "prompts.jsonl", rows)
     out = tmp_path / "out.jsonl"
     with StubServer() as server:
         code = main(["generate", str(prompts), "-o", str(out), "--base-url", server.base_url, "--no-progress",
-                     "--against", str(own), "--no-suites", "--max-rounds", "1", "--n-deliberators", "2"])  # fmt: skip
+                     "--against", str(held_out), "--no-suites", "--max-rounds", "1"])  # fmt: skip
         asked = "\n".join(json.dumps(r) for r in server.requests)
     assert code == 0, capsys.readouterr().err
     assert sorted(r["id"] for r in lines(out)) == sorted(BENIGN)
     assert rows["leak"] not in asked  # never sent to a model
     dropped = {r["id"]: r["reason"] for r in lines(tmp_path / "out.dropped.jsonl")}
     assert dropped == {"again": "duplicate", "leak": "benchmark"}
-    summary = json.loads((tmp_path / "out.decontamination.json").read_text())
-    assert summary["kept"] == len(BENIGN) and summary["dropped"]["benchmark"] == 1
 
-
-def test_the_card_of_an_export_shows_the_decontamination(tmp_path, capsys):
-    held_out = write(tmp_path / "heldout.jsonl", {"h": "Explain how rainbows form after a summer storm, step by step."})
-    rows = {**BENIGN, "again": BENIGN["calm"], "leak": "Explain how rainbows form after a summer storm, step by step."}
-    prompts = write(tmp_path / "prompts.jsonl", rows)
-    out = tmp_path / "out.jsonl"
-    with StubServer() as server:
-        assert main(["generate", str(prompts), "-o", str(out), "--base-url", server.base_url, "--no-progress",
-                     "--against", str(held_out), "--no-suites", "--max-rounds", "1"]) == 0  # fmt: skip
     # the counts beside the records, written by generate --clean, are found by themselves
     assert main(["export", str(out), "-o", str(tmp_path / "sft" / "data.jsonl")]) == 0
     card = (tmp_path / "sft" / "README.md").read_text()
