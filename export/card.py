@@ -1,8 +1,9 @@
 """The dataset card `aidsafe export` writes beside the data: `README.md` with Hugging Face Hub YAML
 front matter (configs, features, splits, size; `license` left for the user) and a body made from
 the records: models per role, policy set and hash, deliberation settings, counts, rounds to
-consensus, refiner removals by reason, refusal rate, token usage, and for DPO data the warning that
-the rejected side is harmful by design. The folder then uploads as is with `huggingface-cli upload`.
+consensus, refiner removals by reason, refusal rate, token usage, the decontamination of the
+prompts when it is known (`aidsafe clean`), and for DPO data the warning that the rejected side is
+harmful by design. The folder then uploads as is with `huggingface-cli upload`.
 
 `CardFacts` collects the figures while the export streams the records, so a large file is read once.
 """
@@ -72,6 +73,8 @@ class CardFacts:
     """The agreement section of an `aidsafe evaluate --labels` of the exported file (`evaluation_agreement`)."""
     prompt_mix: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(main policy, class) -> rows, from the labels `aidsafe contrast` gives each prompt (kept in `metadata`)."""
+    decontamination: dict[str, Any] | None = None
+    """The counts of the `aidsafe clean` (or `generate --clean`) of the prompts (`decontamination_summary`)."""
 
     def add(self, record: BaseModel) -> None:
         """Count a record that became a row."""
@@ -128,6 +131,7 @@ class CardFacts:
             "thought_rounds": [str(r) for r in sorted({r for rs in self.deliberation.thoughts.values() for r in rs})],
             "agreement": self.agreement,
             "prompt_mix": self.mix_table() if self.prompt_mix else None,
+            "decontamination": self.decontamination,
             "preference": {
                 "chosen_score_mean": round(fmean(self.chosen_scores), 4),
                 "rejected_score_mean": round(fmean(self.rejected_scores), 4),
@@ -209,6 +213,22 @@ def evaluation_agreement(folder: Path, records: Path) -> dict[str, Any]:
     if not summary.get("agreement"):
         raise ValueError(f"{summary_file} has no agreement: evaluate with --labels first")
     return dict(summary["agreement"])
+
+
+DECONTAMINATION_KEYS = {"ngram", "near", "references", "prompts", "kept", "dropped"}
+
+
+def decontamination_summary(path: Path) -> dict[str, Any]:
+    """The counts `aidsafe clean` wrote (`<output>.decontamination.json`); `ValueError` says why not."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not the counts of an `aidsafe clean` ({exc})") from None
+    if not isinstance(summary, dict) or not summary.keys() >= DECONTAMINATION_KEYS:
+        raise ValueError(
+            f"{path}: not the counts of an `aidsafe clean` (needs {', '.join(sorted(DECONTAMINATION_KEYS))})"
+        )
+    return summary
 
 
 def card_path(folder: Path, stem: str) -> Path:
