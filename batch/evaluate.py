@@ -25,7 +25,7 @@ from aidsafe.graphs import evaluation
 from aidsafe.metrics.agreement import AgreementOptions, agreement, cited_policies, judge_scores
 from aidsafe.metrics.judged import SampleResult, evaluation_input, result_from_state
 from aidsafe.metrics.labels import LabelProblem, read_labels
-from aidsafe.metrics.records import BadLine, RecordPair, pair_records, read_records
+from aidsafe.metrics.record_files import BadLine, RecordPair, pair_records, read_records
 from aidsafe.nodes.context import AtLeastOne, Context
 from aidsafe.nodes.safety_gate import DEFAULT_THRESHOLD
 from aidsafe.policies import load_policies

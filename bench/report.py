@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aidsafe.metrics.records import BadLine
+from aidsafe.metrics.record_files import BadLine
 from aidsafe.report.charts import pyplot
 from aidsafe.report.markdown import _number, _rate
 from aidsafe.state.bench import BenchRecord

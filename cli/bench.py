@@ -27,7 +27,7 @@ from aidsafe.bench.subjects import ModelSpecError, ModelUnderTest, parse_model, 
 from aidsafe.bench.suites import SUITES, SuiteError, suite_prompts
 from aidsafe.cli.batch import add_batch_arguments, add_input_arguments, batch_options, interrupted, server_death
 from aidsafe.cli.options import UsageError, add_model_arguments, context_from_args, setting_type
-from aidsafe.metrics.records import BadLine
+from aidsafe.metrics.record_files import BadLine
 from aidsafe.nodes.context import EMBEDDED, AtLeastOne, Context
 from aidsafe.policies import load_policies
 from aidsafe.train.models import ModelFolderError

@@ -45,7 +45,7 @@ from aidsafe.metrics.agreement import AgreementOptions, missing_libraries
 from aidsafe.metrics.deliberation import file_stats
 from aidsafe.metrics.judged import SampleResult, deterministic_result
 from aidsafe.metrics.labels import LabelProblem
-from aidsafe.metrics.records import RecordsFileError
+from aidsafe.metrics.record_files import RecordsFileError
 from aidsafe.nodes.context import EMBEDDED, Context
 from aidsafe.policies import load_policies
 from aidsafe.report import summarize, write_report

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from aidsafe.cli.options import UsageError, add_setting
 from aidsafe.export.card import decontamination_summary, evaluation_agreement
+from aidsafe.export.formats import EXPORTERS, NothingToExport, assistant_turn, default_output, export
 from aidsafe.export.quality import PairQuality, RowFilter, safety_gate
-from aidsafe.export.training import EXPORTERS, NothingToExport, assistant_turn, default_output, export
 from aidsafe.nodes.context import Context
 
 

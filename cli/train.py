@@ -17,7 +17,7 @@ from typing import Any
 from aidsafe.cli.exit_codes import INTERRUPTED
 from aidsafe.cli.options import UsageError, add_setting
 from aidsafe.train.models import ModelFolderError
-from aidsafe.train.training import TrainError, TrainSettings
+from aidsafe.train.trainer import TrainError, TrainSettings
 
 TRAIN_EXTRA = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 """What `aidsafe train` imports from the `[train]` extra (datasets comes with trl)."""
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]
     if missing:
         raise UsageError(f"aidsafe train needs the 'train' extra: pip install 'aidsafe[train]' (missing {missing})")
-    from aidsafe.train.training import train
+    from aidsafe.train.trainer import train
 
     settings = TrainSettings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainSettings)})
     try:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aidsafe.metrics.deterministic import record_metrics
-from aidsafe.metrics.records import RecordPair
+from aidsafe.metrics.record_files import RecordPair
 from aidsafe.state.deliberation import no_usage
 from aidsafe.state.evaluation import RUBRICS, EvaluatedRecord
 from aidsafe.state.gate import safety_verdict

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from aidsafe.metrics.records import RecordsFileError
+from aidsafe.metrics.record_files import RecordsFileError
 from aidsafe.state.labels import Label
 
 ProblemKind = Literal["malformed", "unknown rubric", "out of range", "unknown id", "relabelled"]

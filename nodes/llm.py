@@ -6,7 +6,9 @@ llama.cpp's `llama-server`, LM Studio; vLLM ignores a schema inside `json_object
 and the `strict_schema` for OpenAI itself; llama-cpp-python's server (the embedded model) rejects
 `json_schema` but grammar-constrains `json_object` with a schema; anything with tools takes
 `function_calling`. Parsing is ours in every mode, so a malformed answer is re-asked with the parse
-error shown to the model, a bounded number of times.
+error shown to the model, a bounded number of times. What an answer must be, how it is read and
+salvaged, and the schema forms sent (brief, strict) are the answer contract in `state/answers.py`;
+this module only sends and re-asks.
 
 Model-call logic is written once, as a `Conversation` generator that yields `Request`s and gets
 the replies back; `drive` and `adrive` are the only sync and async code that talks to a model.
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
 from typing import Any, Generic, Protocol, TypeVar, get_args
 
-import json_repair
 import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -30,16 +31,15 @@ from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from langgraph.func import task
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
 
 from aidsafe.embedded.llama_server import died_at
 from aidsafe.nodes.context import EMBEDDED, Context, Role, StructuredOutput, endpoint_urls
 from aidsafe.nodes.servers import is_openai_api, known, server_kind
 from aidsafe.nodes.templates import template
-from aidsafe.state.answers import AgentAnswer, AnswerContext
+from aidsafe.state.answers import AgentAnswer, AnswerContext, brief_schema, parse_answer, salvage, strict_schema
 from aidsafe.state.deliberation import AnswerRepair, Usage
 
-Answer = TypeVar("Answer", bound=BaseModel)
 Result = TypeVar("Result")
 ModelProvider = Callable[[Role, Context], BaseChatModel]
 """Returns the chat model for a role: lets tests and users plug in any LangChain chat model."""
@@ -203,135 +203,6 @@ def raw_answer(message: AIMessage) -> str:
     if message.tool_calls:
         return json.dumps(message.tool_calls[0]["args"])
     return message.text
-
-
-def _unfenced(raw: str) -> str:
-    raw = raw.strip()
-    if raw.startswith("```"):  # models without constrained decoding like to fence JSON
-        raw = raw.strip("`").removeprefix("json").strip()
-    return raw
-
-
-def parse_answer(message: AIMessage, schema_cls: type[Answer], checks: AnswerContext | None) -> Answer:
-    raw = _unfenced(raw_answer(message))
-    try:
-        return schema_cls.model_validate_json(raw, context=checks)
-    except ValidationError as exc:
-        if exc.errors()[0]["type"] != "json_invalid":
-            raise
-        try:  # small models put raw newlines inside strings (even grammar-constrained): JSON forbids them
-            data = json.loads(raw, strict=False)
-        except ValueError:
-            raise exc from None
-        return schema_cls.model_validate(data, context=checks)
-
-
-SALVAGED_TAIL_CHARS = 40
-"""How much of a salvaged answer's cut end the repair record keeps, to show where it stopped."""
-
-
-def salvage(message: AIMessage, schema_cls: type[Answer], checks: AnswerContext | None) -> Answer:
-    """An answer cut at `max_tokens`, closed by `json_repair` and kept when it validates.
-
-    Often every required field but the last text is complete (not a rubric whose justification ran
-    long before its score: the score is missing, and the re-ask's `brief_schema` puts it first). Only
-    the syntax is completed; no value is invented. Raises `ValueError` when the result does not validate.
-    """
-    raw = _unfenced(raw_answer(message))
-    data = json_repair.loads(raw)
-    if not isinstance(data, dict):
-        raise ValueError("nothing usable before the cut")
-    answer = schema_cls.model_validate(data, context=checks)
-    if isinstance(answer, AgentAnswer):
-        answer.note_repair("truncated_answer_salvaged", "", raw[-SALVAGED_TAIL_CHARS:], "closed the cut-off JSON")
-    return answer
-
-
-BRIEF_TEXT_CHARS = 400
-"""`maxLength` of every free text in the re-ask after a cut-off: about 100 tokens, so a grammar-
-constrained server closes the answer well inside `max_tokens` (llama-cpp-python 0.3.36 crashes on a
-grammar for a `maxLength` of 2000; 600 works)."""
-
-
-def _is_free_text(node: Any) -> bool:
-    return isinstance(node, dict) and node.get("type") == "string" and not {"enum", "const"} & node.keys()
-
-
-def brief_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """`schema` for the re-ask after a cut-off: every `maxItems` halved (never below `minItems` or 1),
-    every free text capped at `BRIEF_TEXT_CHARS`, and in each object the free texts moved after the
-    other fields. Servers write fields in the schema's order (llama.cpp the required ones first), so
-    a text that runs long again cannot cut off what a salvage needs: a rubric's score comes first here."""
-
-    def visit(node: Any) -> Any:
-        if isinstance(node, list):
-            return [visit(child) for child in node]
-        if not isinstance(node, dict):
-            return node
-        tightened = {key: visit(value) for key, value in node.items()}
-        if "maxItems" in node and node["maxItems"] > 1:
-            tightened["maxItems"] = max(node["maxItems"] // 2, node.get("minItems", 0), 1)
-        if _is_free_text(node):
-            cap = min(node.get("maxLength", BRIEF_TEXT_CHARS), BRIEF_TEXT_CHARS)
-            tightened["maxLength"] = max(cap, node.get("minLength", 0))
-        if isinstance(node.get("properties"), dict):
-            properties = tightened["properties"]
-            tightened["properties"] = dict(sorted(properties.items(), key=lambda item: _is_free_text(item[1])))
-        return tightened
-
-    result: dict[str, Any] = visit(schema)
-    return result
-
-
-STRICT_DROPPED = frozenset({
-    "default", "minLength", "maxLength", "patternProperties", "unevaluatedProperties", "propertyNames",
-    "minProperties", "maxProperties", "unevaluatedItems", "contains", "minContains", "maxContains", "uniqueItems",
-})  # fmt: skip
-"""Keywords OpenAI's strict mode refuses (HTTP 400) that only narrow a value: left out. Its documented
-subset keeps, besides structure (`type`, `properties`, `required`, `additionalProperties`, `items`,
-`anyOf`, `enum`, `const`, `$ref`, `$defs`, `title`, `description`), only `pattern` and a few `format`s
-for strings, `minimum`, `maximum`, their exclusive forms and `multipleOf` for numbers, and
-`minItems`, `maxItems` for arrays."""
-STRICT_FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"})
-STRICT_INEXPRESSIBLE = frozenset({"allOf", "not", "if", "then", "else", "dependentRequired", "dependentSchemas"})
-"""Keywords strict mode refuses that change what a schema means: no strict form exists."""
-
-
-def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """`schema` in the form OpenAI's strict mode accepts: every object closed (`additionalProperties:
-    false`) with every property required, no keyword it refuses (`STRICT_DROPPED`), `oneOf` as `anyOf`.
-
-    Optional properties become required too. One that may be null (pydantic's `X | None = None`)
-    stays nullable, so the model writes null for "none"; any other (a list that defaults to empty)
-    keeps its type, so the model writes a value of it (`[]`): the answer class parses both, where a
-    null it does not allow would be an invalid answer. A length cap leaves the schema for words in
-    the description ("at most 400 characters"), which the model reads.
-    """
-
-    def visit(node: dict[str, Any]) -> dict[str, Any]:
-        if inexpressible := STRICT_INEXPRESSIBLE & node.keys():
-            raise ValueError(f"OpenAI's strict mode cannot express {sorted(inexpressible)}")
-        strict: dict[str, Any] = {}
-        for key, value in node.items():
-            if key in ("properties", "$defs"):
-                strict[key] = {name: visit(child) for name, child in value.items()}
-            elif key in ("anyOf", "oneOf"):
-                strict["anyOf"] = [visit(child) for child in value]
-            elif key == "items" and isinstance(value, dict):
-                strict[key] = visit(value)
-            elif key not in STRICT_DROPPED and not (key == "format" and value not in STRICT_FORMATS):
-                strict[key] = value
-        if "maxLength" in node:
-            cap = f"at most {node['maxLength']} characters"
-            strict["description"] = f"{node['description']} ({cap})" if node.get("description") else cap.capitalize()
-        if "$ref" in strict and len(strict) > 1:  # strict mode allows no keyword beside a $ref
-            strict = {"anyOf": [{"$ref": strict.pop("$ref")}], **strict}
-        if node.get("type") == "object" or "properties" in node:
-            strict["required"] = list(strict.get("properties", {}))
-            strict["additionalProperties"] = False
-        return strict
-
-    return visit(schema)
 
 
 def reask(name: str, **values: Any) -> str:
@@ -530,8 +401,8 @@ class StructuredCall:
             cut_off = reply.response_metadata.get("finish_reason") == "length"
             try:
                 if cut_off:
-                    return self._used(salvage(reply, self.schema_cls, self.checks))
-                return self._used(parse_answer(reply, self.schema_cls, self.checks))
+                    return self._used(salvage(raw_answer(reply), self.schema_cls, self.checks))
+                return self._used(parse_answer(raw_answer(reply), self.schema_cls, self.checks))
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 error = f"the answer was cut off at {self.max_tokens} tokens ({exc})" if cut_off else str(exc)
             if cut_off:

@@ -14,7 +14,7 @@ from typing import Any
 
 from aidsafe.metrics.deterministic import DETERMINISTIC_METRICS
 from aidsafe.metrics.judged import SampleResult
-from aidsafe.metrics.records import BadLine
+from aidsafe.metrics.record_files import BadLine
 from aidsafe.state.deliberation import add_usage, no_usage
 from aidsafe.state.evaluation import RUBRICS
 

@@ -13,7 +13,7 @@ sample); a re-ask is left for answers with nothing usable in them:
 
 Re-asked (the error is shown to the model):
 - JSON that does not parse, or a missing or ill-typed field: after a cut-off answer has been
-  salvaged where it can be (`nodes/llm.py`);
+  salvaged where it can be (`salvage`);
 - a blank `response` where nobody writes one later (the baseline's `SeedAnswer`,
   `WhisperedAnswer`), or a blank `final_response` when the deliberated response is blank too
   (`RefinerAnswer`): nothing usable is left;
@@ -38,19 +38,21 @@ that") is left out of the thoughts and listed in the sample's `refusals` (`is_ta
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, model_validator
+import json_repair
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
 
 from aidsafe.state.deliberation import AnswerRepair, RepairRule
 
 Text = Annotated[str, Field(min_length=1)]
 """No `max_length`: llama.cpp crashes on grammars for long repetitions; `max_tokens` bounds text, and
-the re-ask after a cut-off caps it (`nodes/llm.brief_schema`)."""
+the re-ask after a cut-off caps it (`brief_schema`)."""
 
 REFERENCE_KEY = "x-aidsafe-references"
 """Marks a field in the JSON schema as a reference; `answer_schema` replaces the mark with an enum."""
@@ -456,3 +458,138 @@ class RubricAnswer(AgentAnswer):
 class PairwiseAnswer(AgentAnswer):
     justification: Text = Field(description="One or two sentences on the decisive difference.")
     better: Literal["A", "B", "tie"] = Field(description="The better output, or tie when neither is better.")
+
+
+# The wire: how an answer is read, and the schema forms a re-ask and OpenAI's strict mode get
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+def _unfenced(raw: str) -> str:
+    raw = raw.strip()
+    if raw.startswith("```"):  # models without constrained decoding like to fence JSON
+        raw = raw.strip("`").removeprefix("json").strip()
+    return raw
+
+
+def parse_answer(text: str, schema_cls: type[Answer], checks: AnswerContext | None) -> Answer:
+    """The answer in a model's reply `text` (JSON, perhaps fenced); `ValidationError` when it breaks the contract."""
+    raw = _unfenced(text)
+    try:
+        return schema_cls.model_validate_json(raw, context=checks)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] != "json_invalid":
+            raise
+        try:  # small models put raw newlines inside strings (even grammar-constrained): JSON forbids them
+            data = json.loads(raw, strict=False)
+        except ValueError:
+            raise exc from None
+        return schema_cls.model_validate(data, context=checks)
+
+
+SALVAGED_TAIL_CHARS = 40
+"""How much of a salvaged answer's cut end the repair record keeps, to show where it stopped."""
+
+
+def salvage(text: str, schema_cls: type[Answer], checks: AnswerContext | None) -> Answer:
+    """An answer cut at `max_tokens`, closed by `json_repair` and kept when it validates.
+
+    Often every required field but the last text is complete (not a rubric whose justification ran
+    long before its score: the score is missing, and the re-ask's `brief_schema` puts it first). Only
+    the syntax is completed; no value is invented. Raises `ValueError` when the result does not validate.
+    """
+    raw = _unfenced(text)
+    data = json_repair.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("nothing usable before the cut")
+    answer = schema_cls.model_validate(data, context=checks)
+    if isinstance(answer, AgentAnswer):
+        answer.note_repair("truncated_answer_salvaged", "", raw[-SALVAGED_TAIL_CHARS:], "closed the cut-off JSON")
+    return answer
+
+
+BRIEF_TEXT_CHARS = 400
+"""`maxLength` of every free text in the re-ask after a cut-off: about 100 tokens, so a grammar-
+constrained server closes the answer well inside `max_tokens` (llama-cpp-python 0.3.36 crashes on a
+grammar for a `maxLength` of 2000; 600 works)."""
+
+
+def _is_free_text(node: Any) -> bool:
+    return isinstance(node, dict) and node.get("type") == "string" and not {"enum", "const"} & node.keys()
+
+
+def brief_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` for the re-ask after a cut-off: every `maxItems` halved (never below `minItems` or 1),
+    every free text capped at `BRIEF_TEXT_CHARS`, and in each object the free texts moved after the
+    other fields. Servers write fields in the schema's order (llama.cpp the required ones first), so
+    a text that runs long again cannot cut off what a salvage needs: a rubric's score comes first here."""
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, list):
+            return [visit(child) for child in node]
+        if not isinstance(node, dict):
+            return node
+        tightened = {key: visit(value) for key, value in node.items()}
+        if "maxItems" in node and node["maxItems"] > 1:
+            tightened["maxItems"] = max(node["maxItems"] // 2, node.get("minItems", 0), 1)
+        if _is_free_text(node):
+            cap = min(node.get("maxLength", BRIEF_TEXT_CHARS), BRIEF_TEXT_CHARS)
+            tightened["maxLength"] = max(cap, node.get("minLength", 0))
+        if isinstance(node.get("properties"), dict):
+            properties = tightened["properties"]
+            tightened["properties"] = dict(sorted(properties.items(), key=lambda item: _is_free_text(item[1])))
+        return tightened
+
+    result: dict[str, Any] = visit(schema)
+    return result
+
+
+STRICT_DROPPED = frozenset({
+    "default", "minLength", "maxLength", "patternProperties", "unevaluatedProperties", "propertyNames",
+    "minProperties", "maxProperties", "unevaluatedItems", "contains", "minContains", "maxContains", "uniqueItems",
+})  # fmt: skip
+"""Keywords OpenAI's strict mode refuses (HTTP 400) that only narrow a value: left out. Its documented
+subset keeps, besides structure (`type`, `properties`, `required`, `additionalProperties`, `items`,
+`anyOf`, `enum`, `const`, `$ref`, `$defs`, `title`, `description`), only `pattern` and a few `format`s
+for strings, `minimum`, `maximum`, their exclusive forms and `multipleOf` for numbers, and
+`minItems`, `maxItems` for arrays."""
+STRICT_FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"})
+STRICT_INEXPRESSIBLE = frozenset({"allOf", "not", "if", "then", "else", "dependentRequired", "dependentSchemas"})
+"""Keywords strict mode refuses that change what a schema means: no strict form exists."""
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` in the form OpenAI's strict mode accepts: every object closed (`additionalProperties:
+    false`) with every property required, no keyword it refuses (`STRICT_DROPPED`), `oneOf` as `anyOf`.
+
+    Optional properties become required too. One that may be null (pydantic's `X | None = None`)
+    stays nullable, so the model writes null for "none"; any other (a list that defaults to empty)
+    keeps its type, so the model writes a value of it (`[]`): the answer class parses both, where a
+    null it does not allow would be an invalid answer. A length cap leaves the schema for words in
+    the description ("at most 400 characters"), which the model reads.
+    """
+
+    def visit(node: dict[str, Any]) -> dict[str, Any]:
+        if inexpressible := STRICT_INEXPRESSIBLE & node.keys():
+            raise ValueError(f"OpenAI's strict mode cannot express {sorted(inexpressible)}")
+        strict: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("properties", "$defs"):
+                strict[key] = {name: visit(child) for name, child in value.items()}
+            elif key in ("anyOf", "oneOf"):
+                strict["anyOf"] = [visit(child) for child in value]
+            elif key == "items" and isinstance(value, dict):
+                strict[key] = visit(value)
+            elif key not in STRICT_DROPPED and not (key == "format" and value not in STRICT_FORMATS):
+                strict[key] = value
+        if "maxLength" in node:
+            cap = f"at most {node['maxLength']} characters"
+            strict["description"] = f"{node['description']} ({cap})" if node.get("description") else cap.capitalize()
+        if "$ref" in strict and len(strict) > 1:  # strict mode allows no keyword beside a $ref
+            strict = {"anyOf": [{"$ref": strict.pop("$ref")}], **strict}
+        if node.get("type") == "object" or "properties" in node:
+            strict["required"] = list(strict.get("properties", {}))
+            strict["additionalProperties"] = False
+        return strict
+
+    return visit(schema)

@@ -283,7 +283,7 @@ def test_every_request_to_openai_passes_its_strict_mode(tmp_path):
 
 @pytest.mark.grammars
 def test_every_schema_contrast_sends_compiles_in_xgrammar_and_llguidance(tmp_path):
-    from aidsafe.nodes.llm import strict_schema
+    from aidsafe.state.answers import strict_schema
     from tests.test_structured_output import compile_errors, first_attempt
 
     inputs = write_jsonl(tmp_path / "seeds.jsonl", seeds(6, given=3))

@@ -10,8 +10,8 @@ from langchain_openai import ChatOpenAI
 
 from aidsafe.graphs.deliberation import build_graph, graph
 from aidsafe.graphs.evaluation import build_graph as build_evaluation
-from aidsafe.nodes.llm import BRIEF_TEXT_CHARS, _chat_openai, brief_schema, constrained
-from aidsafe.state.answers import IntentAnswer
+from aidsafe.nodes.llm import _chat_openai, constrained
+from aidsafe.state.answers import BRIEF_TEXT_CHARS, IntentAnswer, brief_schema
 from aidsafe.state.evaluation import RUBRICS
 from tests.fakes import LlamaCppPythonStandIn, StubServer, long_winded, schema_answer, schema_of
 

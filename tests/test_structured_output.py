@@ -20,7 +20,7 @@ import pytest
 
 from aidsafe.cli.main import main
 from aidsafe.nodes.agent import template
-from aidsafe.nodes.llm import strict_schema
+from aidsafe.state.answers import strict_schema
 from tests.fakes import (
     STUB_BELIEF,
     LlamaCppPythonStandIn,

@@ -24,7 +24,7 @@ import jinja2
 import markupsafe
 
 from aidsafe.metrics.deterministic import is_refusal
-from aidsafe.metrics.records import BadLine
+from aidsafe.metrics.record_files import BadLine
 from aidsafe.state.preference import score_gap
 
 Kind = Literal["generate", "baseline", "preference", "evaluation", "error"]
