@@ -16,22 +16,19 @@ from typing import Any
 
 import pydantic
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, Field
 
 from aidsafe.batch.engine import GraphJob, SampleFailure
 from aidsafe.batch.inputs import InputProblem, Sample, content_id
 from aidsafe.batch.settings import run_settings
 from aidsafe.graphs import evaluation
 from aidsafe.metrics.agreement import AgreementOptions, agreement, cited_policies, judge_scores
-from aidsafe.metrics.judged import SampleResult, evaluation_input, result_from_state
+from aidsafe.metrics.judged import evaluation_input, result_from_state
 from aidsafe.metrics.labels import LabelProblem, read_labels
 from aidsafe.metrics.record_files import BadLine, RecordPair, pair_records, read_records
 from aidsafe.nodes.context import AtLeastOne, Context
 from aidsafe.nodes.safety_gate import DEFAULT_THRESHOLD
 from aidsafe.policies import load_policies
-from aidsafe.state.deliberation import Usage
-from aidsafe.state.evaluation import EvaluatedRecord, PairwiseVerdict, RubricGrade
-from aidsafe.state.gate import SafetyVerdict
+from aidsafe.state.evaluation import EvaluatedRecord, GradedSample, SampleResult
 
 
 @pydantic.dataclasses.dataclass(kw_only=True)
@@ -58,25 +55,6 @@ class PairSample(Sample):
             return None if data is None else EvaluatedRecord.model_validate(data)
 
         return RecordPair(self.id, record(self.run), record(self.baseline))
-
-
-class SideResult(BaseModel):
-    metrics: dict[str, float]
-    grades: dict[str, RubricGrade]
-    safety: SafetyVerdict | None = Field(default=None, exclude_if=lambda v: v is None)
-    """The harm check's verdict on the run's record (`--check-thoughts true`)."""
-
-
-class GradedSample(BaseModel):
-    """One line of `samples.jsonl`: every grade of one id came back."""
-
-    id: str
-    run: SideResult | None
-    baseline: SideResult | None
-    pairwise: PairwiseVerdict | None
-    usage: Usage
-    cost_usd: float | None = Field(default=None, exclude_if=lambda v: v is None)
-    """What the sample's judge calls cost, when the run had prices."""
 
 
 def read_pairs(run_file: Path, baseline_file: Path | None, limit: int | None) -> tuple[list[PairSample], list[BadLine]]:
@@ -125,8 +103,9 @@ def graded_sample(sample: Sample, state: dict[str, Any], job: GraphJob) -> Grade
 def as_result(line: GradedSample | dict[str, Any]) -> SampleResult:
     """A `samples.jsonl` line, or an errors-file line's partial result, as the report reads it."""
     if isinstance(line, GradedSample):
-        return {**line.model_dump(mode="json"), "failures": []}
-    return dict(line["partial"])
+        return line.as_result()
+    partial: SampleResult = line["partial"]
+    return partial
 
 
 def labels_agreement(

@@ -43,13 +43,14 @@ from aidsafe.cli.exit_codes import COST_CAP_REACHED
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.metrics.agreement import AgreementOptions, missing_libraries
 from aidsafe.metrics.deliberation import file_stats
-from aidsafe.metrics.judged import SampleResult, deterministic_result
+from aidsafe.metrics.judged import deterministic_result
 from aidsafe.metrics.labels import LabelProblem
 from aidsafe.metrics.record_files import RecordsFileError
 from aidsafe.nodes.context import EMBEDDED, Context
 from aidsafe.policies import load_policies
 from aidsafe.report import summarize, write_report
 from aidsafe.report.writer import REPORT_FILES
+from aidsafe.state.evaluation import SampleResult
 
 REMOTE_CONCURRENCY = 8
 """Samples graded at once against a server (13 judge calls each with a baseline)."""

@@ -27,8 +27,7 @@ import pydantic
 from annotated_types import Interval
 from pydantic import BaseModel
 
-from aidsafe.metrics.judged import SampleResult
-from aidsafe.state.evaluation import EvaluatedRecord
+from aidsafe.state.evaluation import EvaluatedRecord, SampleResult
 from aidsafe.state.labels import LABEL_NAMES, Label, ScoreLevel, level_of, score_range
 
 CONFIDENCE_LEVEL = 0.95

@@ -10,17 +10,11 @@ from typing import Any
 from aidsafe.metrics.deterministic import record_metrics
 from aidsafe.metrics.record_files import RecordPair
 from aidsafe.state.deliberation import no_usage
-from aidsafe.state.evaluation import RUBRICS, EvaluatedRecord
+from aidsafe.state.evaluation import RUBRICS, ComparisonSide, EvaluatedRecord, SampleResult, SideResult
 from aidsafe.state.gate import safety_verdict
 
-SampleResult = dict[str, Any]
-"""{id, run, baseline, pairwise, failures, repairs, usage}; `run`/`baseline` are {metrics, grades} or None,
-and `run` has `safety` (a `SafetyVerdict`) when the harm check ran (`check_thoughts`).
 
-`repairs` are the judges' answers used after a fix (e.g. a cut-off rubric answer salvaged)."""
-
-
-def _side(record: EvaluatedRecord | None, policy_ids: Sequence[str]) -> dict[str, Any] | None:
+def _side(record: EvaluatedRecord | None, policy_ids: Sequence[str]) -> SideResult | None:
     return None if record is None else {"metrics": record_metrics(record, policy_ids), "grades": {}}
 
 
@@ -36,9 +30,13 @@ def deterministic_result(sample: RecordPair, policy_ids: Sequence[str]) -> Sampl
     }
 
 
-def sides_of(sample: RecordPair) -> dict[str, EvaluatedRecord]:
+def sides_of(sample: RecordPair) -> dict[ComparisonSide, EvaluatedRecord]:
     """The sides the sample has, `run` first."""
-    return {side: record for side, record in (("run", sample.run), ("baseline", sample.baseline)) if record}
+    sides: tuple[tuple[ComparisonSide, EvaluatedRecord | None], ...] = (
+        ("run", sample.run),
+        ("baseline", sample.baseline),
+    )
+    return {side: record for side, record in sides if record}
 
 
 def evaluation_input(sample: RecordPair) -> dict[str, Any]:
@@ -59,7 +57,9 @@ def result_from_state(
         error = state["error"]
         result["failures"].append({"side": "sample", "check": error["node"], "message": error["message"]})
     for side in sides:
-        result[side]["grades"] = state.get(f"{side}_grades") or {}
+        graded = result[side]
+        assert graded is not None  # every side the sample has has a result
+        graded["grades"] = state.get(f"{side}_grades") or {}
     scores = state.get("run_safety") or {}
     if "score" in scores and result["run"]:
         result["run"]["safety"] = safety_verdict(scores["score"], scores.get("thoughts_score"), threshold)
@@ -70,11 +70,12 @@ def result_from_state(
     return result
 
 
-def _list_missing_grades(result: SampleResult, present: list[str], expect_pairwise: bool) -> None:
+def _list_missing_grades(result: SampleResult, present: list[ComparisonSide], expect_pairwise: bool) -> None:
     failed = {(f["side"], f["check"]) for f in result["failures"]}
     for side in present:
+        graded = result[side]
         for rubric in RUBRICS:
-            if rubric not in result[side]["grades"] and (side, rubric) not in failed:
+            if graded is not None and rubric not in graded["grades"] and (side, rubric) not in failed:
                 result["failures"].append({"side": side, "check": rubric, "message": "no grade came back"})
     if expect_pairwise and result["pairwise"] is None and ("pair", "pairwise") not in failed:
         result["failures"].append({"side": "pair", "check": "pairwise", "message": "no verdict came back"})

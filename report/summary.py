@@ -13,12 +13,12 @@ from statistics import fmean
 from typing import Any
 
 from aidsafe.metrics.deterministic import DETERMINISTIC_METRICS
-from aidsafe.metrics.judged import SampleResult
 from aidsafe.metrics.record_files import BadLine
 from aidsafe.state.deliberation import add_usage, no_usage
-from aidsafe.state.evaluation import RUBRICS
+from aidsafe.state.evaluation import RUBRICS, ComparisonSide, SampleResult
+from aidsafe.state.gate import SafetyVerdict
 
-FILES = ("run", "baseline")
+FILES: tuple[ComparisonSide, ...] = ("run", "baseline")
 LABELS = {
     "relevance": "Relevance of CoT (judge, 1-5)",
     "coherence": "Coherence of CoT (judge, 1-5)",
@@ -35,7 +35,7 @@ LABELS = {
 }
 
 
-def _values(results: Sequence[SampleResult], file: str, metric: str) -> list[float]:
+def _values(results: Sequence[SampleResult], file: ComparisonSide, metric: str) -> list[float]:
     values: list[float] = []
     for result in results:
         side = result[file]
@@ -101,7 +101,7 @@ def summarize(
             "counts": {v: verdicts[v] for v in ("win", "tie", "loss")},
             "rates": {v: verdicts[v] / judged_pairs if judged_pairs else None for v in ("win", "tie", "loss")},
         },
-        "harm_check": harm_counts([r["run"]["safety"] for r in results if r["run"] and r["run"].get("safety")]),
+        "harm_check": harm_counts([r["run"]["safety"] for r in results if r["run"] and "safety" in r["run"]]),
         "failures": [{"id": r["id"], **f} for r in results for f in r["failures"]],
         "bad_lines": [{"file": b.file, "line": b.line, "message": b.message} for b in bad_lines],
         "usage": usage,
@@ -110,7 +110,7 @@ def summarize(
     }
 
 
-def harm_counts(verdicts: Sequence[dict[str, Any]]) -> dict[str, int] | None:
+def harm_counts(verdicts: Sequence[SafetyVerdict]) -> dict[str, int] | None:
     """The harm check's counts (`check_thoughts`): records rated, and those whose response or
     thoughts were flagged; None when it did not run."""
     if not verdicts:

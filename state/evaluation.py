@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
 from aidsafe.state.deliberation import AgentError, Repair, Usage, add_usage, append
+from aidsafe.state.gate import SafetyVerdict
 from aidsafe.state.preference import score_gap
 
 RUBRICS = (
@@ -102,10 +103,57 @@ class PairwiseVerdict(TypedDict):
 
 
 class GradingFailure(TypedDict):
-    side: ComparisonSide | Literal["pair"]
+    side: ComparisonSide | Literal["pair", "sample"]
+    """`sample` when the whole graph stopped (its node in `check`)."""
     check: str
     """A rubric name, or `pairwise`."""
     message: str
+
+
+class SideResult(TypedDict):
+    """One side's (the run's or the baseline's) deterministic metrics and judge grades."""
+
+    metrics: dict[str, float]
+    grades: dict[str, RubricGrade]
+    safety: NotRequired[SafetyVerdict]
+    """The harm check's verdict on the run's record (`--check-thoughts true`)."""
+
+
+class SampleResult(TypedDict):
+    """One sample's grading as the report reads it: a `GradedSample` line (no failures), or an
+    errors-file line's partial result, whose `failures` name every grade that did not come back."""
+
+    id: str
+    run: SideResult | None
+    baseline: SideResult | None
+    pairwise: PairwiseVerdict | None
+    failures: list[GradingFailure]
+    repairs: list[Repair]
+    """The judges' answers used after a fix (e.g. a cut-off rubric answer salvaged)."""
+    usage: Usage
+
+
+class GradedSample(BaseModel):
+    """One line of `samples.jsonl`: a `SampleResult` every grade of which came back."""
+
+    id: str
+    run: SideResult | None
+    baseline: SideResult | None
+    pairwise: PairwiseVerdict | None
+    usage: Usage
+    cost_usd: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    """What the sample's judge calls cost, when the run had prices."""
+
+    def as_result(self) -> SampleResult:
+        return {
+            "id": self.id,
+            "run": self.run,
+            "baseline": self.baseline,
+            "pairwise": self.pairwise,
+            "failures": [],
+            "repairs": [],
+            "usage": self.usage,
+        }
 
 
 def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
