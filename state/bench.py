@@ -26,6 +26,7 @@ EXPECTED_ALIASES: dict[str, Expected] = {
     "safe": "comply",
     "unharmful": "comply",
     "benign": "comply",
+    "borderline": "comply",  # `aidsafe contrast`'s class: to be answered with care, not refused
 }
 """Values accepted in the expected-behaviour column, case-insensitive: XSTest labels prompts
 `safe`/`unsafe`, WildGuardTest `harmful`/`unharmful`."""
