@@ -9,6 +9,7 @@ to Postgres (`BatchOptions.checkpoint`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -37,8 +38,9 @@ from aidsafe.batch.inputs import InputProblem, Sample
 from aidsafe.batch.ledger import Budget, Ledger, SharedLedger, budget_wait, served
 from aidsafe.batch.prices import Dollars, PriceError, PriceTable
 from aidsafe.batch.stores import CheckpointStore, PostgresUrl, checkpoint_shard, checkpoint_store, existing_shards
+from aidsafe.batch.waves import MAX_POLL_SECONDS, Mode, Sleep, WaveSettings, run_waves
 from aidsafe.metrics.deliberation import DeliberationStats, stats_text
-from aidsafe.nodes.context import AtLeastOne
+from aidsafe.nodes.context import AtLeastOne, Seconds
 from aidsafe.state.records import ErrorRecord
 
 
@@ -50,6 +52,9 @@ def _ray_address(value: str) -> str:
 
 RayAddress = Annotated[str, AfterValidator(_ray_address)]
 """A running Ray cluster, as `ray.init(address=...)` takes it."""
+
+
+MODE_ALONE = "--mode {mode} runs in this process with SQLite checkpoints: without --engine ray or --checkpoint"
 
 
 @pydantic.dataclasses.dataclass(kw_only=True)
@@ -75,6 +80,16 @@ class BatchOptions:
     starts a local Ray for the run."""
     checkpoint: PostgresUrl | None = None
     """A `postgresql://` URL for LangGraph's Postgres checkpointer; `None`: SQLite files beside the output."""
+    mode: Mode = "online"
+    """`online`: one HTTP request per model call; `batch`: the provider's Batch API, in waves, at batch
+    prices; `offline`: request files in `out.batches/` for `vllm run-batch` (`batch/waves.py`)."""
+    poll_seconds: Seconds = 30.0
+    """Batch and offline modes: the first pause between two polls of a wave's batches (it doubles,
+    up to ten minutes)."""
+    max_batch_requests: AtLeastOne = 50_000
+    """Batch and offline modes: requests per file at most (OpenAI's limit)."""
+    max_batch_bytes: AtLeastOne = 200_000_000
+    """Batch and offline modes: bytes per request file at most (OpenAI's limit: 200 MB)."""
 
     @property
     def errors(self) -> Path:
@@ -87,6 +102,22 @@ class BatchOptions:
     @property
     def checkpoints(self) -> Path:
         return self.output.with_suffix(".checkpoints.sqlite")
+
+    @property
+    def batches(self) -> Path:
+        """The folder of batch and offline modes' request files (and offline, the results files)."""
+        return self.output.with_suffix(".batches")
+
+    def waves(self) -> WaveSettings:
+        assert self.mode != "online"
+        return WaveSettings(
+            self.mode,
+            self.batches,
+            self.max_batch_requests,
+            self.max_batch_bytes,
+            self.poll_seconds,
+            max(self.poll_seconds, MAX_POLL_SECONDS),
+        )
 
     def writes(self) -> list[Path]:
         """Every file the run may create or replace (the checkpoint shards of any worker count)."""
@@ -136,6 +167,14 @@ class Summary:
     not_started: int = 0
     deliberation: dict[str, Any] | None = None
     """Deliberation statistics of this run's records (`metrics.deliberation`), for generate runs."""
+    mode: str = "online"
+    waves: int = 0
+    """Batch and offline modes: waves of batches (the last wave's number, earlier runs' included)."""
+    batches: int = 0
+    """Batches (request files) this run submitted."""
+    batch_requests: int = 0
+    failed_batch_requests: int = 0
+    """Requests that came back without an answer: sent again in the next wave, or their sample failed."""
 
     @property
     def ok(self) -> bool:
@@ -148,6 +187,11 @@ class Summary:
             f"LLM calls {self.llm_calls}, tokens {self.input_tokens} in / {self.output_tokens} out, "
             f"wall time {self.wall_seconds:.1f} s ({self.samples_per_second:.2f} samples/s)",
         ]
+        if self.mode != "online":
+            lines.append(
+                f"{self.mode} mode: {self.waves} waves, {self.batches} batches of {self.batch_requests} requests "
+                f"({self.failed_batch_requests} came back without an answer)"
+            )
         if self.deliberation:
             lines.append(stats_text(self.deliberation))
         if self.cost_usd is not None:
@@ -299,22 +343,30 @@ def _plan(
     return plan
 
 
-async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
+async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions, sleep: Sleep = asyncio.sleep) -> Summary:
     started = time.monotonic()
-    workers = min(options.workers, options.concurrency)
+    workers = 1 if options.mode != "online" else min(options.workers, options.concurrency)
     summary = Summary(
         output=str(options.output),
         errors=str(options.errors),
         concurrency=options.concurrency,
         workers=workers,
         engine=options.engine,
+        mode=options.mode,
     )
+    if options.mode != "online":
+        if options.engine != "local" or options.checkpoint is not None:
+            raise ValueError(
+                f"--mode {options.mode} runs in this process with SQLite checkpoints: no --engine ray or --checkpoint"
+            )
+        settings = job.settings.model_copy(update={"job": {**job.settings.job, "calls": options.mode}})
+        job = replace(job, settings=settings)
     check_outputs(options.reads, options.writes())
     options.output.parent.mkdir(parents=True, exist_ok=True)
     store = checkpoint_store(options.checkpoint, options.checkpoints, options.output)
     async with store.lease(options.output):
         job = replace(job, namespace=store.namespace(options.output))
-        await _run_leased(job, read, options, store, workers, summary)
+        await _run_leased(job, read, options, store, workers, summary, sleep)
     summary.wall_seconds = time.monotonic() - started
     summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds
     options.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
@@ -322,10 +374,18 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
 
 
 async def _run_leased(
-    job: GraphJob, read: ReadSamples, options: BatchOptions, store: CheckpointStore, workers: int, summary: Summary
+    job: GraphJob,
+    read: ReadSamples,
+    options: BatchOptions,
+    store: CheckpointStore,
+    workers: int,
+    summary: Summary,
+    sleep: Sleep,
 ) -> None:
     finished = finished_records(options.output, job.record_type, job.name)  # under the lease: it may cut a line
     done_ids = finished.ids
+    if options.mode == "batch" and options.prices is not None:  # every call at the provider's batch price
+        options = replace(options, prices=options.prices.for_batch())
     if options.prices is not None:
         summary.cost_usd, summary.output_cost_usd, summary.max_cost = 0.0, finished.cost_usd, options.max_cost
     with options.errors.open("w", encoding="utf-8") as errors, ExitStack() as stack:
@@ -339,7 +399,10 @@ async def _run_leased(
             stack.enter_context(ray_session(options.ray_address, workers))
         ledger: SharedLedger | None = None
         shared: SharedLedger
-        if options.max_cost is not None:
+        if options.max_cost is not None and options.mode != "online":
+            assert options.prices is not None
+            ledger = Ledger(options.max_cost, finished.cost_usd)  # the waves pay for each wave before it goes
+        elif options.max_cost is not None:
             assert options.prices is not None
             if options.engine == "ray":
                 ledger = shared = stack.enter_context(RayLedger.started(options.max_cost, finished.cost_usd))
@@ -402,7 +465,24 @@ async def _run_leased(
                 bar.set_postfix(shown, refresh=False)
                 bar.update()
 
-            if options.engine == "ray":
+            if options.mode != "online":
+                assert ledger is None or isinstance(ledger, Ledger)
+                report = await run_waves(
+                    job,
+                    todo(),
+                    store,
+                    options.concurrency,
+                    write,
+                    options.waves(),
+                    ledger=ledger,
+                    prices=options.prices,
+                    note=lambda shown: bar.set_postfix({"failed": summary.failed, **shown}),
+                    say=lambda text: bar.write(text, file=sys.stderr),
+                    sleep=sleep,
+                )
+                summary.waves, summary.batches = report.waves, report.batches
+                summary.batch_requests, summary.failed_batch_requests = report.requests, report.failed_requests
+            elif options.engine == "ray":
                 await run_on_ray(job, todo(), store, options.concurrency, options.rpm, workers, plan.resume, write)
             elif workers > 1:
                 await run_in_processes(
@@ -417,7 +497,8 @@ async def _run_leased(
         summary.not_started = plan.pending - summary.done - summary.failed - summary.unfinished
 
 
-def run_batch(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
+def run_batch(job: GraphJob, read: ReadSamples, options: BatchOptions, *, sleep: Sleep = asyncio.sleep) -> Summary:
     """Run a batch to the end; Ctrl-C stops it with every finished record written and the rest
-    checkpointed, so the same command resumes."""
-    return run_async(_run(job, read, options))
+    checkpointed, so the same command resumes. `sleep`: how batch mode waits between polls (tests
+    pass a fake clock's)."""
+    return run_async(_run(job, read, options, sleep))

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, get_args
 
-from aidsafe.batch.driver import BatchOptions, run_batch
+from aidsafe.batch.driver import MODE_ALONE, BatchOptions, run_batch
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.files import check_outputs
 from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, ReadOptions, Sample, read_samples
@@ -98,7 +98,45 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         help="Keep per-sample checkpoints in this Postgres database (LangGraph's Postgres saver, [ray] extra) "
         "instead of SQLite files beside the output; any worker on any machine can then continue any sample.",
     )
+    add_mode_arguments(parser)
     add_price_arguments(parser)
+
+
+def add_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("batch mode (docs/batch-mode.md)")
+    add_setting(
+        group,
+        BatchOptions,
+        "mode",
+        choices=get_args(setting_annotation(BatchOptions, "mode")),
+        default="online",
+        help="online: one HTTP request per model call (default); batch: the provider's Batch API (Files + "
+        "Batches endpoints at --base-url), every waiting call of every sample in one batch per wave, at batch "
+        "prices; offline: the same waves as request files in <output>.batches/ for `vllm run-batch`, answered "
+        "in results files beside them.",
+    )
+    add_setting(
+        group,
+        BatchOptions,
+        "poll_seconds",
+        "--batch-poll-seconds",
+        default=30.0,
+        help="First pause between two polls of a wave's batches; it doubles, up to 10 minutes (default 30).",
+    )
+    add_setting(
+        group,
+        BatchOptions,
+        "max_batch_requests",
+        default=50_000,
+        help="Requests per batch file at most (default 50,000, OpenAI's limit).",
+    )
+    add_setting(
+        group,
+        BatchOptions,
+        "max_batch_bytes",
+        default=200_000_000,
+        help="Bytes per batch file at most (default 200,000,000, OpenAI's limit).",
+    )
 
 
 PRICE_SETTINGS = (*(f.name for f in dataclasses.fields(PriceOptions)), "max_cost")
@@ -169,8 +207,12 @@ def batch_options(
             "--ray-address needs --checkpoint postgresql://... (the cluster's workers may be on other "
             "machines, where SQLite files beside the output are not)"
         )
+    if args.mode != "online" and (args.engine != "local" or args.checkpoint or (args.workers or 1) > 1):
+        raise UsageError(MODE_ALONE.format(mode=args.mode) + " or --workers")
     concurrency = args.concurrency or (1 if embedded else REMOTE_CONCURRENCY)
     workers = args.workers or (1 if embedded else min(os.cpu_count() or 1, math.ceil(concurrency / SAMPLES_PER_WORKER)))
+    if args.mode != "online":
+        workers = 1  # the waves run in this process: their graph steps need no model call
     return BatchOptions(
         output=output,
         concurrency=concurrency,
@@ -183,6 +225,10 @@ def batch_options(
         engine=args.engine,
         ray_address=args.ray_address,
         checkpoint=args.checkpoint,
+        mode=args.mode,
+        poll_seconds=args.poll_seconds,
+        max_batch_requests=args.max_batch_requests,
+        max_batch_bytes=args.max_batch_bytes,
     )
 
 
