@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -33,6 +34,7 @@ from aidsafe.batch.engine import (
     run_in_processes,
     run_inline,
 )
+from aidsafe.batch.estimate import Estimate, dry_run_size, spread_evenly
 from aidsafe.batch.files import UnsafeOutput, check_outputs
 from aidsafe.batch.inputs import InputProblem, Sample
 from aidsafe.batch.ledger import Budget, Ledger, SharedLedger, budget_wait, served
@@ -40,7 +42,7 @@ from aidsafe.batch.prices import Dollars, PriceError, PriceTable
 from aidsafe.batch.stores import CheckpointStore, PostgresUrl, checkpoint_shard, checkpoint_store, existing_shards
 from aidsafe.batch.waves import MAX_POLL_SECONDS, Mode, Sleep, WaveSettings, run_waves
 from aidsafe.metrics.deliberation import DeliberationStats, stats_text
-from aidsafe.nodes.context import AtLeastOne, Seconds
+from aidsafe.nodes.context import AtLeastOne, AtLeastZero, Seconds
 from aidsafe.state.records import ErrorRecord
 
 
@@ -90,6 +92,10 @@ class BatchOptions:
     """Batch and offline modes: requests per file at most (OpenAI's limit)."""
     max_batch_bytes: AtLeastOne = 200_000_000
     """Batch and offline modes: bytes per request file at most (OpenAI's limit: 200 MB)."""
+    dry_run: AtLeastZero | None = None
+    """Run this many samples of the input for real (0: 10 or 2% of it, whichever is larger), online,
+    into a temporary folder, and estimate the whole input's calls, tokens, dollars and time
+    (`batch/estimate.py`); nothing is written beside the output."""
 
     @property
     def errors(self) -> Path:
@@ -175,12 +181,17 @@ class Summary:
     batch_requests: int = 0
     failed_batch_requests: int = 0
     """Requests that came back without an answer: sent again in the next wave, or their sample failed."""
+    dry_run: dict[str, Any] | None = None
+    """A dry run's estimate for the whole input (`batch/estimate.py`)."""
+    dry_run_text: str = ""
 
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.input_errors == 0
 
     def text(self) -> str:
+        if self.dry_run_text:
+            return self.dry_run_text
         lines = [
             f"done {self.done}, failed {self.failed}, resumed {self.resumed}, skipped {self.skipped} "
             f"(already in output), input errors {self.input_errors}",
@@ -343,7 +354,13 @@ def _plan(
     return plan
 
 
-async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions, sleep: Sleep = asyncio.sleep) -> Summary:
+async def _run(
+    job: GraphJob,
+    read: ReadSamples,
+    options: BatchOptions,
+    sleep: Sleep = asyncio.sleep,
+    observe: Callable[[Outcome], None] | None = None,
+) -> Summary:
     started = time.monotonic()
     workers = 1 if options.mode != "online" else min(options.workers, options.concurrency)
     summary = Summary(
@@ -366,7 +383,7 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions, sleep: S
     store = checkpoint_store(options.checkpoint, options.checkpoints, options.output)
     async with store.lease(options.output):
         job = replace(job, namespace=store.namespace(options.output))
-        await _run_leased(job, read, options, store, workers, summary, sleep)
+        await _run_leased(job, read, options, store, workers, summary, sleep, observe)
     summary.wall_seconds = time.monotonic() - started
     summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds
     options.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
@@ -381,6 +398,7 @@ async def _run_leased(
     workers: int,
     summary: Summary,
     sleep: Sleep,
+    observe: Callable[[Outcome], None] | None,
 ) -> None:
     finished = finished_records(options.output, job.record_type, job.name)  # under the lease: it may cut a line
     done_ids = finished.ids
@@ -441,6 +459,8 @@ async def _run_leased(
         with options.output.open("a", encoding="utf-8") as output, bar:
 
             def write(outcome: Outcome) -> None:
+                if observe is not None:
+                    observe(outcome)
                 if options.prices is not None:
                     pay(outcome, options.prices)
                 if outcome.stopped:
@@ -501,4 +521,34 @@ def run_batch(job: GraphJob, read: ReadSamples, options: BatchOptions, *, sleep:
     """Run a batch to the end; Ctrl-C stops it with every finished record written and the rest
     checkpointed, so the same command resumes. `sleep`: how batch mode waits between polls (tests
     pass a fake clock's)."""
+    if options.dry_run is not None:
+        return run_async(_dry_run(job, read, options))
     return run_async(_run(job, read, options, sleep))
+
+
+async def _dry_run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
+    """Run a sample of the input online into a temporary folder; the summary holds the estimate."""
+    assert options.dry_run is not None
+    total = sum(1 for item in read() if isinstance(item, Sample))
+    chosen = spread_evenly(total, dry_run_size(options.dry_run, total))
+
+    def sample() -> Iterator[Sample | InputProblem]:
+        index = 0
+        for item in read():
+            if isinstance(item, Sample):
+                if index in chosen:
+                    yield item
+                index += 1
+
+    estimate = Estimate(total, options.concurrency)
+
+    def observe(outcome: Outcome) -> None:
+        estimate.add(outcome.usage, options.prices, failed=outcome.record is None)
+
+    with tempfile.TemporaryDirectory(prefix="aidsafe-dry-run-") as folder:
+        trial = replace(options, output=Path(folder) / options.output.name, dry_run=None, mode="online", max_cost=None)
+        summary = await _run(job, sample, trial, observe=observe)
+    estimate.wall_seconds = summary.wall_seconds
+    summary.output = summary.errors = ""
+    summary.dry_run, summary.dry_run_text = estimate.as_dict(), estimate.text()
+    return summary

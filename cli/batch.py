@@ -23,6 +23,7 @@ from aidsafe.cli.exit_codes import COST_CAP_REACHED
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.llama_server import EmbeddedServerDied, died_at
 from aidsafe.nodes.context import EMBEDDED, Context, setting_annotation
+from aidsafe.nodes.servers import OFFLINE_BASE_URL
 from aidsafe.policies import load_policies
 
 REMOTE_CONCURRENCY = 16
@@ -103,7 +104,19 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_mode_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("batch mode (docs/batch-mode.md)")
+    group = parser.add_argument_group("batch mode and dry run (docs/batch-mode.md)")
+    add_setting(
+        group,
+        BatchOptions,
+        "dry_run",
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="N",
+        help="Run N samples of the input for real (default: 10 or 2%% of it, whichever is larger), online, into "
+        "a temporary folder, and print the estimated model calls, tokens, dollars (online and batch) and wall "
+        "time for the whole input, with the spread seen; nothing is written to the output.",
+    )
     add_setting(
         group,
         BatchOptions,
@@ -229,6 +242,7 @@ def batch_options(
         poll_seconds=args.poll_seconds,
         max_batch_requests=args.max_batch_requests,
         max_batch_bytes=args.max_batch_bytes,
+        dry_run=args.dry_run,
     )
 
 
@@ -244,6 +258,14 @@ def server_death(served: dict[str, Any], embedded: bool) -> EmbeddedServerDied |
     return died_at(served["base_url"], grace=0) if embedded else None
 
 
+def offline_context(args: argparse.Namespace, context: dict[str, Any]) -> dict[str, Any]:
+    """`--mode offline` has no server: unless a base URL is given, the embedded model is not started
+    and the requests are made as for a server that takes `json_schema` (vLLM)."""
+    if args.mode == "offline" and Context(**context).base_url == EMBEDDED:
+        return {**context, "base_url": OFFLINE_BASE_URL}
+    return context
+
+
 def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFactory, reader: Reader) -> int:
     """Check the policies, start the model server if asked, run the batch, print the summary.
 
@@ -253,7 +275,7 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     stopped the run (a re-run with a higher cap continues), 130 on Ctrl-C (finished records are kept;
     the same command resumes).
     """
-    context = context_from_args(args)
+    context = offline_context(args, context_from_args(args))
     output = Path(args.output) if args.output else default_output(args.inputs, kind(args) if callable(kind) else kind)
     embedded = Context(**context).base_url == EMBEDDED
     read = partial(

@@ -7,15 +7,20 @@ the same records as online mode, in few waves, and never submit a request twice 
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
+from collections import Counter
 from functools import partial
+from pathlib import Path
 
 import pytest
 
 from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.generate import DeliberationRecord, generate_job
 from aidsafe.batch.inputs import read_samples
+from aidsafe.nodes.servers import OFFLINE_BASE_URL
 from tests.fakes import ROOT, BatchStandIn, FakeClock, RandomSchemaAnswers, StubServer, prompts, read_jsonl, write_jsonl
 from tests.runs import assert_every_sample_once, command, kill_driver
 
@@ -33,23 +38,68 @@ def without_settings(records):
     return sorted(({k: v for k, v in r.items() if k != "settings"} for r in records), key=lambda r: r["id"])
 
 
-def test_batch_mode_gives_online_records_in_few_waves(tmp_path):
-    count = 20
+LONGEST_PATH = 9
+"""The deliberation's calls one after another: intents, seed, 3 rounds of 2 deliberators in turn, refiner."""
+
+
+def extra_waves(submitted: list[list[str]]) -> int:
+    """The most waves any one sample may add to the longest path: its requests sent again (failed,
+    expired) and its nodes' later calls (re-asks), custom id `thread:interrupt:call`."""
+    extra: Counter[str] = Counter()
+    seen: set[str] = set()
+    for cid in (cid for batch in submitted for cid in batch):
+        thread, _, call = cid.split(":")
+        extra[thread] += cid in seen or int(call) > 0
+        seen.add(cid)
+    return max(extra.values(), default=0)
+
+
+@pytest.mark.slow
+def test_200_prompts_in_batch_mode_give_the_online_records_in_few_waves(tmp_path):
+    """Random schema-valid answers, a tenth of the requests failed once, the second batch expired
+    (half answered), every batch taking five minutes of fake time: the records are online mode's."""
+    count = 200
     with StubServer(respond=RandomSchemaAnswers()) as online:
         _, online_records = generate(online, tmp_path, count, "online")
     clock = FakeClock()
-    with BatchStandIn(
-        respond=RandomSchemaAnswers(), clock=clock, duration=300, fail_rate=0.1, expire=frozenset({2})
-    ) as api:
+    answers = RandomSchemaAnswers()
+    with BatchStandIn(respond=answers, clock=clock, duration=300, fail_rate=0.1, expire=frozenset({2})) as api:
         summary, records = generate(api, tmp_path, count, "batch", sleep=clock.sleep, mode="batch", poll_seconds=10)
-    print(summary.text())
-    assert summary.done == count and summary.failed == 0
+    assert (summary.done, summary.failed) == (count, 0)
     for record in records:
         DeliberationRecord.model_validate(record)
         assert record["settings"]["calls"] == "batch"
     assert without_settings(records) == without_settings(online_records)
-    submitted = [cid for batch in api.submitted for cid in batch]
-    print(len(submitted), len(set(submitted)), summary.waves, clock.now)
+    assert summary.waves <= LONGEST_PATH + extra_waves(api.submitted)
+    assert clock.now >= summary.waves * 300  # each wave waited for its batch
+
+
+def test_batch_files_are_split_at_the_limits_and_a_failed_batch_is_sent_again(tmp_path):
+    clock = FakeClock()
+    with BatchStandIn(respond=RandomSchemaAnswers(), clock=clock, duration=60, fail=frozenset({1})) as api:
+        summary, records = baseline(api, tmp_path, 5, sleep=clock.sleep, max_batch_requests=2)
+    assert (summary.done, summary.failed) == (5, 0)
+    assert [len(batch) for batch in api.submitted[:3]] == [2, 2, 1] and max(map(len, api.submitted)) == 2
+    assert set(api.submitted[0]) <= {cid for batch in api.submitted[3:] for cid in batch}  # the failed batch's
+    assert sorted(r["id"] for r in records) == [f"s{i}" for i in range(5)]
+
+
+def test_a_request_that_keeps_failing_fails_its_sample_into_the_errors_file(tmp_path):
+    clock = FakeClock()
+    with BatchStandIn(respond=RandomSchemaAnswers(), clock=clock, fail_rate=0.5, seed=3) as api:
+        summary, records = baseline(api, tmp_path, 6, sleep=clock.sleep, http_retries=0)
+    failed = len(api.submitted[0]) - len(records)
+    assert summary.failed == failed > 0 and summary.done == 6 - failed
+    errors = read_jsonl(tmp_path / "batch.errors.jsonl")
+    assert all("injected failure" in line["error"]["message"] for line in errors)
+
+
+def baseline(server: StubServer, tmp_path, count: int, sleep, http_retries: int = 3, **options):
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(count))
+    context = {"base_url": server.base_url, "model": "random", "http_retries": http_retries}
+    batch = BatchOptions(output=tmp_path / "batch.jsonl", progress=False, mode="batch", poll_seconds=1, **options)
+    summary = run_batch(generate_job(context, zero_shot=True), partial(read_samples, [inputs]), batch, sleep=sleep)
+    return summary, read_jsonl(batch.output)
 
 
 @pytest.mark.slow
@@ -75,3 +125,40 @@ def test_a_run_killed_while_its_batch_is_pending_picks_the_batch_up(tmp_path):
     assert len(submitted) == len(set(submitted))  # no request paid twice
     assert_every_sample_once(out, rows)
     assert not list(tmp_path.glob("out.checkpoints*")) and not (tmp_path / "out.batches").exists()
+
+
+def test_offline_files_round_trip_through_vllm_run_batch(tmp_path, capsys):
+    """`--mode offline` writes `requests-NNN.jsonl`, prints the `vllm run-batch` command, and goes on
+    when the results file is there: a script playing vLLM answers each file with the printed command."""
+    rows = prompts(4)
+    inputs = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    played: list[str] = []
+
+    async def play_vllm(seconds: float) -> None:
+        printed = capsys.readouterr().err
+        for line in printed.splitlines():
+            if "run  vllm run-batch" in line:
+                command = line.split("run  vllm run-batch ", 1)[1].split()
+                played.append(Path(command[1]).name)
+                subprocess.run([sys.executable, str(ROOT / "tests" / "fake_vllm_run_batch.py"), *command], cwd=ROOT,
+                               check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+
+    context = {"base_url": OFFLINE_BASE_URL, "model": "Qwen/Qwen3-8B"}
+    options = BatchOptions(output=out, progress=False, mode="offline", poll_seconds=1)
+    summary = run_batch(
+        generate_job(context, zero_shot=True), partial(read_samples, [inputs]), options, sleep=play_vllm
+    )
+    assert (summary.done, summary.failed) == (4, 0) and played[0] == "requests-001.jsonl"
+    assert summary.waves == len(played)
+    with StubServer(respond=RandomSchemaAnswers()) as online:
+        _, online_records = baseline_online(online, tmp_path, rows)
+    assert without_settings(read_jsonl(out)) == without_settings(online_records)
+    assert not (tmp_path / "out.batches").exists()  # answered files are removed
+
+
+def baseline_online(server: StubServer, tmp_path, rows):
+    context = {"base_url": server.base_url, "model": "Qwen/Qwen3-8B"}
+    options = BatchOptions(output=tmp_path / "online.jsonl", progress=False)
+    read = partial(read_samples, [tmp_path / "in.jsonl"])
+    return run_batch(generate_job(context, zero_shot=True), read, options), read_jsonl(options.output)
