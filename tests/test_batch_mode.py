@@ -20,7 +20,10 @@ import pytest
 from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.generate import DeliberationRecord, generate_job
 from aidsafe.batch.inputs import read_samples
+from aidsafe.cli.main import main
 from aidsafe.nodes.servers import OFFLINE_BASE_URL
+from aidsafe.state.evaluation import RUBRICS
+from aidsafe.state.records import PreferenceRecord
 from tests.fakes import ROOT, BatchStandIn, FakeClock, RandomSchemaAnswers, StubServer, prompts, read_jsonl, write_jsonl
 from tests.runs import assert_every_sample_once, command, kill_driver
 
@@ -162,3 +165,49 @@ def baseline_online(server: StubServer, tmp_path, rows):
     options = BatchOptions(output=tmp_path / "online.jsonl", progress=False)
     read = partial(read_samples, [tmp_path / "in.jsonl"])
     return run_batch(generate_job(context, zero_shot=True), read, options), read_jsonl(options.output)
+
+
+def cli(command: str, server: StubServer, *args: str) -> int:
+    flags = ["--base-url", server.base_url, "--model", "random", "--no-progress", "--concurrency", "64"]
+    return main([command, *args, *flags])
+
+
+BATCH = ("--mode", "batch", "--batch-poll-seconds", "0.01")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """200 generate records (online), the input of the prefer and evaluate runs."""
+    folder = tmp_path_factory.mktemp("generated")
+    inputs = write_jsonl(folder / "in.jsonl", prompts(200))
+    with StubServer(respond=RandomSchemaAnswers()) as server:
+        assert cli("generate", server, str(inputs), "-o", str(folder / "out.jsonl"), "--max-rounds", "1") == 0
+    return folder / "out.jsonl"
+
+
+@pytest.mark.slow
+def test_prefer_in_batch_mode_gives_the_online_records(generated, tmp_path):
+    """Half the input generate records, half prompts; some requests failed, the second batch expired."""
+    fresh = [{"id": f"p{i}", "prompt": f"fresh prompt {i}"} for i in range(100)]
+    inputs = write_jsonl(tmp_path / "in.jsonl", [*read_jsonl(generated)[:100], *fresh])
+    flags = ("--max-rounds", "1", "--whisper-iterations", "2")
+    with StubServer(respond=RandomSchemaAnswers(seed=1)) as server:
+        assert cli("prefer", server, str(inputs), "-o", str(tmp_path / "online.jsonl"), *flags) == 0
+    with BatchStandIn(respond=RandomSchemaAnswers(seed=1), fail_rate=0.1, expire=frozenset({2})) as api:
+        assert cli("prefer", api, str(inputs), "-o", str(tmp_path / "batch.jsonl"), *flags, *BATCH) == 0
+    records = read_jsonl(tmp_path / "batch.jsonl")
+    assert len(records) == 200 and all(PreferenceRecord.model_validate(r) for r in records)
+    assert without_settings(records) == without_settings(read_jsonl(tmp_path / "online.jsonl"))
+
+
+@pytest.mark.slow
+def test_evaluate_in_batch_mode_gives_the_online_grades(generated, tmp_path):
+    baseline = write_jsonl(tmp_path / "baseline.jsonl", read_jsonl(generated)[:50])
+    args = (str(generated), "--baseline", str(baseline))
+    with StubServer(respond=RandomSchemaAnswers(seed=2)) as server:
+        assert cli("evaluate", server, *args, "--out", str(tmp_path / "online")) == 0
+    with BatchStandIn(respond=RandomSchemaAnswers(seed=2), fail_rate=0.1, expire=frozenset({2})) as api:
+        assert cli("evaluate", api, *args, "--out", str(tmp_path / "batch"), *BATCH) == 0
+    samples = read_jsonl(tmp_path / "batch" / "samples.jsonl")
+    assert len(samples) == 200 and all(set(sample["run"]["grades"]) == set(RUBRICS) for sample in samples)
+    assert without_settings(samples) == without_settings(read_jsonl(tmp_path / "online" / "samples.jsonl"))
