@@ -506,14 +506,19 @@ class Waves:
 
     def within_cap(self) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, float]]:
         """The next wave's requests: every waiting sample's, or under a cap those of the samples whose
-        calls' most possible cost (batch prices) the ledger grants; the money held per sample."""
+        calls' most possible cost (batch prices) the ledger grants beside the money spent and held
+        by this wave; the money held per sample. A sample that fits only once the wave's calls have
+        settled waits for the next wave; one that does not fit at all stops the run."""
         requests: list[tuple[str, dict[str, Any]]] = []
         held: dict[str, float] = {}
         for thread_id in self.pending:
             mine = self.requests_of(thread_id)
             if self.ledger is not None and self.prices is not None:
                 amount = sum(self.reservation(payload) for _, payload in mine)
-                if self.ledger.reserve(amount) is not True:
+                granted = self.ledger.reserve(amount)
+                if granted is None:  # fits once this wave's calls have settled: the next wave
+                    continue
+                if not granted:  # the ledger stopped: no later reservation is granted
                     self.report.stopped = True
                     continue
                 held[thread_id] = amount

@@ -7,6 +7,7 @@ the same records as online mode, in few waves, and never submit a request twice 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.generate import DeliberationRecord, generate_job
 from aidsafe.batch.inputs import read_samples
+from aidsafe.batch.prices import load_prices
 from aidsafe.cli.main import main
 from aidsafe.nodes.servers import OFFLINE_BASE_URL
 from aidsafe.state.evaluation import RUBRICS
@@ -211,3 +213,39 @@ def test_evaluate_in_batch_mode_gives_the_online_grades(generated, tmp_path):
     samples = read_jsonl(tmp_path / "batch" / "samples.jsonl")
     assert len(samples) == 200 and all(set(sample["run"]["grades"]) == set(RUBRICS) for sample in samples)
     assert without_settings(samples) == without_settings(read_jsonl(tmp_path / "online" / "samples.jsonl"))
+
+
+def test_the_cap_is_checked_before_a_wave_at_batch_prices(tmp_path):
+    """Each baseline call reserves its prompt bytes and `max_tokens` at the batch price (half of the
+    online price here) before its wave: a cap under one reservation sends nothing and stops the run;
+    one of three and a half reservations sends three in the first wave, the rest once those have
+    settled (their answers cost far less than reserved); every record is priced at batch prices."""
+    clock = FakeClock()
+    prices = load_prices(None, input_price=1.0, output_price=1.0)
+    with BatchStandIn(respond=RandomSchemaAnswers(), clock=clock) as api:
+        inputs = write_jsonl(tmp_path / "in.jsonl", prompts(6))
+        context = {"base_url": api.base_url, "model": "random", "max_tokens": 100}
+        job, read = generate_job(context, zero_shot=True), partial(read_samples, [inputs])
+        options = BatchOptions(output=tmp_path / "out.jsonl", progress=False, mode="batch", prices=prices)
+        summary = run_batch(job, read, BatchOptions(**{**vars(options), "max_cost": 1e-6}), sleep=clock.sleep)
+        assert summary.stopped_at_cost and summary.unfinished == 6 and not api.submitted
+        run_batch(job, read, BatchOptions(**{**vars(options), "max_cost": 1000.0, "output": tmp_path / "probe.jsonl"}))
+        per_sample = json_bytes_reservation(api)
+        api.submitted.clear()
+        summary = run_batch(
+            job, read, BatchOptions(**{**vars(options), "max_cost": per_sample * 3.5}), sleep=clock.sleep
+        )
+    assert len(api.submitted[0]) == 3 and summary.done + summary.failed == 6 and not summary.stopped_at_cost
+    assert summary.output_cost_usd <= per_sample * 3.5
+    for record in read_jsonl(tmp_path / "out.jsonl"):
+        usage = record["usage"]
+        assert record["cost_usd"] == pytest.approx((usage["input_tokens"] + usage["output_tokens"]) * 0.5e-6)
+
+
+def json_bytes_reservation(api: BatchStandIn) -> float:
+    """The most a first baseline call may cost at batch prices ($0.50 per million tokens either way):
+    its prompt's bytes (messages and schema, 16 per message) and `max_tokens`, from the request sent."""
+    body = api.requests[0]
+    schema = body["response_format"]["json_schema"]["schema"]
+    prompt = sum(len(m["content"].encode()) for m in body["messages"]) + len(json.dumps(schema).encode())
+    return (prompt + 16 * len(body["messages"]) + 100) * 0.5e-6
