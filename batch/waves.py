@@ -69,6 +69,8 @@ CHAT_COMPLETIONS = "/v1/chat/completions"
 ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 """A batch's final statuses; `validating`, `in_progress`, `finalizing`, `cancelling` come before."""
 Sleep = Callable[[float], Awaitable[None]]
+FIND_AMONG = 1000
+"""How many of a provider's latest batches are searched for one an earlier run started unnoted."""
 MAX_POLL_SECONDS = 600.0
 """The longest pause between two polls."""
 
@@ -147,9 +149,14 @@ class OpenAIBatches:
         return batch.id
 
     async def find(self, file_id: str) -> str | None:
+        """Among the provider's latest batches (newest first, `FIND_AMONG` at most)."""
+        seen = 0
         async for batch in self.client.batches.list(limit=100):
             if batch.input_file_id == file_id:
                 return batch.id
+            seen += 1
+            if seen >= FIND_AMONG:
+                break
         return None
 
     async def state(self, batch_id: str) -> BatchState:
@@ -541,7 +548,8 @@ class Waves:
                 if batch_id not in states or not states[batch_id].ended:
                     states[batch_id] = await self.provider(base_url).state(batch_id)
             shown = [f"{s.status} {s.completed + s.failed}/{s.total}" for s in states.values()]
-            self.note({"wave": wave, "waiting": len(self.pending), "batch": ", ".join(shown)})
+            requests = sum(len(interrupts) for interrupts in self.pending.values())
+            self.note({"wave": wave, "pending requests": requests, "batch": ", ".join(shown)})
             if all(state.ended for state in states.values()):
                 break
             await self.sleep(pause)

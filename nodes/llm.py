@@ -10,7 +10,10 @@ error shown to the model, a bounded number of times.
 
 Model-call logic is written once, as a `Conversation` generator that yields `Request`s and gets
 the replies back; `drive` and `adrive` are the only sync and async code that talks to a model.
-Under a spending cap, `adrive` asks the run's `Spending` before each call (`--max-cost`).
+Under a spending cap, `adrive` asks the run's `Spending` before each call (`--max-cost`). In batch
+mode (`--mode batch|offline`) it sends nothing: each call stops the node at LangGraph's `interrupt`
+with the request's body, and the node is resumed with the answer from a batch (`waiting_call`,
+`batch/waves.py`); the answer then goes through the same contract.
 """
 
 from __future__ import annotations

@@ -814,6 +814,9 @@ class BatchStandIn(StubServer):
     expire: frozenset[int] = frozenset()
     fail: frozenset[int] = frozenset()
     seed: int = 0
+    lose_created: int = 0
+    """The first this many batches are created but answered with an error, as when the client is
+    killed before the answer comes: a re-run must find them (`GET /batches`), not create them again."""
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     submitted: list[list[str]] = field(default_factory=list)
@@ -881,6 +884,10 @@ class BatchStandIn(StubServer):
             def do_GET(self) -> None:
                 path = self.path.split("?")[0].removeprefix("/v1")
                 with stand_in._batch_lock:
+                    if path == "/batches":  # newest first, one page
+                        listing = [stand_in._batch(batch_id) for batch_id in reversed(stand_in.batches)]
+                        send_json(self, 200, json.dumps({"object": "list", "data": listing, "has_more": False}))
+                        return
                     if path.startswith("/batches/"):
                         send_json(self, 200, json.dumps(stand_in._batch(path.split("/")[2])))
                         return
@@ -919,6 +926,10 @@ class BatchStandIn(StubServer):
                             "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
                         }  # fmt: skip
                         answer = dict(stand_in.batches[batch_id])
+                        lost = len(stand_in.batches) <= stand_in.lose_created
+                    if lost:
+                        send_json(self, 400, json.dumps({"error": {"message": "the answer was lost"}}))
+                        return
                     send_json(self, 200, json.dumps(answer))
                 else:
                     send_json(self, *stand_in.handle(json.loads(data)))

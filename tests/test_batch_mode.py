@@ -16,6 +16,7 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
+import openai
 import pytest
 
 from aidsafe.batch.driver import BatchOptions, run_batch
@@ -249,3 +250,16 @@ def json_bytes_reservation(api: BatchStandIn) -> float:
     schema = body["response_format"]["json_schema"]["schema"]
     prompt = sum(len(m["content"].encode()) for m in body["messages"]) + len(json.dumps(schema).encode())
     return (prompt + 16 * len(body["messages"]) + 100) * 0.5e-6
+
+
+def test_a_batch_started_but_not_noted_is_found_not_started_again(tmp_path):
+    """The run dies after `batches.create` made the batch but before it kept the id (the stand-in
+    loses the answer): the re-run finds the batch by its input file and starts no other."""
+    clock = FakeClock()
+    with BatchStandIn(respond=RandomSchemaAnswers(), clock=clock, lose_created=1) as api:
+        with pytest.raises(openai.BadRequestError):
+            baseline(api, tmp_path, 3, sleep=clock.sleep)
+        summary, records = baseline(api, tmp_path, 3, sleep=clock.sleep)
+    assert len(records) == 3 and summary.done + summary.failed == 3
+    submitted = [cid for batch in api.submitted for cid in batch]
+    assert len(submitted) == len(set(submitted)) and len(api.submitted[0]) == 3
