@@ -637,6 +637,9 @@ async def run_waves(
             journal=journal,
         )
         report = await waves.run(samples)
+        if not journal.pending():  # every file answered: what a killed run left is stale
+            for stale in [*settings.folder.glob("requests-*.jsonl"), *settings.folder.glob("results-*.jsonl")]:
+                stale.unlink()
         journal.remove()
         with contextlib.suppress(OSError):  # empty once every file is answered
             settings.folder.rmdir()
