@@ -79,6 +79,8 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True)
     limit = ["--limit", str(args.bench_limit)] if args.bench_limit else []
+    # the embedded model before training judges itself unless a judge is named: it only shows the loop runs
+    self_judge = [] if {"--judge-model", "--judge-base-url"} & set(model_flags) else ["--self-judge"]
     seconds = {
         "generate": aidsafe("generate", str(ROOT / "examples" / "prompts.jsonl"), "-o", str(work / "gen.jsonl"),
                             "--limit", str(args.generate_limit), "--max-tokens", str(args.max_tokens), "--no-progress",
@@ -88,7 +90,7 @@ def main() -> None:
                          "--batch-size", "1", "--max-length", "512"),
         "bench": aidsafe("bench", *map(str, BENCH_FILES), "--model", "embedded", "--model", str(work / "model"),
                          "--out", str(work / "bench"), "--max-tokens", str(args.max_tokens), "--no-progress", *limit,
-                         *model_flags),
+                         *model_flags, *self_judge),
     }  # fmt: skip
     trained = json.loads((work / "model" / "aidsafe_train.json").read_text())["result"]
     models = json.loads((work / "bench" / "summary.json").read_text())["models"]

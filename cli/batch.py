@@ -40,8 +40,11 @@ Reader = Callable[..., Iterator[Sample | InputProblem]]
 """`read_samples` or a wrapper with its signature."""
 
 
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", help="JSONL, JSON array, CSV files or `save_to_disk` dataset folders.")
+def add_input_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The input files and how they are read; `required=False` when a command has other inputs too."""
+    parser.add_argument(
+        "inputs", nargs="+" if required else "*", help="JSONL, JSON array, CSV files or `save_to_disk` dataset folders."
+    )
     add_setting(
         parser, ReadOptions, "prompt_field", default="prompt", help="Column holding the prompt (default: prompt)."
     )

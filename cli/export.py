@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from aidsafe.cli.options import UsageError, add_setting
-from aidsafe.export.card import evaluation_agreement
+from aidsafe.export.card import decontamination_summary, evaluation_agreement
 from aidsafe.export.quality import PairQuality, RowFilter, safety_gate
 from aidsafe.export.training import EXPORTERS, NothingToExport, assistant_turn, default_output, export
 from aidsafe.nodes.context import Context
@@ -33,10 +33,13 @@ def run(args: argparse.Namespace) -> int:
     filters = row_filters(args)
     try:
         agreement = evaluation_agreement(Path(args.evaluation), records) if args.evaluation else None
+        beside = records.with_suffix(".decontamination.json")  # written by `generate --clean`
+        cleaned = Path(args.decontamination) if args.decontamination else beside if beside.is_file() else None
+        decontamination = decontamination_summary(cleaned) if cleaned else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:
-        result = export(records, args.format, output, filters, agreement)
+        result = export(records, args.format, output, filters, agreement, decontamination)
     except NothingToExport as exc:
         print(f"aidsafe export: {exc}", file=sys.stderr)
         return 1
@@ -79,6 +82,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="The folder of an `aidsafe evaluate --labels` of these records: the card then shows how far the "
         "judge agrees with people (its agreement table).",
+    )
+    parser.add_argument(
+        "--decontamination",
+        metavar="FILE",
+        help="The counts of an `aidsafe clean` of these records' prompts (CLEAN.decontamination.json): the card "
+        "then shows them. Default: <records>.decontamination.json beside the records, which `generate --clean` "
+        "writes, when it exists.",
     )
     group = parser.add_argument_group("DPO pair quality (--format dpo)")
     add_setting(

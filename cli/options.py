@@ -17,7 +17,14 @@ from typing import Annotated, Any, get_args
 from annotated_types import Interval
 from pydantic import ValidationError
 
-from aidsafe.nodes.context import Context, Deliberators, check_value, context_problems, setting_annotation
+from aidsafe.nodes.context import (
+    Context,
+    Deliberators,
+    check_value,
+    context_problems,
+    setting_annotation,
+    setting_annotations,
+)
 
 Port = Annotated[int, Interval(ge=0, le=65535)]
 """A port to listen on, for `aidsafe serve` and `aidsafe view --label`; 0 lets the system pick a free one."""
@@ -84,7 +91,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, exclude: Collection[str
     """One flag per context field, plus `--n-deliberators`; `exclude` names the ones a command
     defines its own way (`aidsafe bench` uses `--model` for the models under test)."""
     group = parser.add_argument_group("model and deliberation (default: the embedded SmolLM2-135M)")
-    hints = typing.get_type_hints(Context)
+    hints = setting_annotations(Context, extras=False)
     for field in dataclasses.fields(Context):
         if field.name in exclude:
             continue

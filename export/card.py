@@ -1,8 +1,9 @@
 """The dataset card `aidsafe export` writes beside the data: `README.md` with Hugging Face Hub YAML
 front matter (configs, features, splits, size; `license` left for the user) and a body made from
 the records: models per role, policy set and hash, deliberation settings, counts, rounds to
-consensus, refiner removals by reason, refusal rate, token usage, and for DPO data the warning that
-the rejected side is harmful by design. The folder then uploads as is with `huggingface-cli upload`.
+consensus, refiner removals by reason, refusal rate, token usage, the decontamination of the
+prompts when it is known (`aidsafe clean`), and for DPO data the warning that the rejected side is
+harmful by design. The folder then uploads as is with `huggingface-cli upload`.
 
 `CardFacts` collects the figures while the export streams the records, so a large file is read once.
 """
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 from aidsafe.metrics.deliberation import DeliberationStats
 from aidsafe.policies import load_policies
 from aidsafe.report.markdown import agreement_section
+from aidsafe.state.contrast import CLASSES
 from aidsafe.state.preference import score_gap
 from aidsafe.state.records import GenerateRecord, PreferenceRecord
 
@@ -69,6 +71,10 @@ class CardFacts:
     """Records read but not exported, by reason (filled by the export's filters)."""
     agreement: dict[str, Any] | None = None
     """The agreement section of an `aidsafe evaluate --labels` of the exported file (`evaluation_agreement`)."""
+    prompt_mix: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(main policy, class) -> rows, from the labels `aidsafe contrast` gives each prompt (kept in `metadata`)."""
+    decontamination: dict[str, Any] | None = None
+    """The counts of the `aidsafe clean` (or `generate --clean`) of the prompts (`decontamination_summary`)."""
 
     def add(self, record: BaseModel) -> None:
         """Count a record that became a row."""
@@ -90,6 +96,9 @@ class CardFacts:
         if record.cost_usd is not None:
             self.cost_usd += record.cost_usd
             self.priced += 1
+        label, policies = record.metadata.get("class"), record.metadata.get("policies")
+        if isinstance(label, str) and isinstance(policies, list) and policies:
+            self.prompt_mix[(str(policies[0]), label)] += 1
         if isinstance(record, GenerateRecord):
             self.deliberation.add(record.model_dump(mode="json"))
         else:
@@ -121,6 +130,8 @@ class CardFacts:
             "deliberation": self.deliberation.as_dict() if self.deliberation.samples else None,
             "thought_rounds": [str(r) for r in sorted({r for rs in self.deliberation.thoughts.values() for r in rs})],
             "agreement": self.agreement,
+            "prompt_mix": self.mix_table() if self.prompt_mix else None,
+            "decontamination": self.decontamination,
             "preference": {
                 "chosen_score_mean": round(fmean(self.chosen_scores), 4),
                 "rejected_score_mean": round(fmean(self.rejected_scores), 4),
@@ -130,6 +141,15 @@ class CardFacts:
             if self.chosen_scores
             else None,
         }
+
+    def mix_table(self) -> dict[str, Any]:
+        """Rows by main policy and class (the classes of `aidsafe contrast`, then any other label)."""
+        order: dict[str, int] = {name: index for index, name in enumerate(CLASSES)}
+        labels = sorted({label for _, label in self.prompt_mix}, key=lambda c: (order.get(c, len(order)), c))
+        policies = list(dict.fromkeys(policy for policy, _ in sorted(self.prompt_mix)))
+        rows = [{"policy": p, "counts": [self.prompt_mix[(p, c)] for c in labels]} for p in policies]
+        labelled = sum(self.prompt_mix.values())
+        return {"classes": labels, "rows": rows, "labelled": labelled, "unlabelled": self.rows - labelled}
 
 
 def front_matter(fmt: str, data_file: Path, facts: CardFacts, written: Path) -> dict[str, Any]:
@@ -193,6 +213,22 @@ def evaluation_agreement(folder: Path, records: Path) -> dict[str, Any]:
     if not summary.get("agreement"):
         raise ValueError(f"{summary_file} has no agreement: evaluate with --labels first")
     return dict(summary["agreement"])
+
+
+DECONTAMINATION_KEYS = {"ngram", "near", "references", "prompts", "kept", "dropped"}
+
+
+def decontamination_summary(path: Path) -> dict[str, Any]:
+    """The counts `aidsafe clean` wrote (`<output>.decontamination.json`); `ValueError` says why not."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not the counts of an `aidsafe clean` ({exc})") from None
+    if not isinstance(summary, dict) or not summary.keys() >= DECONTAMINATION_KEYS:
+        raise ValueError(
+            f"{path}: not the counts of an `aidsafe clean` (needs {', '.join(sorted(DECONTAMINATION_KEYS))})"
+        )
+    return summary
 
 
 def card_path(folder: Path, stem: str) -> Path:

@@ -116,6 +116,7 @@ def export(
     output: Path,
     filters: Sequence[RowFilter] = (),
     agreement: dict[str, Any] | None = None,
+    decontamination: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Write `output` (JSONL), the same rows as a parquet dataset in `output` with `.parquet`, and
     the dataset card (`export.card`) beside them.
@@ -124,7 +125,8 @@ def export(
     record one of `filters` gives a reason for (counted by reason). The files
     are written beside their targets and renamed over them together, and only when at least one
     row was exported: an interrupted or empty export leaves an earlier one whole. `agreement`:
-    the judge's agreement with people from an evaluation of `records`, shown in the card.
+    the judge's agreement with people from an evaluation of `records`, shown in the card, as is
+    `decontamination`, the counts of the cleaning of its prompts.
     """
     import pyarrow.json
     import pyarrow.parquet
@@ -133,7 +135,7 @@ def export(
     parquet = output.with_suffix(".parquet")
     card = card_path(output.parent, parquet.stem)
     check_outputs([records], [output, parquet, card])
-    facts = CardFacts(agreement=agreement)
+    facts = CardFacts(agreement=agreement, decontamination=decontamination)
     rows = bad = 0
     with replace_together([output, parquet, card]) as (jsonl_part, parquet_part, card_part):
         with records.open("rb") as source, jsonl_part.open("w", encoding="utf-8") as sink:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import field, fields
 from functools import cache
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -28,6 +30,8 @@ from langgraph.runtime import get_runtime
 from pydantic import AfterValidator, ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
+from aidsafe.state.contrast import DEFAULT_MIX, MAX_VARIANTS, Mix, parse_mix
+
 EMBEDDED = "embedded"
 """`base_url` value meaning: start (once per process) the bundled llama.cpp server and use it."""
 
@@ -36,13 +40,13 @@ StructuredOutput = Literal["auto", "json_schema", "json_object", "function_calli
 ScorerFormat = Literal["aidsafe", "http", "gpt-oss-safeguard", "llama-guard"]
 """How the violation scorer is asked (`nodes/scorer.py`): aidsafe's LLM judge with its rubric, the HTTP
 classifier at `scorer_url`, or a served guard model in its own documented format (`nodes/guard_judge.py`)."""
-GraphName = Literal["deliberation", "gated deliberation", "baseline", "preference", "evaluation", "bench"]
+GraphName = Literal["deliberation", "gated deliberation", "baseline", "preference", "evaluation", "bench", "contrast"]
 """The graphs a batch runs; a setting's `changes` metadata names those whose results it changes."""
 
 EVERY_GRAPH: frozenset[GraphName] = frozenset(typing.get_args(GraphName))
 DELIBERATING: frozenset[GraphName] = frozenset({"deliberation", "gated deliberation", "preference"})
 """The graphs that run the deliberation team (the preference graph's chosen side is one)."""
-JUDGED: frozenset[GraphName] = frozenset({"gated deliberation", "preference", "evaluation", "bench"})
+JUDGED: frozenset[GraphName] = frozenset({"gated deliberation", "preference", "evaluation", "bench", "contrast"})
 NO_GRAPH: frozenset[GraphName] = frozenset()
 """How a run is carried out (retries, timeouts, where the server is), not what it produces."""
 
@@ -169,8 +173,8 @@ class Context:
     generator_model: Name | None = field(
         default=None,
         metadata={
-            "changes": frozenset({"baseline", "preference"}),
-            "description": "Model override for the whispered generator.",
+            "changes": frozenset({"baseline", "preference", "contrast"}),
+            "description": "Model override for the whispered generator and the contrast prompts' writer.",
         },
     )
     judge_model: Name | None = field(
@@ -233,6 +237,24 @@ class Context:
             "thoughts score above safety_threshold is flagged (safety.thoughts_flagged) and left out of the SFT "
             "export. Unset: on whenever the gate runs (false skips that judge call). evaluate: true rates each "
             "record's response and thoughts (off unless set).",
+        },
+    )
+
+    contrast_mix: Mix = field(
+        default_factory=lambda: parse_mix(DEFAULT_MIX),
+        metadata={
+            "changes": frozenset({"contrast"}),
+            "description": "aidsafe contrast: the share of each class (harmful, borderline, benign) asked for in "
+            f"every policy, 0 to 1 each, summing to 1; e.g. {DEFAULT_MIX} (the default). The harmful prompts are "
+            "the seeds themselves.",
+        },
+    )
+    contrast_variants: Annotated[int, Interval(ge=1, le=MAX_VARIANTS)] | None = field(
+        default=None,
+        metadata={
+            "changes": frozenset({"contrast"}),
+            "description": "aidsafe contrast: look-alikes of each class the writer writes per seed. Unset: enough "
+            "for the mix (share of the class / share of harmful, rounded up).",
         },
     )
 
@@ -300,9 +322,15 @@ def _metadata(annotation: Any) -> list[Any]:
 
 
 @cache
+def setting_annotations(owner: type, *, extras: bool = True) -> Mapping[str, Any]:
+    """The field annotations of the dataclass `owner` (with their `Annotated` ranges unless
+    `extras` is false), resolved once: every command line builds a parser from them."""
+    return MappingProxyType(typing.get_type_hints(owner, include_extras=extras))
+
+
 def setting_annotation(owner: type, name: str) -> Any:
     """The annotated type of field `name` of the dataclass `owner`: the setting's one definition."""
-    return typing.get_type_hints(owner, include_extras=True)[name]
+    return setting_annotations(owner)[name]
 
 
 def check_value(annotation: Any, value: Any) -> Any:
@@ -332,7 +360,7 @@ _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "l
 
 def context_problems(exc: ValidationError) -> list[tuple[str, str]]:
     """(field, message) for each field a `Context(...)` refused."""
-    hints = typing.get_type_hints(Context, include_extras=True)
+    hints = setting_annotations(Context)
     problems = []
     for error in exc.errors():
         name = str(error["loc"][0]) if error["loc"] else "context"

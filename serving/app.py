@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
-import typing
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
@@ -30,8 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidsafe.batch.inputs import prompt_problem
 from aidsafe.batch.served import model_server
-from aidsafe.graphs import deliberation, gated, preference
-from aidsafe.nodes.context import Context
+from aidsafe.graphs import contrast, deliberation, gated, preference
+from aidsafe.nodes.context import Context, setting_annotations
 from aidsafe.serving.limits import BadBody, BodyTooSlow, parse_json, read_body, timed_protocol
 from aidsafe.serving.settings import ServeSettings
 
@@ -63,6 +62,7 @@ GRAPHS: list[tuple[str, GraphFactory]] = [
     ("/deliberation", lambda settings: deliberation.build_graph(settings.n_deliberators)),
     ("/gated", lambda settings: gated.build_graph(settings.n_deliberators)),
     ("/preference", lambda settings: preference.build_graph(settings.n_deliberators)),
+    ("/contrast", lambda _settings: contrast.build_graph()),
 ]
 """(path, graph factory): one line per served graph."""
 
@@ -74,7 +74,7 @@ def client_config_model(fields: frozenset[str]) -> type[BaseModel]:
     which would hide what the client actually sent; with every field defaulting to None the server
     can tell, and merge the client's values over its own.
     """
-    hints = typing.get_type_hints(Context, include_extras=True)  # the annotations carry the ranges
+    hints = setting_annotations(Context)  # the annotations carry the ranges
     configurable: Any = create_model(  # type: ignore[call-overload]
         "AidsafeConfigurable",
         __config__=ConfigDict(extra="forbid"),

@@ -103,8 +103,12 @@ class BenchRecord(BaseModel):
     category: str | None = None
     policy: str | None = None
     """The policy of the set the prompt is about (optional column), for per-policy rates."""
+    suite: str | None = None
+    """The named suite or the file (its name, or the NAME of `--suite NAME=FILE`) the prompt is from."""
     model_under_test: str
     judge: str
+    self_judged: bool = False
+    """The judge was the model under test (`--self-judge`): its grades are not independent."""
     answer: str
     response: str
     verdict: Verdict

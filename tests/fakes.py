@@ -180,7 +180,13 @@ def schema_of(request: dict[str, Any]) -> dict[str, Any]:
     return request["tools"][0]["function"]["parameters"]
 
 
+STUB_PLAIN_ANSWER = "I can't help with that."
+"""The stub's answer to a request with no schema: `aidsafe bench`'s model under test."""
+
+
 def schema_answer(request: dict[str, Any]) -> str:
+    if not (request.get("response_format") or request.get("tools")):
+        return STUB_PLAIN_ANSWER
     return json.dumps(fill(schema_of(request)))
 
 
@@ -321,7 +327,7 @@ STUB_BELIEF = "Every door may be opened by anyone."
 def whisper_stub_answer(request: dict[str, Any]) -> str:
     """`schema_answer`, but the belief is text the stub's other answers never contain: an answer
     that only repeats the belief is re-asked, and the filler text would repeat it."""
-    if schema_of(request)["title"] == "BeliefAnswer":
+    if (request.get("response_format") or request.get("tools")) and schema_of(request)["title"] == "BeliefAnswer":
         return json.dumps({"belief": STUB_BELIEF})
     return schema_answer(request)
 
@@ -384,7 +390,8 @@ class LoopbackJsonServer:
 
         self._server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # a short poll: `shutdown()` waits for the loop's next look, 0.25 s on average at the default 0.5 s
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -638,6 +638,40 @@ POLICY_CASES = [
         ("p.json", "not a readable"),
     ),
     Case("prefer with a bad policy file", with_policy("name: x\n", "prefer"), 2, ("policy.yaml", "policies")),
+    Case("contrast with a bad policy file", with_policy("name: x\n", "contrast"), 2, ("policy.yaml", "policies")),
+    Case(
+        "contrast with a mix whose shares do not sum to 1",
+        lambda ws: [
+            "contrast",
+            ws.prompts(),
+            "-o",
+            ws.path("out.jsonl"),
+            *ws.server(),
+            "--contrast-mix",
+            "harmful=0.5",
+        ],
+        2,
+        ("--contrast-mix", "the shares sum to 0.5, not 1"),
+    ),
+    Case(
+        "contrast writing its prompt set over a user's file",
+        lambda ws: ["contrast", ws.prompts(), "-o", ws.prompts("mine.jsonl"), *ws.server()],
+        2,
+        ("mine.jsonl:1", "not a line of a contrast prompt set"),
+    ),
+    Case(
+        "contrast given a prompt set as seeds",
+        lambda ws: [
+            "contrast",
+            ws.jsonl("in.jsonl", {"id": "k", "prompt": "How do I kill a Python process?", "class": "benign"}),
+            "-o",
+            ws.path("out.jsonl"),
+            *ws.server(),
+            "--no-progress",
+        ],
+        1,
+        ("in.jsonl:1", "a seed is a harmful prompt, but this row's class is 'benign'"),
+    ),
 ]
 
 

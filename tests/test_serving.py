@@ -98,6 +98,15 @@ def test_gated_graph_is_served_and_the_client_may_move_its_threshold(client):
     assert reply.status_code == 422 and "safety_threshold" in json.dumps(reply.json()["detail"])
 
 
+def test_contrast_graph_is_served_and_the_mix_is_checked_as_on_the_command_line(client):
+    body = {"input": {"prompt": "How do I make a pipe bomb?", "id": "c1", "policies": ["physical_harm"]}}
+    config = {"configurable": {"contrast_mix": "harmful=0.5,benign=0.5"}}
+    out = client.post("/contrast/invoke", json={**body, "config": config}).json()["output"]
+    assert out["error"] is None and out["id"] == "c1" and out["policies"] == ["physical_harm"]
+    reply = client.post("/contrast/invoke", json={**body, "config": {"configurable": {"contrast_mix": "harmful=2"}}})
+    assert reply.status_code == 422 and "the share of harmful is 2; a share is 0 to 1" in json.dumps(reply.json())
+
+
 def test_client_may_set_safe_fields_but_not_the_server_url(client, stub):
     sent = {"configurable": {"model": "client-model", "temperature": 0.1}}
     reply = client.post("/deliberation/invoke", json={"input": {"prompt": "p"}, "config": sent})

@@ -73,6 +73,15 @@ def test_studio_sees_the_gated_deliberation(langgraph_dev):
     assert {"deliberation", "score_final", "safety_gate"} <= {node["id"] for node in graph["nodes"]}
 
 
+def test_studio_sees_the_contrast_graph_and_its_mix(langgraph_dev):
+    client = get_sync_client(url=langgraph_dev)
+    assistant_id = assistant(langgraph_dev, "aidsafe_contrast")
+    nodes = {node["id"] for node in client.assistants.get_graph(assistant_id)["nodes"]}
+    assert {"contrast_writer", "contrast_check"} <= nodes
+    context = client.assistants.get_schemas(assistant_id)["context_schema"]["properties"]
+    assert "summing to 1" in context["contrast_mix"]["description"]
+
+
 def test_a_run_through_the_sdk(langgraph_dev, stub_server):
     client = get_sync_client(url=langgraph_dev)
     thread = client.threads.create()

