@@ -80,6 +80,7 @@ def test_200_prompts_in_batch_mode_give_the_online_records_in_few_waves(tmp_path
     assert clock.now >= summary.waves * 300  # each wave waited for its batch
 
 
+@pytest.mark.slow  # several waves of graph steps, or child processes: seconds
 def test_batch_files_are_split_at_the_limits_and_a_failed_batch_is_sent_again(tmp_path):
     clock = FakeClock()
     with BatchStandIn(respond=RandomSchemaAnswers(), clock=clock, duration=60, fail=frozenset({1})) as api:
@@ -133,6 +134,7 @@ def test_a_run_killed_while_its_batch_is_pending_picks_the_batch_up(tmp_path):
     assert not list(tmp_path.glob("out.checkpoints*")) and not (tmp_path / "out.batches").exists()
 
 
+@pytest.mark.slow  # several waves of graph steps, or child processes: seconds
 def test_offline_files_round_trip_through_vllm_run_batch(tmp_path, capsys):
     """`--mode offline` writes `requests-NNN.jsonl`, prints the `vllm run-batch` command, and goes on
     when the results file is there: a script playing vLLM answers each file with the printed command."""
@@ -216,6 +218,7 @@ def test_evaluate_in_batch_mode_gives_the_online_grades(generated, tmp_path):
     assert without_settings(samples) == without_settings(read_jsonl(tmp_path / "online" / "samples.jsonl"))
 
 
+@pytest.mark.slow  # several waves of graph steps, or child processes: seconds
 def test_the_cap_is_checked_before_a_wave_at_batch_prices(tmp_path):
     """Each baseline call reserves its prompt bytes and `max_tokens` at the batch price (half of the
     online price here) before its wave: a cap under one reservation sends nothing and stops the run;
