@@ -93,7 +93,7 @@ class BatchOptions:
     max_batch_bytes: AtLeastOne = 200_000_000
     """Batch and offline modes: bytes per request file at most (OpenAI's limit: 200 MB)."""
     dry_run: AtLeastZero | None = None
-    """Run this many samples of the input for real (0: 10 or 2% of it, whichever is larger), online,
+    """Run this many samples of the input for real (0: 20 or 2% of it, whichever is larger), online,
     into a temporary folder, and estimate the whole input's calls, tokens, dollars and time
     (`batch/estimate.py`); nothing is written beside the output."""
 

@@ -1,10 +1,12 @@
 """A dry run's estimate: what the whole input will cost, from a small sample of it run for real.
 
-`--dry-run [N]` runs N samples of the input (default: 10 or 2% of it, whichever is larger), spread
+`--dry-run [N]` runs N samples of the input (default: 20 or 2% of it, whichever is larger), spread
 evenly over it, online, into a temporary folder (nothing is written beside the output), then
 scales what they used to the whole input: model calls, tokens, dollars at online and at batch
 prices, and wall time at the run's concurrency. The spread is the per-sample range seen, and the
-total's 95% interval from the sample's standard deviation (normal approximation).
+total's 95% interval from the sample's standard deviation (normal approximation). Twenty, not ten:
+output tokens vary most from sample to sample, and ten of the 50 example prompts under-estimated
+them by a quarter (docs/batch-mode.md).
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from dataclasses import dataclass, field
 from aidsafe.batch.prices import PriceError, PriceTable
 from aidsafe.state.deliberation import Usage
 
-DRY_RUN_MIN = 10
+DRY_RUN_MIN = 20
 DRY_RUN_SHARE = 0.02
 Z95 = 1.96
 
 
 def dry_run_size(requested: int, total: int) -> int:
-    """`requested` samples (0: the default, 10 or 2% of the input, whichever is larger), at most all."""
+    """`requested` samples (0: the default, 20 or 2% of the input, whichever is larger), at most all."""
     size = requested or max(DRY_RUN_MIN, math.ceil(DRY_RUN_SHARE * total))
     return min(size, total)
 
@@ -126,10 +128,19 @@ class Estimate:
             lines.append(f"  dollars batch  {Measure(self.batch_usd).text(n, money=True)} (--mode batch)")
         else:
             lines.append("  dollars        no prices: give --prices FILE or --input-price and --output-price")
-        hours = self.online_wall() / 3600
         lines.append(
-            f"  wall time      {hours:.1f} h online at --concurrency {self.concurrency}; --mode batch: about "
+            f"  wall time      {duration(self.online_wall())} online at --concurrency {self.concurrency}; "
+            "--mode batch: about "
             f"{max(self.calls):.0f} waves at most, each as long as the provider takes (up to its 24 h window)"
         )
         lines.append("nothing was written to the output")
         return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """Seconds in words: `45 s`, `12 min`, `3.5 h`."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

