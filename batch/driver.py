@@ -9,9 +9,11 @@ to Postgres (`BatchOptions.checkpoint`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -32,13 +34,15 @@ from aidsafe.batch.engine import (
     run_in_processes,
     run_inline,
 )
+from aidsafe.batch.estimate import Estimate, dry_run_size, spread_evenly
 from aidsafe.batch.files import UnsafeOutput, check_outputs
 from aidsafe.batch.inputs import InputProblem, Sample
 from aidsafe.batch.ledger import Budget, Ledger, SharedLedger, budget_wait, served
 from aidsafe.batch.prices import Dollars, PriceError, PriceTable
 from aidsafe.batch.stores import CheckpointStore, PostgresUrl, checkpoint_shard, checkpoint_store, existing_shards
+from aidsafe.batch.waves import MAX_POLL_SECONDS, Mode, Sleep, WaveSettings, run_waves
 from aidsafe.metrics.deliberation import DeliberationStats, stats_text
-from aidsafe.nodes.context import AtLeastOne
+from aidsafe.nodes.context import AtLeastOne, AtLeastZero, Seconds
 from aidsafe.state.records import ErrorRecord
 
 
@@ -50,6 +54,9 @@ def _ray_address(value: str) -> str:
 
 RayAddress = Annotated[str, AfterValidator(_ray_address)]
 """A running Ray cluster, as `ray.init(address=...)` takes it."""
+
+
+MODE_ALONE = "--mode {mode} runs in this process with SQLite checkpoints: without --engine ray or --checkpoint"
 
 
 @pydantic.dataclasses.dataclass(kw_only=True)
@@ -75,6 +82,20 @@ class BatchOptions:
     starts a local Ray for the run."""
     checkpoint: PostgresUrl | None = None
     """A `postgresql://` URL for LangGraph's Postgres checkpointer; `None`: SQLite files beside the output."""
+    mode: Mode = "online"
+    """`online`: one HTTP request per model call; `batch`: the provider's Batch API, in waves, at batch
+    prices; `offline`: request files in `out.batches/` for `vllm run-batch` (`batch/waves.py`)."""
+    poll_seconds: Seconds = 30.0
+    """Batch and offline modes: the first pause between two polls of a wave's batches (it doubles,
+    up to ten minutes)."""
+    max_batch_requests: AtLeastOne = 50_000
+    """Batch and offline modes: requests per file at most (OpenAI's limit)."""
+    max_batch_bytes: AtLeastOne = 200_000_000
+    """Batch and offline modes: bytes per request file at most (OpenAI's limit: 200 MB)."""
+    dry_run: AtLeastZero | None = None
+    """Run this many samples of the input for real (0: 20 or 2% of it, whichever is larger), online,
+    into a temporary folder, and estimate the whole input's calls, tokens, dollars and time
+    (`batch/estimate.py`); nothing is written beside the output."""
 
     @property
     def errors(self) -> Path:
@@ -87,6 +108,22 @@ class BatchOptions:
     @property
     def checkpoints(self) -> Path:
         return self.output.with_suffix(".checkpoints.sqlite")
+
+    @property
+    def batches(self) -> Path:
+        """The folder of batch and offline modes' request files (and offline, the results files)."""
+        return self.output.with_suffix(".batches")
+
+    def waves(self) -> WaveSettings:
+        assert self.mode != "online"
+        return WaveSettings(
+            self.mode,
+            self.batches,
+            self.max_batch_requests,
+            self.max_batch_bytes,
+            self.poll_seconds,
+            max(self.poll_seconds, MAX_POLL_SECONDS),
+        )
 
     def writes(self) -> list[Path]:
         """Every file the run may create or replace (the checkpoint shards of any worker count)."""
@@ -136,18 +173,36 @@ class Summary:
     not_started: int = 0
     deliberation: dict[str, Any] | None = None
     """Deliberation statistics of this run's records (`metrics.deliberation`), for generate runs."""
+    mode: str = "online"
+    waves: int = 0
+    """Batch and offline modes: waves of batches (the last wave's number, earlier runs' included)."""
+    batches: int = 0
+    """Batches (request files) this run submitted."""
+    batch_requests: int = 0
+    failed_batch_requests: int = 0
+    """Requests that came back without an answer: sent again in the next wave, or their sample failed."""
+    dry_run: dict[str, Any] | None = None
+    """A dry run's estimate for the whole input (`batch/estimate.py`)."""
+    dry_run_text: str = ""
 
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.input_errors == 0
 
     def text(self) -> str:
+        if self.dry_run_text:
+            return self.dry_run_text
         lines = [
             f"done {self.done}, failed {self.failed}, resumed {self.resumed}, skipped {self.skipped} "
             f"(already in output), input errors {self.input_errors}",
             f"LLM calls {self.llm_calls}, tokens {self.input_tokens} in / {self.output_tokens} out, "
             f"wall time {self.wall_seconds:.1f} s ({self.samples_per_second:.2f} samples/s)",
         ]
+        if self.mode != "online":
+            lines.append(
+                f"{self.mode} mode: {self.waves} waves, {self.batches} batches of {self.batch_requests} requests "
+                f"({self.failed_batch_requests} came back without an answer)"
+            )
         if self.deliberation:
             lines.append(stats_text(self.deliberation))
         if self.cost_usd is not None:
@@ -299,22 +354,36 @@ def _plan(
     return plan
 
 
-async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
+async def _run(
+    job: GraphJob,
+    read: ReadSamples,
+    options: BatchOptions,
+    sleep: Sleep = asyncio.sleep,
+    observe: Callable[[Outcome], None] | None = None,
+) -> Summary:
     started = time.monotonic()
-    workers = min(options.workers, options.concurrency)
+    workers = 1 if options.mode != "online" else min(options.workers, options.concurrency)
     summary = Summary(
         output=str(options.output),
         errors=str(options.errors),
         concurrency=options.concurrency,
         workers=workers,
         engine=options.engine,
+        mode=options.mode,
     )
+    if options.mode != "online":
+        if options.engine != "local" or options.checkpoint is not None:
+            raise ValueError(
+                f"--mode {options.mode} runs in this process with SQLite checkpoints: no --engine ray or --checkpoint"
+            )
+        settings = job.settings.model_copy(update={"job": {**job.settings.job, "calls": options.mode}})
+        job = replace(job, settings=settings)
     check_outputs(options.reads, options.writes())
     options.output.parent.mkdir(parents=True, exist_ok=True)
     store = checkpoint_store(options.checkpoint, options.checkpoints, options.output)
     async with store.lease(options.output):
         job = replace(job, namespace=store.namespace(options.output))
-        await _run_leased(job, read, options, store, workers, summary)
+        await _run_leased(job, read, options, store, workers, summary, sleep, observe)
     summary.wall_seconds = time.monotonic() - started
     summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds
     options.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
@@ -322,10 +391,19 @@ async def _run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summa
 
 
 async def _run_leased(
-    job: GraphJob, read: ReadSamples, options: BatchOptions, store: CheckpointStore, workers: int, summary: Summary
+    job: GraphJob,
+    read: ReadSamples,
+    options: BatchOptions,
+    store: CheckpointStore,
+    workers: int,
+    summary: Summary,
+    sleep: Sleep,
+    observe: Callable[[Outcome], None] | None,
 ) -> None:
     finished = finished_records(options.output, job.record_type, job.name)  # under the lease: it may cut a line
     done_ids = finished.ids
+    if options.mode == "batch" and options.prices is not None:  # every call at the provider's batch price
+        options = replace(options, prices=options.prices.for_batch())
     if options.prices is not None:
         summary.cost_usd, summary.output_cost_usd, summary.max_cost = 0.0, finished.cost_usd, options.max_cost
     with options.errors.open("w", encoding="utf-8") as errors, ExitStack() as stack:
@@ -339,7 +417,10 @@ async def _run_leased(
             stack.enter_context(ray_session(options.ray_address, workers))
         ledger: SharedLedger | None = None
         shared: SharedLedger
-        if options.max_cost is not None:
+        if options.max_cost is not None and options.mode != "online":
+            assert options.prices is not None
+            ledger = Ledger(options.max_cost, finished.cost_usd)  # the waves pay for each wave before it goes
+        elif options.max_cost is not None:
             assert options.prices is not None
             if options.engine == "ray":
                 ledger = shared = stack.enter_context(RayLedger.started(options.max_cost, finished.cost_usd))
@@ -378,6 +459,8 @@ async def _run_leased(
         with options.output.open("a", encoding="utf-8") as output, bar:
 
             def write(outcome: Outcome) -> None:
+                if observe is not None:
+                    observe(outcome)
                 if options.prices is not None:
                     pay(outcome, options.prices)
                 if outcome.stopped:
@@ -402,7 +485,24 @@ async def _run_leased(
                 bar.set_postfix(shown, refresh=False)
                 bar.update()
 
-            if options.engine == "ray":
+            if options.mode != "online":
+                assert ledger is None or isinstance(ledger, Ledger)
+                report = await run_waves(
+                    job,
+                    todo(),
+                    store,
+                    options.concurrency,
+                    write,
+                    options.waves(),
+                    ledger=ledger,
+                    prices=options.prices,
+                    note=lambda shown: bar.set_postfix({"failed": summary.failed, **shown}),
+                    say=lambda text: bar.write(text, file=sys.stderr),
+                    sleep=sleep,
+                )
+                summary.waves, summary.batches = report.waves, report.batches
+                summary.batch_requests, summary.failed_batch_requests = report.requests, report.failed_requests
+            elif options.engine == "ray":
                 await run_on_ray(job, todo(), store, options.concurrency, options.rpm, workers, plan.resume, write)
             elif workers > 1:
                 await run_in_processes(
@@ -417,7 +517,38 @@ async def _run_leased(
         summary.not_started = plan.pending - summary.done - summary.failed - summary.unfinished
 
 
-def run_batch(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
+def run_batch(job: GraphJob, read: ReadSamples, options: BatchOptions, *, sleep: Sleep = asyncio.sleep) -> Summary:
     """Run a batch to the end; Ctrl-C stops it with every finished record written and the rest
-    checkpointed, so the same command resumes."""
-    return run_async(_run(job, read, options))
+    checkpointed, so the same command resumes. `sleep`: how batch mode waits between polls (tests
+    pass a fake clock's)."""
+    if options.dry_run is not None:
+        return run_async(_dry_run(job, read, options))
+    return run_async(_run(job, read, options, sleep))
+
+
+async def _dry_run(job: GraphJob, read: ReadSamples, options: BatchOptions) -> Summary:
+    """Run a sample of the input online into a temporary folder; the summary holds the estimate."""
+    assert options.dry_run is not None
+    total = sum(1 for item in read() if isinstance(item, Sample))
+    chosen = spread_evenly(total, dry_run_size(options.dry_run, total))
+
+    def sample() -> Iterator[Sample | InputProblem]:
+        index = 0
+        for item in read():
+            if isinstance(item, Sample):
+                if index in chosen:
+                    yield item
+                index += 1
+
+    estimate = Estimate(total, options.concurrency)
+
+    def observe(outcome: Outcome) -> None:
+        estimate.add(outcome.usage, options.prices, failed=outcome.record is None)
+
+    with tempfile.TemporaryDirectory(prefix="aidsafe-dry-run-") as folder:
+        trial = replace(options, output=Path(folder) / options.output.name, dry_run=None, mode="online", max_cost=None)
+        summary = await _run(job, sample, trial, observe=observe)
+    estimate.wall_seconds = summary.wall_seconds
+    summary.output = summary.errors = ""
+    summary.dry_run, summary.dry_run_text = estimate.as_dict(), estimate.text()
+    return summary

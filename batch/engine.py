@@ -211,7 +211,17 @@ async def _run_graph(job: GraphJob, graph: Any, sample: Sample, purse: Purse | N
         assert purse is not None
         return Outcome(sample.id, job.thread_id(sample), usage=purse.usage, resumed=resumed, prune=False, stopped=True)
     except Exception as exc:  # one sample's crash must not end the batch
-        return _failed(sample, job, "batch", f"{type(exc).__name__}: {exc}", resumed=resumed, prune=False)
+        return crashed(job, sample, exc, resumed)
+    return finished_outcome(job, sample, state, resumed)
+
+
+def crashed(job: GraphJob, sample: Sample, exc: Exception, resumed: bool) -> Outcome:
+    """The outcome of a graph that raised: a failure whose checkpoint is kept for a re-run."""
+    return _failed(sample, job, "batch", f"{type(exc).__name__}: {exc}", resumed=resumed, prune=False)
+
+
+def finished_outcome(job: GraphJob, sample: Sample, state: dict[str, Any], resumed: bool) -> Outcome:
+    """A finished graph's final state as the sample's record, or as its errors-file line."""
     usage = state.get("usage") or no_usage()
     if state.get("error"):
         return _failed(sample, job, state["error"]["node"], state["error"]["message"], usage=usage, resumed=resumed)

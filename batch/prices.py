@@ -11,6 +11,13 @@ A model is looked up by the name the server answered with: exactly, else the lon
 starts with (OpenAI answers `gpt-4o-mini-2024-07-18` for `gpt-4o-mini`), else `default`.
 `cached_input` is the price of prompt tokens read from the provider's prompt cache; without it
 they cost the `input` price.
+
+Calls made through a provider's Batch API (`--mode batch`) cost its batch price: `batch_input`,
+`batch_output` and `batch_cached_input` of a model when given, else its prices times the file's
+`batch_discount` (0.5 unless said: OpenAI's and most providers' half price):
+
+    batch_discount: 0.5
+    gpt-4o-mini: {input: 0.15, output: 0.60, batch_input: 0.075, batch_output: 0.30}
 """
 
 from __future__ import annotations
@@ -48,6 +55,20 @@ class ModelPrice(BaseModel):
     input: PerMillionTokens
     output: PerMillionTokens
     cached_input: PerMillionTokens | None = None
+    batch_input: PerMillionTokens | None = None
+    batch_output: PerMillionTokens | None = None
+    batch_cached_input: PerMillionTokens | None = None
+
+    def batch_price(self, discount: float) -> ModelPrice:
+        """What a call through a Batch API costs: the batch prices given, else these times `discount`."""
+        cached = self.batch_cached_input
+        if cached is None and self.cached_input is not None:
+            cached = self.cached_input * discount
+        return ModelPrice(
+            input=self.input * discount if self.batch_input is None else self.batch_input,
+            output=self.output * discount if self.batch_output is None else self.batch_output,
+            cached_input=cached,
+        )
 
     def cost(self, input_tokens: int, cached_input_tokens: int, output_tokens: int) -> float:
         cached_price = self.input if self.cached_input is None else self.cached_input
@@ -55,8 +76,19 @@ class ModelPrice(BaseModel):
         return (fresh * self.input + cached_input_tokens * cached_price + output_tokens * self.output) * PER_TOKEN
 
 
+BatchDiscount = Annotated[float, Interval(ge=0, le=1)]
+DEFAULT_BATCH_DISCOUNT = 0.5
+BATCH_DISCOUNT = "batch_discount"
+"""The price file's key of the batch discount (every other key is a model)."""
+
+
 class PriceTable(BaseModel):
     models: dict[str, ModelPrice] = Field(default_factory=dict)
+    batch_discount: BatchDiscount = DEFAULT_BATCH_DISCOUNT
+
+    def for_batch(self) -> PriceTable:
+        """The table of what the same calls cost through a provider's Batch API."""
+        return PriceTable(models={name: price.batch_price(self.batch_discount) for name, price in self.models.items()})
 
     def price_for(self, model: str) -> ModelPrice | None:
         if model in self.models:
@@ -134,9 +166,10 @@ def load_prices(
         if input_price is None or output_price is None:
             raise PriceError("--input-price and --output-price go together")
         table[DEFAULT] = {"input": input_price, "output": output_price, "cached_input": cached_input_price}
+    discount = table.pop(BATCH_DISCOUNT, DEFAULT_BATCH_DISCOUNT)
     try:
-        return PriceTable(models=table)  # type: ignore[arg-type]
+        return PriceTable(models=table, batch_discount=discount)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"][1:])
+        where = ".".join(str(p) for p in (first["loc"][1:] if first["loc"][0] == "models" else first["loc"]))
         raise PriceError(f"{path or 'price flags'}: {where}: {first['msg']}") from exc

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, get_args
 
-from aidsafe.batch.driver import BatchOptions, run_batch
+from aidsafe.batch.driver import MODE_ALONE, BatchOptions, run_batch
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.files import check_outputs
 from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, ReadOptions, Sample, read_samples
@@ -23,6 +23,7 @@ from aidsafe.cli.exit_codes import COST_CAP_REACHED
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.llama_server import EmbeddedServerDied, died_at
 from aidsafe.nodes.context import EMBEDDED, Context, setting_annotation
+from aidsafe.nodes.servers import OFFLINE_BASE_URL
 from aidsafe.policies import load_policies
 
 REMOTE_CONCURRENCY = 16
@@ -101,7 +102,57 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         help="Keep per-sample checkpoints in this Postgres database (LangGraph's Postgres saver, [ray] extra) "
         "instead of SQLite files beside the output; any worker on any machine can then continue any sample.",
     )
+    add_mode_arguments(parser)
     add_price_arguments(parser)
+
+
+def add_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("batch mode and dry run (docs/batch-mode.md)")
+    add_setting(
+        group,
+        BatchOptions,
+        "dry_run",
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="N",
+        help="Run N samples of the input for real (default: 20 or 2%% of it, whichever is larger), online, into "
+        "a temporary folder, and print the estimated model calls, tokens, dollars (online and batch) and wall "
+        "time for the whole input, with the spread seen; nothing is written to the output.",
+    )
+    add_setting(
+        group,
+        BatchOptions,
+        "mode",
+        choices=get_args(setting_annotation(BatchOptions, "mode")),
+        default="online",
+        help="online: one HTTP request per model call (default); batch: the provider's Batch API (Files + "
+        "Batches endpoints at --base-url), every waiting call of every sample in one batch per wave, at batch "
+        "prices; offline: the same waves as request files in <output>.batches/ for `vllm run-batch`, answered "
+        "in results files beside them.",
+    )
+    add_setting(
+        group,
+        BatchOptions,
+        "poll_seconds",
+        "--batch-poll-seconds",
+        default=30.0,
+        help="First pause between two polls of a wave's batches; it doubles, up to 10 minutes (default 30).",
+    )
+    add_setting(
+        group,
+        BatchOptions,
+        "max_batch_requests",
+        default=50_000,
+        help="Requests per batch file at most (default 50,000, OpenAI's limit).",
+    )
+    add_setting(
+        group,
+        BatchOptions,
+        "max_batch_bytes",
+        default=200_000_000,
+        help="Bytes per batch file at most (default 200,000,000, OpenAI's limit).",
+    )
 
 
 PRICE_SETTINGS = (*(f.name for f in dataclasses.fields(PriceOptions)), "max_cost")
@@ -172,8 +223,12 @@ def batch_options(
             "--ray-address needs --checkpoint postgresql://... (the cluster's workers may be on other "
             "machines, where SQLite files beside the output are not)"
         )
+    if args.mode != "online" and (args.engine != "local" or args.checkpoint or (args.workers or 1) > 1):
+        raise UsageError(MODE_ALONE.format(mode=args.mode) + " or --workers")
     concurrency = args.concurrency or (1 if embedded else REMOTE_CONCURRENCY)
     workers = args.workers or (1 if embedded else min(os.cpu_count() or 1, math.ceil(concurrency / SAMPLES_PER_WORKER)))
+    if args.mode != "online":
+        workers = 1  # the waves run in this process: their graph steps need no model call
     return BatchOptions(
         output=output,
         concurrency=concurrency,
@@ -186,6 +241,11 @@ def batch_options(
         engine=args.engine,
         ray_address=args.ray_address,
         checkpoint=args.checkpoint,
+        mode=args.mode,
+        poll_seconds=args.poll_seconds,
+        max_batch_requests=args.max_batch_requests,
+        max_batch_bytes=args.max_batch_bytes,
+        dry_run=args.dry_run,
     )
 
 
@@ -201,6 +261,14 @@ def server_death(served: dict[str, Any], embedded: bool) -> EmbeddedServerDied |
     return died_at(served["base_url"], grace=0) if embedded else None
 
 
+def offline_context(args: argparse.Namespace, context: dict[str, Any]) -> dict[str, Any]:
+    """`--mode offline` has no server: unless a base URL is given, the embedded model is not started
+    and the requests are made as for a server that takes `json_schema` (vLLM)."""
+    if args.mode == "offline" and Context(**context).base_url == EMBEDDED:
+        return {**context, "base_url": OFFLINE_BASE_URL}
+    return context
+
+
 def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFactory, reader: Reader) -> int:
     """Check the policies, start the model server if asked, run the batch, print the summary.
 
@@ -210,7 +278,7 @@ def run_command(args: argparse.Namespace, *, kind: OutputKind, make_job: JobFact
     stopped the run (a re-run with a higher cap continues), 130 on Ctrl-C (finished records are kept;
     the same command resumes).
     """
-    context = context_from_args(args)
+    context = offline_context(args, context_from_args(args))
     output = Path(args.output) if args.output else default_output(args.inputs, kind(args) if callable(kind) else kind)
     embedded = Context(**context).base_url == EMBEDDED
     read = partial(

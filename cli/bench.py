@@ -222,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
                 if died is not None:  # no report from a run the server ended; the same command resumes it
                     raise died
                 ok = ok and summary.ok
+                if options.dry_run is not None:
+                    continue  # no results: nothing is written
                 results.append(read_results(options.output, label)[0])
     except KeyboardInterrupt:
         return interrupted(out)
@@ -229,5 +231,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"a model folder needs the 'train' extra: pip install 'aidsafe[train]' ({exc})") from None
     except ModelFolderError as exc:
         raise UsageError(str(exc)) from None
-    _report(out, results, [])
+    if args.dry_run is None:
+        _report(out, results, [])
     return 0 if ok else 1

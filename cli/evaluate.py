@@ -35,6 +35,7 @@ from aidsafe.cli.batch import (
     add_batch_arguments,
     batch_options,
     interrupted,
+    offline_context,
     price_flags_given,
     prices_from_args,
     server_death,
@@ -102,7 +103,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    context = context_from_args(args)
+    context = offline_context(args, context_from_args(args))
     out = Path(args.out)
     run_file = Path(args.run_file)
     baseline_file = Path(args.baseline) if args.baseline else None
@@ -157,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         print(batch.text())
         if died is not None:  # no report from a grading the server ended; the same command resumes it
             raise died
+        if options.dry_run is not None:
+            return 0  # no report: nothing is written
         results = graded_results(options, samples)
         failed, stopped_at_cost = batch.failed, batch.stopped_at_cost
     summary = summarize(

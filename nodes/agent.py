@@ -31,7 +31,6 @@ from pydantic import BaseModel
 
 from aidsafe.nodes.context import Context, Role, node_context
 from aidsafe.nodes.llm import (
-    SPENDING,
     AgentFailure,
     Conversation,
     ModelProvider,
@@ -39,6 +38,7 @@ from aidsafe.nodes.llm import (
     adrive,
     ask_servers,
     drive,
+    drive_options,
     openai_compatible_model,
     servers_unknown,
 )
@@ -250,6 +250,6 @@ def agent_node(name: str, role: Role, logic: AgentLogic[Any], provider: ModelPro
     async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         if servers_unknown(ctx := node_context(config)):
             await asyncio.to_thread(ask_servers, ctx)  # once per process: the loop never blocks on it
-        return await adrive(turn(state, config), (config.get("configurable") or {}).get(SPENDING))
+        return await adrive(turn(state, config), **drive_options(config))
 
     return AgentNode(role, run, arun, name)

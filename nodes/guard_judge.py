@@ -33,13 +33,13 @@ from pydantic import ValidationError
 from aidsafe.nodes.agent import AgentNode, fixed_signature
 from aidsafe.nodes.context import node_context
 from aidsafe.nodes.llm import (
-    SPENDING,
     AgentFailure,
     Conversation,
     ModelProvider,
     Request,
     adrive,
     drive,
+    drive_options,
     openai_compatible_model,
     server_failure,
     usage_of,
@@ -198,6 +198,6 @@ class GuardJudge:
 
         @fixed_signature
         async def arun(state: PreferenceState, config: RunnableConfig) -> dict[str, Any]:
-            return await adrive(turn(state, config), (config.get("configurable") or {}).get(SPENDING))
+            return await adrive(turn(state, config), **drive_options(config))
 
         return AgentNode("judge", run, arun, name)

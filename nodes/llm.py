@@ -12,7 +12,10 @@ this module only sends and re-asks.
 
 Model-call logic is written once, as a `Conversation` generator that yields `Request`s and gets
 the replies back; `drive` and `adrive` are the only sync and async code that talks to a model.
-Under a spending cap, `adrive` asks the run's `Spending` before each call (`--max-cost`).
+Under a spending cap, `adrive` asks the run's `Spending` before each call (`--max-cost`). In batch
+mode (`--mode batch|offline`) it sends nothing: each call stops the node at LangGraph's `interrupt`
+with the request's body, and the node is resumed with the answer from a batch (`waiting_call`,
+`batch/waves.py`); the answer then goes through the same contract.
 """
 
 from __future__ import annotations
@@ -22,15 +25,16 @@ import os
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
-from typing import Any, Generic, Protocol, TypeVar, get_args
+from typing import Any, Generic, NotRequired, Protocol, TypedDict, TypeVar, get_args
 
 import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.rate_limiters import BaseRateLimiter
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_openai import ChatOpenAI
 from langgraph.func import task
+from langgraph.types import interrupt
 from pydantic import BaseModel, SecretStr
 
 from aidsafe.embedded.llama_server import died_at
@@ -282,8 +286,12 @@ class _Done(Generic[Result]):
     value: Result
 
 
-def _advance(conversation: Conversation[Result], reply: Reply | None) -> Request | _Done[Result]:
+def _advance(
+    conversation: Conversation[Result], reply: Reply | None, failure: AgentFailure | None = None
+) -> Request | _Done[Result]:
     try:
+        if failure is not None:
+            return conversation.throw(failure)
         return conversation.send(reply)  # type: ignore[arg-type]  # None starts the generator
     except StopIteration as done:
         return _Done(done.value)
@@ -297,11 +305,22 @@ def drive(conversation: Conversation[Result]) -> Result:
     return step.value
 
 
-async def adrive(conversation: Conversation[Result], spending: Spending | None = None) -> Result:
-    """`spending`: the run's cap; each call is then paid for before it is sent (`paid_call`)."""
+async def adrive(
+    conversation: Conversation[Result], spending: Spending | None = None, *, waves: bool = False
+) -> Result:
+    """`spending`: the run's cap; each call is then paid for before it is sent (`paid_call`).
+    `waves`: no call is sent; each waits for its answer from a batch (`waiting_call`)."""
     step = _advance(conversation, None)
+    calls = 0
     while isinstance(step, Request):
-        if spending is None:
+        if waves:
+            answered = waiting_call(step, calls)
+            calls += 1
+            if isinstance(answered, AgentFailure):  # as a call that failed after its retries
+                step = _advance(conversation, None, answered)
+                continue
+            reply: Reply = answered
+        elif spending is None:
             reply = await _asend(step)
         else:
             try:
@@ -310,6 +329,76 @@ async def adrive(conversation: Conversation[Result], spending: Spending | None =
                 reply = exc
         step = _advance(conversation, reply)
     return step.value
+
+
+def drive_options(config: RunnableConfig) -> dict[str, Any]:
+    """`adrive`'s keyword arguments from a node's run config (set by the batch engine)."""
+    configurable = config.get("configurable") or {}
+    return {"spending": configurable.get(SPENDING), "waves": bool(configurable.get(WAVES))}
+
+
+WAVES = "aidsafe_waves"
+"""The key in `config["configurable"]` that makes every model call of the sample wait for a batch:
+the node stops at `interrupt` with the request's body, and the batch driver resumes it with the
+answer (`batch/waves.py`)."""
+
+
+class WaitingAnswer(TypedDict):
+    """What a node waiting for a batch is resumed with: the answer's body, or why there is none."""
+
+    body: NotRequired[dict[str, Any]]
+    error: NotRequired[str]
+
+
+def waiting_call(request: Request, call: int) -> AIMessage | AgentFailure:
+    """Stop the node at `interrupt` with the request (its body as the OpenAI Batch API takes it, the
+    model's server, and what the spending cap needs), and turn the answer it is resumed with into a
+    reply as an HTTP call would have given. `call` numbers the node's calls: a re-ask is the next."""
+    model = _chat_model(request)
+    payload = {
+        "call": call,
+        "base_url": model.openai_api_base or "",
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "prompt_tokens": request.prompt_tokens(),
+        "body": request_body(request),
+    }
+    answer: WaitingAnswer = interrupt(payload)
+    if "body" not in answer:
+        return AgentFailure(f"model server failed after retries: {answer.get('error', 'no answer')}")
+    return reply_from_body(model, answer["body"])
+
+
+def _chat_model(request: Request) -> ChatOpenAI:
+    model = getattr(request.runnable, "bound", request.runnable)
+    if not isinstance(model, ChatOpenAI):
+        raise AgentFailure(f"batch mode needs an OpenAI-compatible chat model, not {type(model).__name__}")
+    return model
+
+
+def request_body(request: Request) -> dict[str, Any]:
+    """The JSON body the request's HTTP call would send: what a line of a batch request file holds."""
+    kwargs = getattr(request.runnable, "kwargs", {})
+    payload = _chat_model(request)._get_request_payload(request.messages, **kwargs)
+    body = {
+        key: value for key, value in payload.items() if key not in SDK_ARGUMENTS and not isinstance(value, openai.Omit)
+    }
+    return {**body, **(payload.get("extra_body") or {})}
+
+
+def reply_from_body(model: ChatOpenAI, body: dict[str, Any]) -> AIMessage:
+    """A chat completion's JSON body as the message `ainvoke` returns for it (finish reason, model
+    name and usage in the same places)."""
+    result = model._create_chat_result(body)
+    generation = result.generations[0]
+    message = generation.message
+    assert isinstance(message, AIMessage)
+    message.response_metadata = {
+        **(generation.generation_info or {}),
+        **(result.llm_output or {}),
+        **message.response_metadata,
+    }
+    return message
 
 
 SPENDING = "aidsafe_spending"

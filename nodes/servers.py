@@ -58,11 +58,16 @@ def is_openai_api(base_url: str) -> bool:
     return bool(urls) and urlparse(urls[0]).hostname == "api.openai.com"
 
 
+OFFLINE_BASE_URL = "http://offline.invalid/v1"
+"""The base URL of `--mode offline` runs, which have no server (`vllm run-batch` answers files):
+taken for a server that takes `json_schema`, without asking."""
+
+
 def _without_asking(base_url: str) -> ServerKind | None:
     if base_url == EMBEDDED:
         return "llama-cpp-python"
     urls = endpoint_urls(base_url)
-    if not urls:
+    if not urls or base_url == OFFLINE_BASE_URL:
         return "other"
     return "openai" if is_openai_api(base_url) else _kinds.get(urls[0].rstrip("/"))
 

@@ -773,3 +773,189 @@ def varied_model() -> ScriptedChatModel:
     model = scripted(deliberation=varied_deliberator)
     model.script["RefinerAnswer"] = varied_refiner
     return model
+
+
+# --------------------------------------------------------------------------------------------
+# The OpenAI Batch API (Files + Batches endpoints), and `vllm run-batch`
+
+
+class FakeClock:
+    """Time that passes only when someone sleeps: a batch that takes minutes takes no real time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _multipart(content_type: str, data: bytes) -> dict[str, bytes]:
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + data)
+    return {
+        str(part.get_param("name", header="content-disposition")): part.get_payload(decode=True)  # type: ignore[union-attr]
+        for part in message.iter_parts()  # type: ignore[attr-defined]
+    }
+
+
+@dataclass
+class BatchStandIn(StubServer):
+    """The OpenAI Batch API on 127.0.0.1: `POST /files` (multipart, purpose `batch`), `POST /batches`,
+    `GET /batches/{id}`, `GET /files/{id}/content`, as the `openai` client calls them. Each request
+    line is answered as `StubServer` answers a chat completion (`respond`).
+
+    A batch goes `validating` -> `in_progress` -> `finalizing` -> `completed` over `duration` seconds
+    of `clock`. `fail_rate`: the share of requests whose first attempt comes back as an error line;
+    `expire`: the numbers (1 = the first batch created) of batches that expire, answering only
+    their first half; `fail`: those that fail whole (status `failed`, no output).
+    """
+
+    clock: Callable[[], float] = time.monotonic
+    duration: float = 0.0
+    fail_rate: float = 0.0
+    expire: frozenset[int] = frozenset()
+    fail: frozenset[int] = frozenset()
+    seed: int = 0
+    lose_created: int = 0
+    """The first this many batches are created but answered with an error, as when the client is
+    killed before the answer comes: a re-run must find them (`GET /batches`), not create them again."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    submitted: list[list[str]] = field(default_factory=list)
+    """The custom ids of each batch created, in order."""
+    _answered: set[str] = field(default_factory=set)
+    _batch_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def _line(self, request: dict[str, Any]) -> dict[str, Any]:
+        cid = request["custom_id"]
+        first = cid not in self._answered
+        self._answered.add(cid)
+        if first and random.Random(f"{self.seed}:{cid}").random() < self.fail_rate:
+            error = {"code": "server_error", "message": "injected failure"}
+            return {"id": f"r-{cid}", "custom_id": cid, "response": None, "error": error}
+        status, text = self.handle(request["body"])
+        response = {"status_code": status, "request_id": f"q-{cid}", "body": json.loads(text)}
+        return {"id": f"r-{cid}", "custom_id": cid, "response": response, "error": None}
+
+    def _batch(self, batch_id: str) -> dict[str, Any]:
+        batch = self.batches[batch_id]
+        elapsed = self.clock() - batch["created_at"]
+        if batch["status"] in ("completed", "failed", "expired"):
+            return batch
+        number = list(self.batches).index(batch_id) + 1
+        lines = [json.loads(line) for line in self.files[batch["input_file_id"]].splitlines() if line.strip()]
+        total = len(lines)
+        batch["request_counts"] = {"total": total, "completed": 0, "failed": 0}
+        if number in self.fail:
+            batch["status"] = "failed"
+            batch["errors"] = {"object": "list", "data": [{"code": "injected", "message": "the batch failed"}]}
+            return batch
+        if elapsed < self.duration:
+            batch["status"] = "validating" if elapsed < self.duration / 10 else "in_progress"
+            batch["request_counts"]["completed"] = int(total * elapsed / self.duration) if self.duration else 0
+            return batch
+        answered = lines[: total // 2] if number in self.expire else lines
+        output = [self._line(line) for line in answered]
+        errors = [line for line in output if line["error"]]
+        output = [line for line in output if not line["error"]]
+        errors += [
+            {"id": f"r-{r['custom_id']}", "custom_id": r["custom_id"], "response": None,
+             "error": {"code": "batch_expired", "message": "This request could not be executed before the "
+                       "completion window expired."}}
+            for r in lines[len(answered):]
+        ]  # fmt: skip
+        random.Random(batch_id).shuffle(output)  # results come in any order
+        for kind, found in (("output_file_id", output), ("error_file_id", errors)):
+            if found:
+                file_id = f"file-{len(self.files) + 1}"
+                self.files[file_id] = "".join(json.dumps(line) + "\n" for line in found).encode()
+                batch[kind] = file_id
+        batch["status"] = "expired" if number in self.expire else "completed"
+        batch["request_counts"] = {"total": total, "completed": len(output), "failed": len(errors)}
+        return batch
+
+    def __enter__(self) -> Self:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0].removeprefix("/v1")
+                with stand_in._batch_lock:
+                    if path == "/batches":  # newest first, one page
+                        listing = [stand_in._batch(batch_id) for batch_id in reversed(stand_in.batches)]
+                        send_json(self, 200, json.dumps({"object": "list", "data": listing, "has_more": False}))
+                        return
+                    if path.startswith("/batches/"):
+                        send_json(self, 200, json.dumps(stand_in._batch(path.split("/")[2])))
+                        return
+                    if path.startswith("/files/") and path.endswith("/content"):
+                        data = stand_in.files[path.split("/")[2]]
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/octet-stream")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return
+                listing, headers = stand_in.models()
+                send_json(self, 200, json.dumps(listing), headers)
+
+            def do_POST(self) -> None:
+                path = self.path.split("?")[0].removeprefix("/v1")
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                if path == "/files":
+                    parts = _multipart(self.headers["Content-Type"], data)
+                    with stand_in._batch_lock:
+                        file_id = f"file-{len(stand_in.files) + 1}"
+                        stand_in.files[file_id] = parts["file"]
+                    answer = {"id": file_id, "object": "file", "bytes": len(parts["file"]), "created_at": 0,
+                              "filename": "requests.jsonl", "purpose": "batch", "status": "processed"}  # fmt: skip
+                    send_json(self, 200, json.dumps(answer))
+                elif path == "/batches":
+                    body = json.loads(data)
+                    with stand_in._batch_lock:
+                        batch_id = f"batch-{len(stand_in.batches) + 1}"
+                        lines = stand_in.files[body["input_file_id"]].splitlines()
+                        stand_in.submitted.append([json.loads(line)["custom_id"] for line in lines if line.strip()])
+                        stand_in.batches[batch_id] = {
+                            "id": batch_id, "object": "batch", "endpoint": body["endpoint"],
+                            "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
+                            "status": "validating", "created_at": stand_in.clock(),
+                            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                        }  # fmt: skip
+                        answer = dict(stand_in.batches[batch_id])
+                        lost = len(stand_in.batches) <= stand_in.lose_created
+                    if lost:
+                        send_json(self, 400, json.dumps({"error": {"message": "the answer was lost"}}))
+                        return
+                    send_json(self, 200, json.dumps(answer))
+                else:
+                    send_json(self, *stand_in.handle(json.loads(data)))
+
+        self._server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+
+def play_vllm_run_batch(requests: Path, results: Path, respond: Callable[[dict[str, Any]], str]) -> None:
+    """What `vllm run-batch -i requests -o results` does, answering each line with `respond` through a
+    `StubServer`'s completion format: one result line per request line."""
+    server = StubServer(respond=respond)
+    lines = []
+    for line in requests.read_text(encoding="utf-8").splitlines():
+        request = json.loads(line)
+        status, text = server.handle(request["body"])
+        response = {"status_code": status, "request_id": "offline", "body": json.loads(text)}
+        lines.append({"id": f"vllm-{request['custom_id']}", "custom_id": request["custom_id"], "response": response,
+                      "error": None})  # fmt: skip
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
