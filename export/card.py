@@ -65,8 +65,6 @@ class CardFacts:
     chosen_scores: list[float] = field(default_factory=list)
     rejected_scores: list[float] = field(default_factory=list)
     iterations: Counter[int] = field(default_factory=Counter)
-    revisions: Counter[str] = field(default_factory=Counter)
-    """Records of `aidsafe revise`, by outcome: carried, revised, regenerated."""
     left_out: Counter[str] = field(default_factory=Counter)
     """Records read but not exported, by reason (filled by the export's filters)."""
     agreement: dict[str, Any] | None = None
@@ -93,8 +91,6 @@ class CardFacts:
             self.cost_usd += record.cost_usd
             self.priced += 1
         if isinstance(record, GenerateRecord):
-            if record.revision is not None:
-                self.revisions[record.revision["outcome"]] += 1
             self.deliberation.add(record.model_dump(mode="json"))
         else:
             self.chosen_scores.append(record.chosen_score)
@@ -108,7 +104,6 @@ class CardFacts:
             "rows": self.rows,
             "bad_lines": self.bad_lines,
             "left_out": dict(self.left_out),
-            "revisions": {k: self.revisions[k] for k in ("carried", "revised", "regenerated") if self.revisions[k]},
             "role_models": [{"role": r, "model": m, "records": n} for (r, m), n in sorted(self.role_models.items())],
             "policy_sets": [
                 {"hash": h, "records": n, "default": h == default_set.hash} for h, n in self.policy_sets.most_common()

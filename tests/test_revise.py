@@ -282,11 +282,33 @@ def test_revised_records_are_counted_in_the_card_and_shown_apart_in_the_viewer(t
     facts = CardFacts()
     for line in out.values():
         facts.add(GenerateRecord.model_validate(line))
-    assert facts.figures()["revisions"] == {"carried": 2, "revised": 1}
+    assert facts.figures()["deliberation"]["revisions"] == {"carried": 2, "revised": 1}
+    assert facts.figures()["deliberation"]["reasks"] == 0  # a revision's usage is its own calls
+    assert main(["export", str(tmp_path / "out.jsonl")]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "Revised for a new policy version (`aidsafe revise`): 2 carried, 1 revised" in card
     data = load([tmp_path / "out.jsonl"])
     harm = next(s for s in data.samples if s["id"] == "harm")
     assert harm["record"]["revision"]["superseded"][0]["thought"]["id"] == 0
-    assert "revisionView" in (ROOT / "viewer" / "viewer.js").read_text()
+
+
+@pytest.mark.browser
+def test_the_viewer_shows_superseded_thoughts_apart_from_the_chain(tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium, open_page
+
+    revise(tmp_path, edit_clause)
+    page = tmp_path / "view.html"
+    assert main(["view", str(tmp_path / "out.jsonl"), "-o", str(page)]) == 0
+    with chromium() as browser:
+        open_page(browser, page)
+        next(r for r in browser.find_elements(By.CSS_SELECTOR, ".row") if r.text.startswith("harm")).click()
+        detail = browser.find_element(By.ID, "detail").text
+    revision, final = detail.split("Revision: revised", 1)[1].split("Final chain of thought", 1)
+    assert "Superseded thoughts" in revision and "thought 0 on physical_harm" in revision
+    assert EDITED in revision and CLAUSE in revision
+    assert "thought 0 on physical_harm" not in final and "thought 1 on helpfulness_respect" in final
 
 
 @pytest.mark.slow
