@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from aidsafe.state.deliberation import AgentError, DeliberationResult
 from aidsafe.state.gate import SafetyVerdict
 from aidsafe.state.preference import PreferenceResult
-from aidsafe.state.revision import Lineage
+from aidsafe.state.revision import Lineage, PairLineage
 
 
 class GenerateRecord(DeliberationResult):
@@ -44,6 +44,8 @@ class PreferenceRecord(PreferenceResult):
     """The run settings that made the record (graph, model per role, whisper settings, ...)."""
     cost_usd: float | None = Field(default=None, exclude_if=lambda v: v is None)
     """What this run's calls for the pair cost, when the run had prices (the key is left out otherwise)."""
+    revision: PairLineage | None = Field(default=None, exclude_if=lambda v: v is None)
+    """A pair of `aidsafe revise-pairs`: carried with its chosen side, or remade around the revised one."""
 
 
 class ErrorRecord(BaseModel):

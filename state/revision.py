@@ -21,6 +21,7 @@ from aidsafe.state.deliberation import (
     Thought,
     Usage,
 )
+from aidsafe.state.preference import PreferenceInput, PreferenceOutput, PreferenceState, ThoughtsAndResponse
 
 Outcome = Literal["carried", "revised", "regenerated"]
 
@@ -94,3 +95,36 @@ class RevisionState(DeliberationState):
 
 class RevisionOutput(DeliberationOutput):
     revision: Lineage
+
+
+class PreviousPair(TypedDict):
+    """The pair as it was before its chosen side was revised."""
+
+    chosen: ThoughtsAndResponse
+    rejected: ThoughtsAndResponse
+    belief: str
+    chosen_score: float
+    rejected_score: float
+
+
+class PairLineage(TypedDict):
+    """A preference pair under new policies: carried with its chosen side, or remade around the
+    revised chosen side (a new rejected side from the ear-whisperer under the new text)."""
+
+    from_policy_set: str
+    outcome: Outcome
+    """The chosen side's record's outcome (`revision.outcome` of the revised generate record)."""
+    checked: str
+    previous: NotRequired[PreviousPair]
+
+
+class PairRevisionInput(PreferenceInput):
+    revision: PairLineage
+
+
+class PairRevisionState(PreferenceState):
+    revision: PairLineage
+
+
+class PairRevisionOutput(PreferenceOutput):
+    revision: PairLineage

@@ -340,3 +340,102 @@ def test_kill_mid_revision_then_rerun_revises_every_record_once(tmp_path):
     asked_again = {r["id"] for r in rows if f"prompt {r['id'][1:]}\\n" in later_text}
     assert asked_again and not asked_again & done_before  # none revised twice
     assert not list(tmp_path.glob("out.checkpoints*"))
+
+
+def test_a_record_that_fails_goes_to_the_errors_file_and_the_others_are_written(tmp_path):
+    inputs = write_jsonl(tmp_path / "in.generated.jsonl", RECORDS)
+    new = policy_file(tmp_path, remove_fraud)
+    model = scripted()
+    model.script["RefinerAnswer"] = [RuntimeError("connection dropped")]
+    context = {"base_url": "http://127.0.0.1:9/v1", "model": "scripted", "policy_file": str(new)}
+    options = BatchOptions(output=tmp_path / "out.jsonl", progress=False)
+    job = revise_job(context, diff_policies(OLD, load_policies(new)), model=model)
+    summary = run_batch(job, partial(read_revision_samples, [inputs]), options)
+    assert (summary.done, summary.failed) == (2, 1)
+    assert [e["id"] for e in read_jsonl(options.errors)] == ["fraud"]
+    assert sorted(r["id"] for r in read_jsonl(options.output)) == ["harm", "vote"]
+
+
+def test_max_cost_stops_a_revision_before_a_call_past_the_cap(tmp_path, stub_server):
+    from aidsafe.cli.exit_codes import COST_CAP_REACHED
+
+    inputs = write_jsonl(tmp_path / "in.generated.jsonl", RECORDS)
+    new = policy_file(tmp_path, edit_clause)
+    out = tmp_path / "out.jsonl"
+    prices = ["--input-price", "1000", "--output-price", "1000"]
+    assert stub_revise(
+        stub_server, str(inputs), "--policies", str(new), "-o", str(out), *prices, "--max-cost", "0.01"
+    ) == (COST_CAP_REACHED)
+    assert stub_server.requests == []  # one call's most possible cost is over the cap
+    assert (
+        stub_revise(stub_server, str(inputs), "--policies", str(new), "-o", str(out), *prices, "--max-cost", "100") == 0
+    )
+    assert len(read_jsonl(out)) == 3
+
+
+def test_a_line_that_is_not_a_generate_record_is_an_input_error(tmp_path, stub_server, capsys):
+    baseline = {**RECORDS[2], "id": "base", "stop_reason": "baseline"}
+    inputs = write_jsonl(
+        tmp_path / "in.generated.jsonl", [RECORDS[0], {"id": "p", "prompt": "just a prompt"}, baseline]
+    )
+    new = policy_file(tmp_path, rename_title)
+    out = tmp_path / "out.jsonl"
+    assert stub_revise(stub_server, str(inputs), "--policies", str(new), "-o", str(out)) == 1
+    errors = {e["id"]: e["error"]["message"] for e in read_jsonl(tmp_path / "out.errors.jsonl")}
+    assert "not an `aidsafe generate` record" in errors["p"]
+    assert "baseline record" in errors["base"]
+    assert [r["id"] for r in read_jsonl(out)] == ["harm"]
+
+
+def pair(source: dict[str, Any]) -> dict[str, Any]:
+    """The `aidsafe prefer` record made from a generate record."""
+    chosen = {"thoughts": source["thoughts"], "response": source["response"]}
+    rejected = {"thoughts": [], "response": f"bad answer {source['id']}"}
+    return {
+        "id": source["id"], "prompt": source["prompt"], "chosen": chosen, "rejected": rejected, "belief": "old belief",
+        "chosen_score": 0.0, "rejected_score": 0.75, "iterations": 1, "negative_example": True,
+        "policy_set": source["policy_set"], "model": "m", "metadata": {"source": source["id"]},
+        "usage": {"llm_calls": 3, "input_tokens": 1, "output_tokens": 1},
+    }  # fmt: skip
+
+
+def test_pairs_whose_chosen_side_was_revised_get_a_new_rejected_side_and_the_others_are_carried(tmp_path):
+    from aidsafe.batch.revise_pairs import read_pair_samples, revise_pairs_job, revised_chosen
+    from tests.fakes import preference_model
+
+    out, _, _ = revise(tmp_path, edit_clause)  # harm revised; fraud and vote carried
+    pairs = write_jsonl(tmp_path / "in.preference.jsonl", [pair(r) for r in RECORDS])
+    before = pairs.read_bytes()
+    new = tmp_path / "new.yaml"
+    revised = revised_chosen(tmp_path / "out.jsonl", load_policies(new).hash)
+    model = preference_model({"answer 1": 4})
+    context = {"base_url": "http://127.0.0.1:9/v1", "model": "scripted", "policy_file": str(new)}
+    options = BatchOptions(output=tmp_path / "pairs.revised.jsonl", progress=False)
+    read = partial(read_pair_samples, [pairs], revised=revised)
+    summary = run_batch(revise_pairs_job(context, model=model), read, options)
+    assert summary.ok, read_jsonl(options.errors)
+    result = {r["id"]: r for r in read_jsonl(options.output)}
+    assert {i: r["revision"]["outcome"] for i, r in result.items()} == outcomes(out)
+    harm = result["harm"]
+    assert harm["chosen"]["thoughts"] == out["harm"]["thoughts"]  # the revised chosen side
+    assert (
+        harm["rejected"]["response"] == "answer 1" and harm["belief"] == "Locks in rented flats belong to the tenant."
+    )
+    assert harm["revision"]["previous"]["rejected"]["response"] == "bad answer harm"
+    assert result["fraud"]["rejected"]["response"] == "bad answer fraud"  # carried: no call
+    assert result["fraud"]["usage"]["llm_calls"] == 0
+    assert {r["policy_set"] for r in result.values()} == {load_policies(new).hash}
+    # One pair remade: the chosen side scored, one whisper, one whispered answer, its score.
+    assert Counter(model.schemas()) == {"ViolationAnswer": 2, "BeliefAnswer": 1, "WhisperedAnswer": 1}
+    assert pairs.read_bytes() == before
+
+
+def test_revise_pairs_refuses_records_not_revised_for_the_same_policies(tmp_path, stub_server, capsys):
+    records = write_jsonl(tmp_path / "in.generated.jsonl", RECORDS)
+    pairs = write_jsonl(tmp_path / "in.preference.jsonl", [pair(r) for r in RECORDS])
+    new = policy_file(tmp_path, edit_clause)
+    flags = ["--base-url", stub_server.base_url, "--model", "stub-model", "--no-progress"]
+    command = ["revise-pairs", str(pairs), "--revised", str(records), "--policies", str(new), "-o", str(tmp_path / "o")]
+    assert main([*command, *flags]) == 2
+    assert "not revised for these policies" in capsys.readouterr().err
+    assert stub_server.requests == []
