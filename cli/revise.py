@@ -10,12 +10,14 @@ input is only read. `aidsafe policies diff OLD NEW --records FILE` shows what it
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.files import check_outputs
-from aidsafe.batch.revise import read_revision_samples, revise_job
+from aidsafe.batch.revise import SampleWithRecord, read_revision_samples, revise_job
 from aidsafe.cli.batch import register_batch_command, run_command
 from aidsafe.cli.options import UsageError
 from aidsafe.policies import load_policies
@@ -38,9 +40,30 @@ def make_job(context: dict[str, Any], args: argparse.Namespace) -> GraphJob:
     return revise_job(context, policy_diff(args.from_policies, args.policy_file), args.n_deliberators)
 
 
+def check_made_under(diff: PolicyDiff, args: argparse.Namespace) -> None:
+    """Records made under neither set would all be regenerated in full: refused when that is every
+    record (the old policy file is most likely the wrong one), a note when it is some."""
+    made_under: Counter[str] = Counter()
+    for item in read_revision_samples(args.inputs, prompt_field=args.prompt_field, limit=args.limit):
+        if isinstance(item, SampleWithRecord):
+            made_under[item.record["policy_set"]] += 1
+    others = {h: n for h, n in made_under.items() if h not in (diff.old_hash, diff.new_hash)}
+    if not others:
+        return
+    sets = ", ".join(f"{h} ({n} records)" for h, n in sorted(others.items()))
+    if sum(others.values()) == sum(made_under.values()):
+        raise UsageError(
+            f"no record was made under {args.from_policies or 'the bundled policies'} ({diff.old_hash}); they name "
+            f"{sets}: give --from-policies the policy file they were made with"
+        )
+    print(f"note: {sum(others.values())} records were made under other policy sets ({sets}): "
+          "they will be regenerated in full", file=sys.stderr)  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     """Refuse an unreadable or unchanged policy set before any call, show the diff, run the batch."""
     diff = policy_diff(args.from_policies, args.policy_file)
+    check_made_under(diff, args)
     if args.from_policies:
         output = Path(args.output) if args.output else Path(f"{Path(args.inputs[0]).name.split('.')[0]}.{KIND}.jsonl")
         check_outputs([args.from_policies], [output])

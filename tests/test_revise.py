@@ -439,3 +439,15 @@ def test_revise_pairs_refuses_records_not_revised_for_the_same_policies(tmp_path
     assert main([*command, *flags]) == 2
     assert "not revised for these policies" in capsys.readouterr().err
     assert stub_server.requests == []
+
+
+def test_records_made_under_another_policy_set_than_the_old_one_are_refused_before_any_call(
+    tmp_path, stub_server, capsys
+):
+    inputs = write_jsonl(
+        tmp_path / "in.generated.jsonl", [record("x", "a prompt", [thought(0, "physical_harm")], "0" * 12)]
+    )
+    new = policy_file(tmp_path, edit_clause)
+    assert stub_revise(stub_server, str(inputs), "--policies", str(new), "-o", str(tmp_path / "o.jsonl")) == 2
+    assert "give --from-policies the policy file they were made with" in capsys.readouterr().err
+    assert stub_server.requests == []
