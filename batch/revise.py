@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from aidsafe.batch.engine import GraphJob, SampleFailure
 from aidsafe.batch.generate import DELIBERATION_ROLES, finished_record
-from aidsafe.batch.inputs import InputProblem, Sample, content_id, read_samples
+from aidsafe.batch.inputs import InputProblem, Sample, content_id, first_problem, read_samples
 from aidsafe.batch.prices import PriceTable
 from aidsafe.batch.settings import run_settings
 from aidsafe.graphs.revision import build_graph
@@ -74,9 +74,7 @@ def as_revision_sample(sample: Sample) -> Sample | InputProblem:
     try:
         record = SourceRecord.model_validate(line)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = f"not an `aidsafe generate` record ({where}: {first['msg']})"
+        message = f"not an `aidsafe generate` record ({first_problem(exc)})"
         return InputProblem(sample.where, message, sample.id, sample.prompt)
     data = record.model_dump(mode="json")
     return SampleWithRecord(sample.id, sample.prompt, dict(record.metadata), sample.where, data)

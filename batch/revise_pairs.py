@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.generate import finished_record
-from aidsafe.batch.inputs import InputProblem, Sample, read_samples
+from aidsafe.batch.inputs import InputProblem, Sample, first_problem, read_samples
 from aidsafe.batch.prefer import PREFERENCE_ROLES, SampleWithChosen
 from aidsafe.batch.settings import run_settings
 from aidsafe.graphs.pair_revision import build_graph
@@ -54,9 +54,7 @@ def revised_chosen(path: Path, policy_set: str) -> dict[str, GenerateRecord]:
             try:
                 record = GenerateRecord.model_validate_json(line)
             except ValidationError as exc:
-                raise ValueError(
-                    f"{path}:{number}: not an `aidsafe revise` record ({exc.errors()[0]['msg']})"
-                ) from None
+                raise ValueError(f"{path}:{number}: not an `aidsafe revise` record ({first_problem(exc)})") from None
             if record.revision is None or record.policy_set != policy_set:
                 raise ValueError(
                     f"{path}:{number}: not revised for these policies (policy set {record.policy_set}, "
@@ -71,9 +69,7 @@ def as_pair_sample(sample: Sample, revised: dict[str, GenerateRecord]) -> Sample
     try:
         pair = PreferenceRecord.model_validate(line)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return InputProblem(sample.where, f"not an `aidsafe prefer` record ({where}: {first['msg']})", sample.id)
+        return InputProblem(sample.where, f"not an `aidsafe prefer` record ({first_problem(exc)})", sample.id)
     record = revised.get(pair.id)
     if record is None or record.revision is None:
         return InputProblem(sample.where, f"no revised record with id {pair.id!r} in the revised records", pair.id)

@@ -7,6 +7,7 @@ any call; a kill mid-revision loses and repeats nothing."""
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import os
@@ -25,7 +26,8 @@ from aidsafe.batch.driver import BatchOptions, run_batch
 from aidsafe.batch.revise import read_revision_samples, revise_job
 from aidsafe.cli.main import main
 from aidsafe.policies import DEFAULT_POLICY_FILE, load_policies
-from aidsafe.policies.diff import diff_policies
+from aidsafe.policies.diff import SIMILAR, diff_policies, normalised
+from aidsafe.policies.loader import PolicySet
 from tests.fakes import ROOT, RandomSchemaAnswers, StubServer, read_jsonl, scripted, write_jsonl
 from tests.runs import wait_for_records
 
@@ -214,8 +216,6 @@ def test_clause_ids_follow_the_text_not_the_position():
     policy(moved, "physical_harm")["forbids"].reverse()
     policy(moved, "physical_harm")["title"] = "Physical harm"  # unchanged title
     moved["version"] = 2
-    from aidsafe.policies.loader import PolicySet
-
     diff = diff_policies(OLD, PolicySet.model_validate(moved))
     assert diff.changes == ()  # reordered clauses are the same clauses
     assert not diff.identical  # the set's hash did change (version, order)
@@ -451,3 +451,17 @@ def test_records_made_under_another_policy_set_than_the_old_one_are_refused_befo
     assert stub_revise(stub_server, str(inputs), "--policies", str(new), "-o", str(tmp_path / "o.jsonl")) == 2
     assert "give --from-policies the policy file they were made with" in capsys.readouterr().err
     assert stub_server.requests == []
+
+
+def test_a_rewritten_clause_below_the_similarity_threshold_is_a_removal_and_an_addition():
+    data = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+    rewritten = "Detailed recipes for nerve agents."
+    policy(data, "physical_harm")["forbids"][0] = rewritten
+    policy(data, "physical_harm")["allows"].pop()
+    assert difflib.SequenceMatcher(None, normalised(CLAUSE), normalised(rewritten)).ratio() < SIMILAR
+    diff = diff_policies(OLD, PolicySet.model_validate(data))
+    (change,) = diff.changes
+    assert sorted((c.kind, c.status) for c in change.clauses) == [
+        ("allows", "removed"), ("forbids", "added"), ("forbids", "removed"),
+    ]  # fmt: skip
+    assert diff.superseding == {"physical_harm"} and diff.to_triage == {"physical_harm"}
