@@ -36,7 +36,7 @@ from aidsafe.batch.engine import (
 )
 from aidsafe.batch.estimate import Estimate, dry_run_size, spread_evenly
 from aidsafe.batch.files import UnsafeOutput, check_outputs
-from aidsafe.batch.inputs import InputProblem, Sample
+from aidsafe.batch.inputs import InputProblem, Sample, first_problem
 from aidsafe.batch.ledger import Budget, Ledger, SharedLedger, budget_wait, served
 from aidsafe.batch.prices import Dollars, PriceError, PriceTable
 from aidsafe.batch.stores import CheckpointStore, PostgresUrl, checkpoint_shard, checkpoint_store, existing_shards
@@ -252,7 +252,7 @@ def finished_records(output: Path, record_type: type[pydantic.BaseModel], kind: 
                 record = record_type.model_validate_json(line)
             except ValidationError as exc:
                 raise UnsafeOutput(
-                    f"{output}:{number}: not a {kind} record ({_first_problem(exc)}); "
+                    f"{output}:{number}: not a {kind} record ({first_problem(exc)}); "
                     "the output file holds other data: choose another output name (-o)"
                 ) from None
             finished.ids.add(record.id)  # type: ignore[attr-defined]
@@ -272,12 +272,6 @@ def finished_records(output: Path, record_type: type[pydantic.BaseModel], kind: 
 
 RECORD_START = b'{"id": '
 """How every line the driver writes begins (`id` is every record's first field)."""
-
-
-def _first_problem(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 def _write_line(handle: IO[str], data: dict[str, Any]) -> None:

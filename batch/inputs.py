@@ -70,6 +70,13 @@ class InputFileError(Exception):
         self.where, self.message = str(where), message
 
 
+def first_problem(exc: pydantic.ValidationError) -> str:
+    """The first thing a validation refused, as `where: what` (what a line's message names)."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
 def content_id(prompt: str) -> str:
     """Stable id of a prompt without an `id` column: the same text gets the same id in every run."""
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]

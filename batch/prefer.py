@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.generate import finished_record
-from aidsafe.batch.inputs import InputProblem, Sample, content_id, read_samples
+from aidsafe.batch.inputs import InputProblem, Sample, content_id, first_problem, read_samples
 from aidsafe.batch.settings import run_settings
 from aidsafe.graphs.preference import build_graph
 from aidsafe.nodes.context import Context, Role
@@ -61,10 +61,8 @@ def with_chosen(sample: Sample) -> Sample | InputProblem:
     try:
         chosen = _CHOSEN.validate_python({name: sample.metadata[name] for name in ("thoughts", "response")})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
         return InputProblem(
-            sample.where, f"not a usable chosen sample ({where}: {first['msg']})", sample.id, sample.prompt
+            sample.where, f"not a usable chosen sample ({first_problem(exc)})", sample.id, sample.prompt
         )
     if not chosen["response"].strip():
         return InputProblem(sample.where, "the chosen sample has an empty response", sample.id, sample.prompt)

@@ -23,7 +23,21 @@ from typing import Any
 
 from aidsafe.batch.files import UnsafeOutput
 from aidsafe.batch.stores import RunFailure
-from aidsafe.cli import bench, clean, contrast, evaluate, export, generate, prefer, serve, train, view
+from aidsafe.cli import (
+    bench,
+    clean,
+    contrast,
+    evaluate,
+    export,
+    generate,
+    policies,
+    prefer,
+    revise,
+    revise_pairs,
+    serve,
+    train,
+    view,
+)
 from aidsafe.cli.exit_codes import FAILED, INTERNAL_ERROR, INTERRUPTED, USAGE_ERROR
 from aidsafe.cli.options import UsageError
 from aidsafe.embedded.llama_server import EmbeddedServerError
@@ -39,7 +53,21 @@ DESCRIPTION = (
 )
 """What `aidsafe --help` tells users (this module's docstring is for maintainers)."""
 
-SUBCOMMANDS = (contrast, clean, generate, prefer, export, evaluate, train, bench, serve, view)
+SUBCOMMANDS = (
+    contrast,
+    clean,
+    generate,
+    prefer,
+    revise,
+    revise_pairs,
+    policies,
+    export,
+    evaluate,
+    train,
+    bench,
+    serve,
+    view,
+)
 """Modules of `cli` that define `register(subparsers)`; each adds one subcommand, in this order."""
 
 

@@ -27,10 +27,36 @@ from aidsafe.nodes.llm import ModelProvider
 from aidsafe.state.deliberation import DeliberationInput, DeliberationOutput, DeliberationState
 
 GRAPH_NAME = "aidsafe_deliberation"
+FIRST_TURN = node_name(1)
+"""Where every round starts: the seed leads here, and so does a revised record's kept state."""
 
 
 def _after_termination_check(state: DeliberationState) -> str:
-    return refiner.NAME if state.get("stop_reason") else node_name(1)
+    return refiner.NAME if state.get("stop_reason") else FIRST_TURN
+
+
+def add_initializer(builder: StateGraph[Any, Any, Any, Any], provider: ModelProvider | None) -> None:
+    """The intents and the seed nodes, the seed leading into the first round (`add_rounds`)."""
+    add_agent(builder, agent_node(initializer.NAME, "initializer", initializer.decompose, provider))
+    add_agent(builder, agent_node(initializer.SEED, "initializer", initializer.initialize, provider))
+    builder.add_conditional_edges(initializer.NAME, unless_error(initializer.SEED), [initializer.SEED, COMPLETE_OUTPUT])
+    builder.add_conditional_edges(initializer.SEED, unless_error(FIRST_TURN), [FIRST_TURN, COMPLETE_OUTPUT])
+
+
+def add_rounds(builder: StateGraph[Any, Any, Any, Any], n_deliberators: int, provider: ModelProvider | None) -> None:
+    """The rounds and the refiner: deliberators in turn, the termination check, then the refiner and
+    END. Entered at `FIRST_TURN` with intents, thoughts, a response and `rounds`; an error goes to
+    `COMPLETE_OUTPUT`, which the graph adds. The revision graph enters here with a record's kept state."""
+    for index in range(1, n_deliberators + 1):
+        logic = deliberator(index, n_deliberators)
+        add_agent(builder, agent_node(node_name(index), "deliberator", logic, provider), agent_index=index)
+    builder.add_node(termination.NAME, termination.termination_check, metadata={"agent_role": "termination"})
+    add_agent(builder, agent_node(refiner.NAME, "refiner", refiner.refine, provider))
+    for index in range(1, n_deliberators + 1):
+        following = node_name(index + 1) if index < n_deliberators else termination.NAME
+        builder.add_conditional_edges(node_name(index), unless_error(following), [following, COMPLETE_OUTPUT])
+    builder.add_conditional_edges(termination.NAME, _after_termination_check, [refiner.NAME, FIRST_TURN])
+    builder.add_conditional_edges(refiner.NAME, unless_error(END), [END, COMPLETE_OUTPUT])
 
 
 def build_graph(
@@ -52,23 +78,10 @@ def build_graph(
         DeliberationState, context_schema=Context, input_schema=DeliberationInput, output_schema=DeliberationOutput
     )
 
-    add_agent(builder, agent_node(initializer.NAME, "initializer", initializer.decompose, provider))
-    add_agent(builder, agent_node(initializer.SEED, "initializer", initializer.initialize, provider))
-    for index in range(1, n_deliberators + 1):
-        logic = deliberator(index, n_deliberators)
-        add_agent(builder, agent_node(node_name(index), "deliberator", logic, provider), agent_index=index)
-    builder.add_node(termination.NAME, termination.termination_check, metadata={"agent_role": "termination"})
-    add_agent(builder, agent_node(refiner.NAME, "refiner", refiner.refine, provider))
+    add_initializer(builder, provider)
+    add_rounds(builder, n_deliberators, provider)
     builder.add_node(COMPLETE_OUTPUT, complete_output(DeliberationOutput))
-
     builder.add_edge(START, initializer.NAME)
-    builder.add_conditional_edges(initializer.NAME, unless_error(initializer.SEED), [initializer.SEED, COMPLETE_OUTPUT])
-    builder.add_conditional_edges(initializer.SEED, unless_error(node_name(1)), [node_name(1), COMPLETE_OUTPUT])
-    for index in range(1, n_deliberators + 1):
-        following = node_name(index + 1) if index < n_deliberators else termination.NAME
-        builder.add_conditional_edges(node_name(index), unless_error(following), [following, COMPLETE_OUTPUT])
-    builder.add_conditional_edges(termination.NAME, _after_termination_check, [refiner.NAME, node_name(1)])
-    builder.add_conditional_edges(refiner.NAME, unless_error(END), [END, COMPLETE_OUTPUT])
     builder.add_edge(COMPLETE_OUTPUT, END)
     return builder.compile(checkpointer=checkpointer, name=name)
 

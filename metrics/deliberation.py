@@ -25,10 +25,16 @@ REFINER_CALLS = 1
 
 
 def expected_calls(record: Mapping[str, Any]) -> int:
-    """Calls a sample makes when every answer parses: the baseline's one, or the deliberation's."""
+    """Calls a sample makes when every answer parses: the baseline's one, or the deliberation's; for a
+    record of `aidsafe revise` (whose usage is the revision's), its triage call and what it redid."""
     if record.get("stop_reason") == "baseline":
         return 1
-    return INITIALIZER_CALLS + len(record.get("deliberation_log") or []) + REFINER_CALLS
+    revision = record.get("revision") or {}
+    triage = 1 if revision.get("triage") else 0
+    if revision.get("outcome") == "carried":
+        return triage
+    initializer = 0 if revision.get("outcome") == "revised" else INITIALIZER_CALLS
+    return triage + initializer + len(record.get("deliberation_log") or []) + REFINER_CALLS
 
 
 @dataclass
@@ -56,6 +62,8 @@ class DeliberationStats:
     thoughts_rated: int = 0
     thoughts_flagged: int = 0
     """Chains of thought the safety gate rated alone, and those it flagged (left out of the SFT export)."""
+    revisions: Counter[str] = field(default_factory=Counter)
+    """Records of `aidsafe revise` by outcome: carried, revised, regenerated."""
 
     def add(self, record: Mapping[str, Any]) -> None:
         """Count one generate record (other records are ignored)."""
@@ -83,6 +91,8 @@ class DeliberationStats:
         self.reasks += extra
         self.samples_with_reasks += extra > 0
         self.refused += is_refusal(record["response"])
+        if record.get("revision"):
+            self.revisions[record["revision"]["outcome"]] += 1
         if record.get("safety"):
             self.safety_rated += 1
             self.safety_flagged += record["safety"]["flagged"]
@@ -111,6 +121,7 @@ class DeliberationStats:
             "safety_flagged": self.safety_flagged,
             "thoughts_rated": self.thoughts_rated,
             "thoughts_flagged": self.thoughts_flagged,
+            "revisions": {k: self.revisions[k] for k in ("carried", "revised", "regenerated") if self.revisions[k]},
         }
 
 
@@ -131,7 +142,9 @@ def stats_text(stats: Mapping[str, Any]) -> str:
         if stats["safety_rated"]
         else ""
     )
-    return (
+    revisions = stats.get("revisions") or {}
+    revised = "revision: " + ", ".join(f"{k} {v}" for k, v in revisions.items()) + "\n" if revisions else ""
+    return revised + (
         f"stop reasons: {stops}; rounds to consensus (rounds: samples): {rounds}\n"
         f"refiner removals: {removals}; repairs: {repairs}\n"
         f"re-asks {stats['reasks']} (in {stats['samples_with_reasks']} samples); agents refusing the task "

@@ -40,13 +40,19 @@ StructuredOutput = Literal["auto", "json_schema", "json_object", "function_calli
 ScorerFormat = Literal["aidsafe", "http", "gpt-oss-safeguard", "llama-guard"]
 """How the violation scorer is asked (`nodes/scorer.py`): aidsafe's LLM judge with its rubric, the HTTP
 classifier at `scorer_url`, or a served guard model in its own documented format (`nodes/guard_judge.py`)."""
-GraphName = Literal["deliberation", "gated deliberation", "baseline", "preference", "evaluation", "bench", "contrast"]
+GraphName = Literal[
+    "deliberation", "gated deliberation", "baseline", "preference", "evaluation", "bench", "contrast", "revision"
+]
 """The graphs a batch runs; a setting's `changes` metadata names those whose results it changes."""
 
 EVERY_GRAPH: frozenset[GraphName] = frozenset(typing.get_args(GraphName))
-DELIBERATING: frozenset[GraphName] = frozenset({"deliberation", "gated deliberation", "preference"})
-"""The graphs that run the deliberation team (the preference graph's chosen side is one)."""
-JUDGED: frozenset[GraphName] = frozenset({"gated deliberation", "preference", "evaluation", "bench", "contrast"})
+DELIBERATING: frozenset[GraphName] = frozenset({"deliberation", "gated deliberation", "preference", "revision"})
+"""The graphs that run the deliberation team (the preference graph's chosen side is one; a revision
+reruns its rounds)."""
+JUDGED: frozenset[GraphName] = frozenset(
+    {"gated deliberation", "preference", "evaluation", "bench", "contrast", "revision"}
+)
+"""The graphs with a judge role (the revision's triage call and the contrast check are)."""
 NO_GRAPH: frozenset[GraphName] = frozenset()
 """How a run is carried out (retries, timeouts, where the server is), not what it produces."""
 

@@ -20,7 +20,7 @@ Re-asked (the error is shown to the model):
 - a whispered answer that only repeats the whisperer's belief (`WhisperedAnswer`).
 
 Repaired (`AnswerRepair.rule`):
-- `unknown_policy_id`: a cited policy id not in the policy set is dropped (thoughts, `ViolationAnswer`);
+- `unknown_policy_id`: a cited policy id not in the policy set is dropped (thoughts, `ViolationAnswer`, `TriageAnswer`);
 - `duplicate_policy_id`: a policy id cited twice is kept once;
 - `unknown_correction_target`: a correction of a thought that does not exist is kept as a new thought;
 - `unknown_removal`: a removal of a thought id that does not exist is ignored (`RefinerAnswer`);
@@ -425,6 +425,22 @@ class ViolationAnswer(AgentAnswer):
     @property
     def score(self) -> float:
         return self.rating / 4
+
+
+class TriageAnswer(AgentAnswer):
+    """Which of the policies named in the task apply to the request (`aidsafe revise`'s one cheap call)."""
+
+    applies: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Ids of the named policies that apply to the request; empty if none does.",
+        json_schema_extra=references("policy_ids"),
+    )
+
+    @model_validator(mode="after")
+    def _known_policies(self, info: ValidationInfo) -> TriageAnswer:
+        self.applies = _checked_policy_ids(self, self.applies, "applies", info)
+        return self
 
 
 class ClassifierVerdict(BaseModel):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from aidsafe.state.deliberation import AgentError, DeliberationResult
 from aidsafe.state.gate import SafetyVerdict
 from aidsafe.state.preference import PreferenceResult
+from aidsafe.state.revision import Lineage, PairLineage
 
 
 class GenerateRecord(DeliberationResult):
@@ -27,6 +28,9 @@ class GenerateRecord(DeliberationResult):
     """The safety gate's verdict on the final response, when the run had one (`--safety-threshold`)."""
     cost_usd: float | None = Field(default=None, exclude_if=lambda v: v is None)
     """What the sample's model calls cost, when the run had prices (the key is left out otherwise)."""
+    revision: Lineage | None = Field(default=None, exclude_if=lambda v: v is None)
+    """A record of `aidsafe revise`: the policy set it came from, carried / revised / regenerated,
+    what was superseded and why. Its `usage` and `cost_usd` are then the revision's own."""
 
 
 class PreferenceRecord(PreferenceResult):
@@ -40,6 +44,8 @@ class PreferenceRecord(PreferenceResult):
     """The run settings that made the record (graph, model per role, whisper settings, ...)."""
     cost_usd: float | None = Field(default=None, exclude_if=lambda v: v is None)
     """What this run's calls for the pair cost, when the run had prices (the key is left out otherwise)."""
+    revision: PairLineage | None = Field(default=None, exclude_if=lambda v: v is None)
+    """A pair of `aidsafe revise-pairs`: carried with its chosen side, or remade around the revised one."""
 
 
 class ErrorRecord(BaseModel):

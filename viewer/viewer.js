@@ -155,9 +155,32 @@
           r.removed_thoughts.map((x) => h("tr", {}, h("td", {}, "#" + x.thought.id + " " + x.thought.text),
             h("td", {}, badge(x.reason, "removed")), h("td", {}, x.explanation)))));
     }
+    if (r.revision) out.push(...revisionView(r.revision));
     out.push(h("h2", {}, "Final chain of thought"),
       h("div", {}, (r.thoughts || []).map((t) => thoughtView(t, new Map()))),
       h("h2", {}, "Final response"), h("div", { class: "box" }, r.response));
+    return out;
+  }
+
+  // A record of `aidsafe revise`: where it came from, and the thoughts the new policies superseded,
+  // shown apart from the chain of thought (they are not in it).
+  function revisionView(v) {
+    const out = [h("h2", {}, "Revision: " + v.outcome + " (from policy set " + v.from_policy_set + ")"),
+      h("div", { class: "meta" }, v.checked)];
+    if ((v.kept_thoughts || []).length) {
+      out.push(h("div", { class: "meta" }, "kept thoughts (old id → new id): " +
+        v.kept_thoughts.map((k) => "#" + k.from + "→#" + k.to).join(", ")));
+    }
+    if ((v.superseded || []).length) {
+      out.push(h("h3", {}, "Superseded thoughts"), h("div", { class: "superseded" }, v.superseded.map((x) =>
+        h("div", { class: "thought gone" }, h("span", { class: "tid" }, "#" + x.thought.id), x.thought.text, " ",
+          policyTags(x.thought.policy_ids),
+          (x.because || []).map((c) => h("div", { class: "change" }, c.policy_id + ": " + c.status +
+            (c.kind ? " " + c.kind + " clause" : "") + (c.old ? ": was “" + c.old + "”" : "") +
+            (c.new ? ", now “" + c.new + "”" : "")))))));
+    }
+    if (v.triage) out.push(h("div", { class: "meta" }, "triage asked about " + (v.triage.asked.join(", ") || "nothing") +
+      "; applies: " + (v.triage.applies.join(", ") || "none")));
     return out;
   }
 
