@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
@@ -28,8 +28,10 @@ from tqdm import tqdm
 
 from aidsafe.batch.endpoints import add_tallies
 from aidsafe.batch.engine import (
+    EngineRun,
     GraphJob,
     Outcome,
+    RecordStatistics,
     run_async,
     run_in_processes,
     run_inline,
@@ -41,7 +43,6 @@ from aidsafe.batch.ledger import Budget, Ledger, SharedLedger, budget_wait, serv
 from aidsafe.batch.prices import Dollars, PriceError, PriceTable
 from aidsafe.batch.stores import CheckpointStore, PostgresUrl, checkpoint_shard, checkpoint_store, existing_shards
 from aidsafe.batch.waves import MAX_POLL_SECONDS, Mode, Sleep, WaveSettings, run_waves
-from aidsafe.metrics.deliberation import DeliberationStats, stats_text
 from aidsafe.nodes.context import AtLeastOne, AtLeastZero, Seconds
 from aidsafe.state.records import ErrorRecord
 
@@ -172,7 +173,7 @@ class Summary:
     """Samples the cap stopped before one of their calls: checkpointed, a re-run continues them."""
     not_started: int = 0
     deliberation: dict[str, Any] | None = None
-    """Deliberation statistics of this run's records (`metrics.deliberation`), for generate runs."""
+    """Deliberation statistics of this run's records (`GraphJob.statistics`), for the graphs that deliberate."""
     mode: str = "online"
     waves: int = 0
     """Batch and offline modes: waves of batches (the last wave's number, earlier runs' included)."""
@@ -184,6 +185,12 @@ class Summary:
     dry_run: dict[str, Any] | None = None
     """A dry run's estimate for the whole input (`batch/estimate.py`)."""
     dry_run_text: str = ""
+    statistics_text: str = field(default="", metadata={"in_file": False})
+    """`deliberation` in words, for the printed summary (not in `summary.json`)."""
+
+    def as_file(self) -> dict[str, Any]:
+        """What `out.summary.json` holds."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("in_file", True)}
 
     @property
     def ok(self) -> bool:
@@ -203,8 +210,8 @@ class Summary:
                 f"{self.mode} mode: {self.waves} waves, {self.batches} batches of {self.batch_requests} requests "
                 f"({self.failed_batch_requests} came back without an answer)"
             )
-        if self.deliberation:
-            lines.append(stats_text(self.deliberation))
+        if self.statistics_text:
+            lines.append(self.statistics_text)
         if self.cost_usd is not None:
             lines.append(f"cost ${self.cost_usd:.4f} this run, ${self.output_cost_usd:.4f} for the whole output")
         if self.stopped_at_cost:
@@ -380,8 +387,90 @@ async def _run(
         await _run_leased(job, read, options, store, workers, summary, sleep, observe)
     summary.wall_seconds = time.monotonic() - started
     summary.samples_per_second = (summary.done + summary.failed) / summary.wall_seconds
-    options.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
+    options.summary.write_text(json.dumps(summary.as_file(), indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+class _Recorder:
+    """The run's one writer: puts each outcome's line in the output or the errors file, prices it,
+    and keeps the summary, the progress bar and the job's statistics up to date."""
+
+    def __init__(
+        self,
+        output: IO[str],
+        errors: IO[str],
+        summary: Summary,
+        bar: tqdm,
+        prices: PriceTable | None,
+        ledger: SharedLedger | None,
+        statistics: RecordStatistics | None,
+        observe: Callable[[Outcome], None] | None,
+    ) -> None:
+        self.output, self.errors, self.summary, self.bar = output, errors, summary, bar
+        self.prices, self.ledger, self.statistics, self.observe = prices, ledger, statistics, observe
+
+    def write(self, outcome: Outcome) -> None:
+        summary = self.summary
+        if self.observe is not None:
+            self.observe(outcome)
+        if self.prices is not None:
+            self._pay(outcome, self.prices)
+        if outcome.stopped:
+            summary.unfinished += 1
+        elif outcome.record is not None:
+            _write_line(self.output, outcome.record)
+            summary.done += 1
+            if self.statistics is not None:
+                self.statistics.add(outcome.record)
+        else:
+            assert outcome.error is not None
+            _write_line(self.errors, outcome.error)
+            summary.failed += 1
+            self.say(f"failed {outcome.sample_id}: {outcome.error['error']['message']}")
+        summary.resumed += outcome.resumed
+        summary.llm_calls += outcome.usage["llm_calls"]
+        summary.input_tokens += outcome.usage["input_tokens"]
+        summary.output_tokens += outcome.usage["output_tokens"]
+        add_tallies(summary.endpoints, outcome.endpoints)
+        self.note({})
+        self.bar.update()
+
+    def note(self, shown: dict[str, object]) -> None:
+        """The progress bar's figures: failures, cost so far, and what the engine adds (`shown`)."""
+        figures: dict[str, object] = {"failed": self.summary.failed}
+        if self.summary.cost_usd is not None:
+            figures["cost"] = f"${self.summary.cost_usd:.4f}"
+        self.bar.set_postfix({**figures, **shown}, refresh=False)
+
+    def say(self, text: str) -> None:
+        self.bar.write(text, file=sys.stderr)
+
+    def _pay(self, outcome: Outcome, prices: PriceTable) -> None:
+        """Price the outcome: its record's `cost_usd`, the totals, the ledger."""
+        summary, ledger = self.summary, self.ledger
+        assert summary.cost_usd is not None
+        try:
+            cost = prices.cost(outcome.usage)
+        except PriceError as exc:
+            if ledger is not None and not ledger.stopped():
+                ledger.stop()
+                self.say(f"stopping: --max-cost cannot be kept ({exc})")
+            return
+        if outcome.record is not None:
+            outcome.record["cost_usd"] = round(cost, 8)
+        summary.cost_usd += cost
+        summary.output_cost_usd = (summary.output_cost_usd or 0.0) + cost
+        if ledger is not None and cost > outcome.paid:
+            ledger.add(cost - outcome.paid)  # what earlier runs paid for a sample this one finished
+
+
+def _to_run(read: ReadSamples, skip: set[str], ledger: SharedLedger | None) -> Iterator[Sample]:
+    """The input's samples not in `skip` (done, or routed to a worker), until the cap stops the run."""
+    for sample in read():
+        if isinstance(sample, Sample) and sample.id not in skip:
+            if ledger is not None and ledger.stopped():
+                return
+            yield sample
 
 
 async def _run_leased(
@@ -395,16 +484,14 @@ async def _run_leased(
     observe: Callable[[Outcome], None] | None,
 ) -> None:
     finished = finished_records(options.output, job.record_type, job.name)  # under the lease: it may cut a line
-    done_ids = finished.ids
     if options.mode == "batch" and options.prices is not None:  # every call at the provider's batch price
         options = replace(options, prices=options.prices.for_batch())
     if options.prices is not None:
         summary.cost_usd, summary.output_cost_usd, summary.max_cost = 0.0, finished.cost_usd, options.max_cost
     with options.errors.open("w", encoding="utf-8") as errors, ExitStack() as stack:
         unfinished = await store.unfinished(f"{job.name}-")
-        plan = _plan(job, read, done_ids, unfinished, store.sharded, workers, summary, errors)
+        plan = _plan(job, read, finished.ids, unfinished, store.sharded, workers, summary, errors)
         await store.delete(plan.stale)  # before the run: during it only workers touch the store
-        routed = plan.routed
         if options.engine == "ray":
             from aidsafe.batch.ray_engine import RayLedger, ray_session, run_on_ray
 
@@ -423,90 +510,35 @@ async def _run_leased(
                 if workers > 1:
                     shared = stack.enter_context(served(ledger))
             job = replace(job, budget=Budget(shared, options.prices, budget_wait(job.context)))
-
-        def todo() -> Iterator[Sample]:
-            for sample in read():
-                if isinstance(sample, Sample) and sample.id not in done_ids and sample.id not in routed:
-                    if ledger is not None and ledger.stopped():
-                        return
-                    yield sample
-
-        def pay(outcome: Outcome, prices: PriceTable) -> None:
-            """Price the outcome: its record's `cost_usd`, the totals, the ledger."""
-            assert summary.cost_usd is not None
-            try:
-                cost = prices.cost(outcome.usage)
-            except PriceError as exc:
-                if ledger is not None and not ledger.stopped():
-                    ledger.stop()
-                    bar.write(f"stopping: --max-cost cannot be kept ({exc})", file=sys.stderr)
-                return
-            if outcome.record is not None:
-                outcome.record["cost_usd"] = round(cost, 8)
-            summary.cost_usd += cost
-            summary.output_cost_usd = (summary.output_cost_usd or 0.0) + cost
-            if ledger is not None and cost > outcome.paid:
-                ledger.add(cost - outcome.paid)  # what earlier runs paid for a sample this one finished
-
-        stats = DeliberationStats()
+        statistics = job.statistics() if job.statistics is not None else None
         bar = tqdm(total=plan.pending, unit="sample", disable=not options.progress or not plan.pending, file=sys.stderr)
         with options.output.open("a", encoding="utf-8") as output, bar:
-
-            def write(outcome: Outcome) -> None:
-                if observe is not None:
-                    observe(outcome)
-                if options.prices is not None:
-                    pay(outcome, options.prices)
-                if outcome.stopped:
-                    summary.unfinished += 1
-                elif outcome.record is not None:
-                    _write_line(output, outcome.record)
-                    summary.done += 1
-                    stats.add(outcome.record)
-                else:
-                    assert outcome.error is not None
-                    _write_line(errors, outcome.error)
-                    summary.failed += 1
-                    bar.write(f"failed {outcome.sample_id}: {outcome.error['error']['message']}", file=sys.stderr)
-                summary.resumed += outcome.resumed
-                summary.llm_calls += outcome.usage["llm_calls"]
-                summary.input_tokens += outcome.usage["input_tokens"]
-                summary.output_tokens += outcome.usage["output_tokens"]
-                add_tallies(summary.endpoints, outcome.endpoints)
-                shown: dict[str, object] = {"failed": summary.failed}
-                if summary.cost_usd is not None:
-                    shown["cost"] = f"${summary.cost_usd:.4f}"
-                bar.set_postfix(shown, refresh=False)
-                bar.update()
-
+            recorder = _Recorder(output, errors, summary, bar, options.prices, ledger, statistics, observe)
+            samples = _to_run(read, finished.ids | plan.routed, ledger)
+            run = EngineRun(job, samples, store, options.concurrency, recorder.write, options.rpm, workers, plan.resume)
             if options.mode != "online":
                 assert ledger is None or isinstance(ledger, Ledger)
                 report = await run_waves(
-                    job,
-                    todo(),
-                    store,
-                    options.concurrency,
-                    write,
+                    run,
                     options.waves(),
                     ledger=ledger,
                     prices=options.prices,
-                    note=lambda shown: bar.set_postfix({"failed": summary.failed, **shown}),
-                    say=lambda text: bar.write(text, file=sys.stderr),
+                    note=recorder.note,
+                    say=recorder.say,
                     sleep=sleep,
                 )
                 summary.waves, summary.batches = report.waves, report.batches
                 summary.batch_requests, summary.failed_batch_requests = report.requests, report.failed_requests
             elif options.engine == "ray":
-                await run_on_ray(job, todo(), store, options.concurrency, options.rpm, workers, plan.resume, write)
+                await run_on_ray(run)
             elif workers > 1:
-                await run_in_processes(
-                    job, todo(), store, options.concurrency, options.rpm, workers, plan.resume, write
-                )
+                await run_in_processes(run)
             else:
-                await run_inline(job, todo(), store, options.concurrency, options.rpm, write)
+                await run_inline(run)
         summary.stopped_at_cost = ledger is not None and ledger.stopped()
     await store.finish()
-    summary.deliberation = stats.as_dict() if stats.samples else None
+    if statistics is not None and statistics.samples:
+        summary.deliberation, summary.statistics_text = statistics.as_dict(), statistics.text()
     if summary.stopped_at_cost:
         summary.not_started = plan.pending - summary.done - summary.failed - summary.unfinished
 

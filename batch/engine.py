@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, get_args
 
 from aiolimiter import AsyncLimiter
 from langchain_core.language_models import BaseChatModel
@@ -98,6 +98,19 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         gc.set_threshold(*threshold)
 
 
+class RecordStatistics(Protocol):
+    """Figures a job keeps over the records of a run for its summary (`metrics.deliberation`'s
+    `DeliberationStats` for the graphs that deliberate): the driver only counts and prints them."""
+
+    samples: int
+
+    def add(self, record: dict[str, Any]) -> None: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+    def text(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class GraphJob:
     """What a subcommand runs over a batch. Picklable, so worker processes can rebuild the graph.
@@ -124,6 +137,8 @@ class GraphJob:
     """Set by the driver for a checkpoint store that several outputs share (`CheckpointStore.namespace`)."""
     budget: Budget | None = None
     """Set by the driver under `--max-cost`: every model call is paid for from it before it is sent."""
+    statistics: Callable[[], RecordStatistics] | None = None
+    """Makes the figures kept over the run's records (the summary's `deliberation`), if any."""
 
     def thread_id(self, sample: Sample) -> str:
         parts = [self.name, self.settings.fingerprint, sample.id, sample.checkpoint_key()]
@@ -304,22 +319,31 @@ WriteOutcome = Callable[[Outcome], None]
 """The driver's writer: puts an outcome's line in the output or the errors file, flushed."""
 
 
-async def run_inline(
-    job: GraphJob,
-    samples: Iterator[Sample],
-    store: CheckpointStore,
-    concurrency: int,
-    rpm: float | None,
-    write: WriteOutcome,
-) -> None:
+@dataclass
+class EngineRun:
+    """What the driver hands an engine (this process, worker processes, Ray actors, waves): the
+    job, the samples still to run, where their checkpoints go, how wide to run, and its writer."""
+
+    job: GraphJob
+    samples: Iterator[Sample]
+    store: CheckpointStore
+    concurrency: int
+    write: WriteOutcome
+    rpm: float | None = None
+    workers: int = 1
+    resume: dict[int, list[Sample]] = field(default_factory=dict)
+    """Worker `k` first continues `resume[k]`, the samples its checkpoint shard holds."""
+
+
+async def run_inline(run: EngineRun) -> None:
     """Run the batch in this process: `write` each outcome, then prune its thread."""
 
     async def next_sample() -> Sample | None:
-        return next(samples, None)
+        return next(run.samples, None)
 
-    async with open_graph(job, store, 0, rpm) as graph:
-        async for outcome in _pool(partial(run_sample, job, graph), next_sample, concurrency):
-            write(outcome)
+    async with open_graph(run.job, run.store, 0, run.rpm) as graph:
+        async for outcome in _pool(partial(run_sample, run.job, graph), next_sample, run.concurrency):
+            run.write(outcome)
             if outcome.prune:
                 await graph.checkpointer.adelete_thread(outcome.thread_id)
 
@@ -393,25 +417,17 @@ def _worker_main(
     results.put(_WorkerDone())  # not after a crash: the driver then sees the exit code instead
 
 
-async def run_in_processes(
-    job: GraphJob,
-    samples: Iterator[Sample],
-    store: CheckpointStore,
-    concurrency: int,
-    rpm: float | None,
-    workers: int,
-    resume: dict[int, list[Sample]],
-    write: WriteOutcome,
-) -> None:
-    """Share the batch among `workers` processes; the calling process stays the only file writer.
+async def run_in_processes(run: EngineRun) -> None:
+    """Share the batch among `run.workers` processes; the calling process stays the only file writer.
 
     One process is CPU-bound at high concurrency (client work per model call); processes use
     every core. Concurrency and the rate limit are split evenly among the workers. Worker `k`
     checkpoints into shard `k` and first continues `resume[k]`, the samples that shard holds.
     """
+    job, samples, store, rpm, workers, write = run.job, run.samples, run.store, run.rpm, run.workers, run.write
     mp = multiprocessing.get_context("spawn")
-    per_worker = math.ceil(concurrency / workers)
-    tasks: Any = mp.Queue(maxsize=max(2 * concurrency, 16))  # bounded: input keeps streaming
+    per_worker = math.ceil(run.concurrency / workers)
+    tasks: Any = mp.Queue(maxsize=max(2 * run.concurrency, 16))  # bounded: input keeps streaming
     results: Any = mp.Queue()
     written: list[Any] = [mp.Queue() for _ in range(workers)]
     processes = [
@@ -423,7 +439,7 @@ async def run_in_processes(
                 store,
                 per_worker,
                 rpm / workers if rpm else None,
-                resume.get(shard, []),
+                run.resume.get(shard, []),
                 tasks,
                 results,
                 written[shard],

@@ -13,6 +13,7 @@ from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.inputs import Sample
 from aidsafe.batch.settings import run_settings
 from aidsafe.graphs import baseline, deliberation, gated
+from aidsafe.metrics.deliberation import DeliberationStats
 from aidsafe.nodes.context import Context, Role
 from aidsafe.state.records import GenerateRecord
 
@@ -81,5 +82,6 @@ def generate_job(
         to_record=partial(finished_record, GenerateRecord),
         record_type=BaselineRecord if zero_shot else DeliberationRecord,
         settings=settings,
+        statistics=DeliberationStats,
         model=model,
     )

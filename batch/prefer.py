@@ -22,6 +22,7 @@ from aidsafe.batch.generate import finished_record
 from aidsafe.batch.inputs import InputProblem, Sample, content_id, first_problem, read_samples
 from aidsafe.batch.settings import run_settings
 from aidsafe.graphs.preference import build_graph
+from aidsafe.metrics.deliberation import DeliberationStats
 from aidsafe.nodes.context import Context, Role
 from aidsafe.state.preference import ThoughtsAndResponse
 from aidsafe.state.records import GenerateRecord, PreferenceRecord
@@ -99,5 +100,6 @@ def prefer_job(context: dict[str, Any], n_deliberators: int = 2, model: BaseChat
         to_record=partial(finished_record, PreferenceRecord),
         record_type=PreferenceRecord,
         settings=settings,
+        statistics=DeliberationStats,
         model=model,
     )

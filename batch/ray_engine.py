@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from aidsafe.batch.engine import GraphJob, Outcome, WriteOutcome, open_graph, run_sample
+from aidsafe.batch.engine import EngineRun, GraphJob, Outcome, open_graph, run_sample
 from aidsafe.batch.inputs import Sample
 from aidsafe.batch.ledger import Ledger
 from aidsafe.batch.stores import CheckpointStore, RunFailure
@@ -170,26 +170,26 @@ class RayLedger:
         return bool(self._call("stopped"))
 
 
-async def run_on_ray(
-    job: GraphJob,
-    samples: Iterator[Sample],
-    store: CheckpointStore,
-    concurrency: int,
-    rpm: float | None,
-    workers: int,
-    resume: dict[int, list[Sample]],
-    write: WriteOutcome,
-) -> None:
-    """Share the batch among `workers` Ray actors (inside a `ray_session`); actor `k` first
+async def run_on_ray(run: EngineRun) -> None:
+    """Share the batch among `run.workers` Ray actors (inside a `ray_session`); actor `k` first
     continues `resume[k]`.
 
     Actors are spread over the cluster's nodes; concurrency and the rate limit are split evenly.
     """
+    job, samples, store, rpm, workers, resume, write = (
+        run.job,
+        run.samples,
+        run.store,
+        run.rpm,
+        run.workers,
+        run.resume,
+        run.write,
+    )
     if job.context.get("policy_file"):  # read by each actor: the same path on every node
         job = replace(job, context={**job.context, "policy_file": str(Path(job.context["policy_file"]).resolve())})
     import ray
 
-    per_worker = math.ceil(concurrency / workers)
+    per_worker = math.ceil(run.concurrency / workers)
     actor_class: Any = ray.remote(SampleWorker).options(
         num_cpus=1,
         max_restarts=-1,

@@ -36,6 +36,7 @@ from aidsafe.batch.inputs import InputProblem, Sample, content_id, first_problem
 from aidsafe.batch.prices import PriceTable
 from aidsafe.batch.settings import run_settings
 from aidsafe.graphs.revision import build_graph
+from aidsafe.metrics.deliberation import DeliberationStats
 from aidsafe.nodes.context import Context
 from aidsafe.policies.diff import PolicyDiff
 from aidsafe.state.deliberation import Thought, Usage, add_usage, no_usage
@@ -214,6 +215,7 @@ def revise_job(
         to_record=revised_record,
         record_type=RevisedRecord,
         settings=settings,
+        statistics=DeliberationStats,
         model=model,
     )
 

@@ -24,6 +24,7 @@ from aidsafe.batch.inputs import InputProblem, Sample, first_problem, read_sampl
 from aidsafe.batch.prefer import PREFERENCE_ROLES, SampleWithChosen
 from aidsafe.batch.settings import run_settings
 from aidsafe.graphs.pair_revision import build_graph
+from aidsafe.metrics.deliberation import DeliberationStats
 from aidsafe.nodes.context import Context
 from aidsafe.state.deliberation import no_usage
 from aidsafe.state.records import GenerateRecord, PreferenceRecord
@@ -125,5 +126,6 @@ def revise_pairs_job(context: dict[str, Any], n_deliberators: int = 2, model: Ba
         to_record=revised_pair,
         record_type=RevisedPreferenceRecord,
         settings=settings,
+        statistics=DeliberationStats,
         model=model,
     )

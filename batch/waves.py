@@ -48,6 +48,7 @@ from langchain_openai import ChatOpenAI
 from langgraph.types import Command, Interrupt
 
 from aidsafe.batch.engine import (
+    EngineRun,
     GraphJob,
     Outcome,
     WriteOutcome,
@@ -59,7 +60,7 @@ from aidsafe.batch.engine import (
 from aidsafe.batch.inputs import Sample
 from aidsafe.batch.ledger import Ledger
 from aidsafe.batch.prices import PER_TOKEN, PriceError, PriceTable
-from aidsafe.batch.stores import CheckpointStore, SqliteStore
+from aidsafe.batch.stores import SqliteStore
 from aidsafe.nodes.context import Context, endpoint_urls
 from aidsafe.nodes.llm import WAVES, api_key, reply_from_body, usage_of
 
@@ -605,11 +606,7 @@ class Waves:
 
 
 async def run_waves(
-    job: GraphJob,
-    samples: Iterator[Sample],
-    store: CheckpointStore,
-    concurrency: int,
-    write: WriteOutcome,
+    run: EngineRun,
     settings: WaveSettings,
     *,
     ledger: Ledger | None,
@@ -619,16 +616,17 @@ async def run_waves(
     sleep: Sleep = asyncio.sleep,
 ) -> WaveReport:
     """Run the batch in waves in this process (see the module's docstring)."""
+    store = run.store
     if not isinstance(store, SqliteStore):
         raise ValueError("batch and offline modes keep their batches in SQLite checkpoints (no --checkpoint)")
-    async with open_graph(job, store, 0, None) as graph:
+    async with open_graph(run.job, store, 0, None) as graph:
         journal = Journal(store.path)
         waves = Waves(
-            job,
+            run.job,
             graph,
             settings,
-            write,
-            concurrency,
+            run.write,
+            run.concurrency,
             ledger=ledger,
             prices=prices,
             note=note,
@@ -636,7 +634,7 @@ async def run_waves(
             sleep=sleep,
             journal=journal,
         )
-        report = await waves.run(samples)
+        report = await waves.run(run.samples)
         if not journal.pending():  # every file answered: what a killed run left is stale
             for stale in [*settings.folder.glob("requests-*.jsonl"), *settings.folder.glob("results-*.jsonl")]:
                 stale.unlink()

@@ -124,6 +124,9 @@ class DeliberationStats:
             "revisions": {k: self.revisions[k] for k in ("carried", "revised", "regenerated") if self.revisions[k]},
         }
 
+    def text(self) -> str:
+        return stats_text(self.as_dict())
+
 
 def stats_text(stats: Mapping[str, Any]) -> str:
     """Two lines of `DeliberationStats.as_dict()` for the printed run summary."""
