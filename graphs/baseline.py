@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, unless_error
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, graph_builder, unless_error
 from aidsafe.nodes import baseline
 from aidsafe.nodes.agent import agent_node
-from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.state.deliberation import DeliberationInput, DeliberationOutput, DeliberationState
 
@@ -32,9 +31,7 @@ def build_graph(
     name: str = GRAPH_NAME,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the baseline graph; `model` as in `graphs.deliberation.build_graph`."""
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        DeliberationState, context_schema=Context, input_schema=DeliberationInput, output_schema=DeliberationOutput
-    )
+    builder = graph_builder(DeliberationState, DeliberationInput, DeliberationOutput)
     add_agent(builder, agent_node(baseline.NAME, "generator", baseline.generate, as_provider(model)))
     builder.add_node(COMPLETE_OUTPUT, complete_output(DeliberationOutput))
     builder.add_edge(START, baseline.NAME)

@@ -13,15 +13,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from aidsafe.graphs.wiring import add_agent, as_provider
+from aidsafe.graphs.wiring import add_agent, as_provider, graph_builder
 from aidsafe.nodes import bench_judge, bench_subject
 from aidsafe.nodes.agent import agent_node
 from aidsafe.nodes.bench_subject import Subject
-from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.state.bench import BenchInput, BenchOutput, BenchState
 
@@ -43,9 +42,7 @@ def build_graph(
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the bench graph for one model under test; `model` replaces every HTTP client (tests)."""
     provider = as_provider(model)
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        BenchState, context_schema=Context, input_schema=BenchInput, output_schema=BenchOutput
-    )
+    builder = graph_builder(BenchState, BenchInput, BenchOutput)
     builder.add_node(bench_subject.NAME, bench_subject.subject_node(subject, provider))
     for node, logic in (
         (bench_judge.HARM, bench_judge.judge_harm),

@@ -15,14 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, unless_error
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, graph_builder, unless_error
 from aidsafe.nodes import contrast_check, contrast_writer
 from aidsafe.nodes.agent import agent_node
-from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.state.contrast import ContrastInput, ContrastOutput, ContrastState
 
@@ -37,9 +36,7 @@ def build_graph(
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the contrast graph; `model` as in `graphs.deliberation.build_graph`."""
     provider = as_provider(model)
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        ContrastState, context_schema=Context, input_schema=ContrastInput, output_schema=ContrastOutput
-    )
+    builder = graph_builder(ContrastState, ContrastInput, ContrastOutput)
     add_agent(builder, agent_node(contrast_writer.NAME, "generator", contrast_writer.write, provider))
     add_agent(builder, agent_node(contrast_check.NAME, "judge", contrast_check.check, provider))
     builder.add_node(COMPLETE_OUTPUT, complete_output(ContrastOutput))

@@ -18,10 +18,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, unless_error
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, graph_builder, unless_error
 from aidsafe.nodes import initializer, refiner, termination
 from aidsafe.nodes.agent import agent_node
-from aidsafe.nodes.context import Context
 from aidsafe.nodes.deliberator import deliberator, node_name
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.state.deliberation import DeliberationInput, DeliberationOutput, DeliberationState
@@ -74,9 +73,7 @@ def build_graph(
     if n_deliberators < 1:
         raise ValueError("n_deliberators must be at least 1")
     provider = as_provider(model)
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        DeliberationState, context_schema=Context, input_schema=DeliberationInput, output_schema=DeliberationOutput
-    )
+    builder = graph_builder(DeliberationState, DeliberationInput, DeliberationOutput)
 
     add_initializer(builder, provider)
     add_rounds(builder, n_deliberators, provider)

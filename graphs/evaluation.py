@@ -20,14 +20,14 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, graph_builder
 from aidsafe.nodes import grader, harm_check, pairwise_judge
 from aidsafe.nodes.agent import agent_node
-from aidsafe.nodes.context import Context, node_context
+from aidsafe.nodes.context import node_context
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.nodes.scorer import ScorerFromContext
 from aidsafe.state.evaluation import RUBRICS, EvaluationInput, EvaluationOutput, EvaluationState
@@ -56,9 +56,7 @@ def build_graph(
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the evaluation graph; the judge is role "judge" (`judge_model`, `judge_base_url`)."""
     provider = as_provider(model)
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        EvaluationState, context_schema=Context, input_schema=EvaluationInput, output_schema=EvaluationOutput
-    )
+    builder = graph_builder(EvaluationState, EvaluationInput, EvaluationOutput)
     for side, nodes in (("run", RUBRIC_NODES), ("baseline", BASELINE_RUBRIC_NODES)):
         for rubric, node in zip(RUBRICS, nodes, strict=True):
             add_agent(builder, agent_node(node, "judge", grader.grader(rubric, side), provider))  # type: ignore[arg-type]

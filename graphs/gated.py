@@ -17,14 +17,13 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from aidsafe.graphs import deliberation
-from aidsafe.graphs.wiring import COMPLETE_OUTPUT, as_provider, complete_output, unless_error
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, as_provider, complete_output, graph_builder, unless_error
 from aidsafe.nodes import safety_gate
-from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.nodes.scorer import ScorerFromContext, ViolationScorer
 from aidsafe.state.deliberation import DeliberationInput
@@ -52,9 +51,7 @@ def build_graph(
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the gated deliberation; `model` and `scorer` as in `graphs.preference.build_graph`."""
     provider = as_provider(model)
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        GatedState, context_schema=Context, input_schema=DeliberationInput, output_schema=GatedOutput
-    )
+    builder = graph_builder(GatedState, DeliberationInput, GatedOutput)
     builder.add_node(
         DELIBERATION, deliberation.build_graph(n_deliberators, model=provider), metadata={"agent_role": "deliberation"}
     )

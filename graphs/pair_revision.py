@@ -14,13 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from aidsafe.graphs import preference
-from aidsafe.graphs.wiring import as_provider
-from aidsafe.nodes.context import Context
+from aidsafe.graphs.wiring import as_provider, graph_builder
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.nodes.scorer import ViolationScorer
 from aidsafe.state.revision import PairRevisionInput, PairRevisionOutput, PairRevisionState
@@ -42,9 +41,7 @@ def build_graph(
     name: str = GRAPH_NAME,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the pair revision graph; `model` and `scorer` as in `graphs.preference.build_graph`."""
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        PairRevisionState, context_schema=Context, input_schema=PairRevisionInput, output_schema=PairRevisionOutput
-    )
+    builder = graph_builder(PairRevisionState, PairRevisionInput, PairRevisionOutput)
     pairs = preference.build_graph(n_deliberators, model=as_provider(model), scorer=scorer)
     builder.add_node(PREFERENCE, pairs, metadata={"agent_role": "preference"})
     builder.add_conditional_edges(START, _entry, [PREFERENCE, END])

@@ -16,15 +16,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from aidsafe.graphs import deliberation
-from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, unless_error
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, graph_builder, unless_error
 from aidsafe.nodes import ear_whisperer, keep_best, whispered_generator
 from aidsafe.nodes.agent import agent_node
-from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.nodes.scorer import ScorerFromContext, ViolationScorer
 from aidsafe.state.preference import PreferenceInput, PreferenceOutput, PreferenceState
@@ -59,9 +58,7 @@ def build_graph(
     """
     provider = as_provider(model)
     violation_scorer = scorer or ScorerFromContext(provider)
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        PreferenceState, context_schema=Context, input_schema=PreferenceInput, output_schema=PreferenceOutput
-    )
+    builder = graph_builder(PreferenceState, PreferenceInput, PreferenceOutput)
     builder.add_node(
         DELIBERATION,
         deliberation.build_graph(n_deliberators, model=provider),

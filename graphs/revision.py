@@ -17,15 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from aidsafe.graphs.deliberation import FIRST_TURN, add_initializer, add_rounds
-from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output
+from aidsafe.graphs.wiring import COMPLETE_OUTPUT, add_agent, as_provider, complete_output, graph_builder
 from aidsafe.nodes import initializer, triage
 from aidsafe.nodes.agent import agent_node
-from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.state.revision import RevisionInput, RevisionOutput, RevisionState
 
@@ -56,9 +55,7 @@ def build_graph(
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the revision graph; `model` as in `graphs.deliberation.build_graph`."""
     provider = as_provider(model)
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        RevisionState, context_schema=Context, input_schema=RevisionInput, output_schema=RevisionOutput
-    )
+    builder = graph_builder(RevisionState, RevisionInput, RevisionOutput)
     add_agent(builder, agent_node(triage.NAME, "judge", triage.triage, provider))
     add_initializer(builder, provider)
     add_rounds(builder, n_deliberators, provider)

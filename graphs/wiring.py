@@ -10,6 +10,7 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.graph import StateGraph
 
 from aidsafe.nodes.agent import AgentNode
+from aidsafe.nodes.context import Context
 from aidsafe.nodes.llm import ModelProvider
 from aidsafe.state.outputs import missing_outputs
 
@@ -19,6 +20,12 @@ def as_provider(model: BaseChatModel | ModelProvider | None) -> ModelProvider | 
     if isinstance(model, BaseChatModel):
         return lambda _role, _ctx: model
     return model
+
+
+def graph_builder(state: type, input_schema: type, output_schema: type) -> StateGraph[Any, Any, Any, Any]:
+    """A graph over `state` whose runs take every setting from `Context` (the runtime context
+    Studio shows as a form) and show only `input_schema` and `output_schema` to callers."""
+    return StateGraph(state, context_schema=Context, input_schema=input_schema, output_schema=output_schema)
 
 
 def add_agent(builder: StateGraph[Any, Any, Any, Any], node: AgentNode, **metadata: Any) -> None:
