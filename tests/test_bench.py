@@ -335,6 +335,7 @@ def test_a_contrast_set_is_an_over_refusal_suite_as_written(tmp_path, capsys):
     assert suite["attack_success"] == {"count": 0, "n": 1, "rate": 0.0, "ci95": suite["attack_success"]["ci95"]}
 
 
+@pytest.mark.agreement  # SciPy
 def test_the_wilson_interval_is_scipys():
     """The report's interval is SciPy's Wilson score interval (no continuity correction), at every count."""
     from scipy.stats import binomtest
