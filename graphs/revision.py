@@ -65,3 +65,6 @@ def build_graph(
     builder.add_conditional_edges(triage.NAME, _after_triage, [FIRST_TURN, END, COMPLETE_OUTPUT])
     builder.add_edge(COMPLETE_OUTPUT, END)
     return builder.compile(checkpointer=checkpointer, name=name)
+
+
+graph = build_graph()

@@ -82,6 +82,12 @@ def test_studio_sees_the_contrast_graph_and_its_mix(langgraph_dev):
     assert "summing to 1" in context["contrast_mix"]["description"]
 
 
+def test_studio_sees_the_revision_graph(langgraph_dev):
+    assistant_id = assistant(langgraph_dev, "aidsafe_revision")
+    nodes = {node["id"] for node in get_sync_client(url=langgraph_dev).assistants.get_graph(assistant_id)["nodes"]}
+    assert {"triage", "initializer", "deliberator_1", "deliberator_2", "refiner"} <= nodes
+
+
 def test_a_run_through_the_sdk(langgraph_dev, stub_server):
     client = get_sync_client(url=langgraph_dev)
     thread = client.threads.create()
