@@ -18,7 +18,7 @@ from typing import Any
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.files import check_outputs
 from aidsafe.batch.revise import SampleWithRecord, read_revision_samples, revise_job
-from aidsafe.cli.batch import register_batch_command, run_command
+from aidsafe.cli.batch import default_output, register_batch_command, run_command
 from aidsafe.cli.options import UsageError
 from aidsafe.policies import load_policies
 from aidsafe.policies.diff import PolicyDiff, diff_policies
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     diff = policy_diff(args.from_policies, args.policy_file)
     check_made_under(diff, args)
     if args.from_policies:
-        output = Path(args.output) if args.output else Path(f"{Path(args.inputs[0]).name.split('.')[0]}.{KIND}.jsonl")
+        output = Path(args.output) if args.output else default_output(args.inputs, KIND)
         check_outputs([args.from_policies], [output])
     print("\n".join(diff.lines() or ["no policy text changed (name or version only)"]))
     return run_command(args, kind=KIND, make_job=make_job, reader=read_revision_samples)
