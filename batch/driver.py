@@ -374,9 +374,7 @@ async def _run(
     )
     if options.mode != "online":
         if options.engine != "local" or options.checkpoint is not None:
-            raise ValueError(
-                f"--mode {options.mode} runs in this process with SQLite checkpoints: no --engine ray or --checkpoint"
-            )
+            raise ValueError(MODE_ALONE.format(mode=options.mode))
         settings = job.settings.model_copy(update={"job": {**job.settings.job, "calls": options.mode}})
         job = replace(job, settings=settings)
     check_outputs(options.reads, options.writes())

@@ -617,8 +617,7 @@ async def run_waves(
 ) -> WaveReport:
     """Run the batch in waves in this process (see the module's docstring)."""
     store = run.store
-    if not isinstance(store, SqliteStore):
-        raise ValueError("batch and offline modes keep their batches in SQLite checkpoints (no --checkpoint)")
+    assert isinstance(store, SqliteStore), "the driver refuses --checkpoint in batch and offline modes (MODE_ALONE)"
     async with open_graph(run.job, store, 0, None) as graph:
         journal = Journal(store.path)
         waves = Waves(
