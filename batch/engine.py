@@ -29,7 +29,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, get_args
 
 from aiolimiter import AsyncLimiter
@@ -140,6 +140,12 @@ class GraphJob:
     statistics: Callable[[], RecordStatistics] | None = None
     """Makes the figures kept over the run's records (the summary's `deliberation`), if any."""
 
+    @cached_property
+    def run_context(self) -> Context:
+        """`context` validated once: every node of every sample reads this one `Context`, where a
+        dict would be validated again at each node (`nodes/context.resolve_context`)."""
+        return Context(**self.context)
+
     def thread_id(self, sample: Sample) -> str:
         parts = [self.name, self.settings.fingerprint, sample.id, sample.checkpoint_key()]
         key = json.dumps([*parts, self.namespace] if self.namespace else parts, sort_keys=True)
@@ -217,7 +223,7 @@ async def _run_graph(job: GraphJob, graph: Any, sample: Sample, purse: Purse | N
             state = await graph.ainvoke(
                 None if resumed else job.to_input(sample),
                 config,
-                context=job.context,
+                context=job.run_context,
                 durability=checkpoint_durability(),
             )
     except EmbeddedServerDied:
@@ -276,7 +282,7 @@ async def open_graph(job: GraphJob, store: CheckpointStore, shard: int, rpm: flo
         saver = await stack.enter_async_context(store.saver(shard))
         model: Any = job.model
         if model is None:
-            ctx = Context(**job.context)
+            ctx = job.run_context
             await asyncio.to_thread(ask_servers, ctx)  # once per process, before any call waits for it
             groups = endpoint_groups([ctx.base_url, ctx.judge_base_url])
             client = BalancedClient(groups, timeout=ctx.request_timeout)

@@ -61,7 +61,7 @@ from aidsafe.batch.inputs import Sample
 from aidsafe.batch.ledger import Ledger
 from aidsafe.batch.prices import PER_TOKEN, PriceError, PriceTable
 from aidsafe.batch.stores import SqliteStore
-from aidsafe.nodes.context import Context, endpoint_urls
+from aidsafe.nodes.context import endpoint_urls
 from aidsafe.nodes.llm import WAVES, api_key, reply_from_body, usage_of
 
 Mode = Literal["online", "batch", "offline"]
@@ -374,7 +374,7 @@ class Waves:
         self.job, self.graph, self.settings, self.write = job, graph, settings, write
         self.concurrency, self.ledger, self.prices = concurrency, ledger, prices
         self.note, self.say, self.sleep, self.journal = note, say, sleep, journal
-        self.ctx = Context(**job.context)
+        self.ctx = job.run_context
         self.waiting: dict[str, Sample] = {}
         self.pending: dict[str, tuple[Interrupt, ...]] = {}
         self.carried: set[str] = set()
@@ -419,12 +419,12 @@ class Waves:
                     state = await self.graph.ainvoke(
                         None if snap.values else self.job.to_input(sample),
                         config,
-                        context=self.job.context,
+                        context=self.ctx,
                         durability=checkpoint_durability(),
                     )
             else:
                 state = await self.graph.ainvoke(
-                    Command(resume=resume), config, context=self.job.context, durability=checkpoint_durability()
+                    Command(resume=resume), config, context=self.ctx, durability=checkpoint_durability()
                 )
         except Exception as exc:  # one sample's crash must not end the batch
             outcome = crashed(self.job, sample, exc, thread_id in self.carried)
