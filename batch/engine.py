@@ -142,9 +142,12 @@ class GraphJob:
 
     @cached_property
     def run_context(self) -> Context:
-        """`context` validated once: every node of every sample reads this one `Context`, where a
-        dict would be validated again at each node (`nodes/context.resolve_context`)."""
-        return Context(**self.context)
+        """`context` validated once, with the policy set the run started with: every node of every
+        sample reads this one `Context` (a dict would be validated again at each node, and its
+        policy file read again, edits and all)."""
+        ctx = Context(**self.context)
+        ctx.policies = self.settings.policies
+        return ctx
 
     def thread_id(self, sample: Sample) -> str:
         parts = [self.name, self.settings.fingerprint, sample.id, sample.checkpoint_key()]

@@ -13,10 +13,10 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from aidsafe.nodes.context import Context, GraphName, Role
-from aidsafe.policies import load_policies
+from aidsafe.policies import PolicySet
 
 
 class RunSettings(BaseModel):
@@ -27,13 +27,19 @@ class RunSettings(BaseModel):
     graph: GraphName
     role_models: dict[Role, str]
     """The model each role of the graph calls (prices are looked up for these)."""
-    policy_set: str
-    """The policy set's content hash (its file's path does not change results; its text does)."""
+    policies: PolicySet = Field(exclude=True)
+    """The policy set the run started with: every node of every sample reads this one
+    (`GraphJob.run_context`), so an edit of the file during a long run waits for the next run."""
     context: dict[str, Any]
     """Every other `Context` field whose `changes` metadata names this graph and that is set (an unset
     model override is the same run as none: `role_models` holds the model each role calls)."""
     job: dict[str, Any]
     """The job's own (`n_deliberators`, the model under test's identity, ...)."""
+
+    @property
+    def policy_set(self) -> str:
+        """The policy set's content hash (its file's path does not change results; its text does)."""
+        return self.policies.hash
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -57,7 +63,7 @@ def run_settings(ctx: Context, graph: GraphName, roles: Sequence[Role], **job: A
     return RunSettings(
         graph=graph,
         role_models={role: ctx.model_for(role) for role in roles},
-        policy_set=load_policies(ctx.policy_file).hash,
+        policies=ctx.policies,
         context=context,
         job=job,
     )

@@ -43,7 +43,7 @@ from aidsafe.nodes.llm import (
     servers_unknown,
 )
 from aidsafe.nodes.templates import template
-from aidsafe.policies import PolicyFileError, PolicySet, load_policies
+from aidsafe.policies import PolicyFileError, PolicySet
 from aidsafe.state.answers import AnswerContext, CorrectionDraft, ThoughtDraft, answer_schema
 from aidsafe.state.deliberation import DeliberationState, Intents, Refusal, Repair, Thought, add_usage, no_usage
 
@@ -169,7 +169,7 @@ def turn_labels(role: Role, state: Mapping[str, Any], config: RunnableConfig) ->
     if "rounds" in state or role == "deliberator":
         metadata["round"] = state.get("rounds", 0) + (role == "deliberator")
     with suppress(PolicyFileError):  # the turn itself reports a bad file as its error
-        metadata["policy_set"] = load_policies(ctx.policy_file).hash
+        metadata["policy_set"] = ctx.policies.hash
     return {**config, "metadata": metadata, "tags": [*(config.get("tags") or []), f"role:{role}"]}
 
 
@@ -218,7 +218,7 @@ def agent_node(name: str, role: Role, logic: AgentLogic[Any], provider: ModelPro
         calls: list[StructuredCall] = []
         try:
             ctx = node_context(config)
-            policies = load_policies(ctx.policy_file)
+            policies = ctx.policies
             steps = logic(state, ctx, policies)
             ask = next(steps)
             while True:

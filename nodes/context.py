@@ -19,7 +19,7 @@ import os
 import typing
 from collections.abc import Mapping
 from dataclasses import field, fields
-from functools import cache
+from functools import cache, cached_property
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -30,6 +30,7 @@ from langgraph.runtime import get_runtime
 from pydantic import AfterValidator, ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
+from aidsafe.policies import PolicySet, load_policies
 from aidsafe.state.contrast import DEFAULT_MIX, MAX_VARIANTS, Mix, parse_mix
 
 EMBEDDED = "embedded"
@@ -272,6 +273,12 @@ class Context:
     def model_for(self, role: Role) -> str:
         override: str | None = getattr(self, f"{role}_model", None)
         return override or self.model
+
+    @cached_property
+    def policies(self) -> PolicySet:
+        """The policy set of `policy_file`, read once per `Context`. A batch's nodes share one
+        `Context` holding the set its run started with (`GraphJob.run_context`)."""
+        return load_policies(self.policy_file)
 
     def base_url_for(self, role: Role) -> str:
         return (self.judge_base_url if role == "judge" else None) or self.base_url

@@ -45,7 +45,7 @@ from aidsafe.nodes.llm import (
     usage_of,
 )
 from aidsafe.nodes.templates import template
-from aidsafe.policies import PolicyFileError, PolicySet, load_policies
+from aidsafe.policies import PolicyFileError, PolicySet
 from aidsafe.state.answers import SafeguardVerdict
 from aidsafe.state.deliberation import Usage, no_usage
 from aidsafe.state.preference import Part, PreferenceState, Side, output_to_score, scored
@@ -176,7 +176,7 @@ class GuardJudge:
             answer = ""
             try:
                 ctx = node_context(config)
-                policies = load_policies(ctx.policy_file)
+                policies = ctx.policies
                 request = self.format.request(state["prompt"], content_of(state, side, part), part, policies)
                 model = with_body(self.provider("judge", ctx), request.extra_body)
                 reply = yield Request(model, request.messages, ctx.model_for("judge"), ctx.max_tokens, NO_SCHEMA)

@@ -23,7 +23,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from pydantic import ValidationError
 
 from aidsafe.nodes.context import Context, node_context
-from aidsafe.policies import PolicyFileError, load_policies
+from aidsafe.policies import PolicyFileError
 from aidsafe.state.answers import ClassifierVerdict
 from aidsafe.state.preference import Part, PreferenceState, Side, output_to_score, scored
 
@@ -119,7 +119,7 @@ class HttpSafetyClassifier:
             "prompt": state["prompt"],
             "thoughts": [t["text"] for t in sample["thoughts"]],
             "response": "" if part == "thoughts" else sample["response"],
-            "policies": load_policies(ctx.policy_file).model_dump(mode="json")["policies"],
+            "policies": ctx.policies.model_dump(mode="json")["policies"],
             "part": part,
         }
         return ctx, url, body

@@ -62,3 +62,32 @@ def test_unreadable_and_unparsable_files(tmp_path):
     broken.write_text("name: [unclosed\n")
     with pytest.raises(PolicyFileError, match="not a readable"):
         load_policies(broken)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_policy_file_edited_mid_run_changes_nothing_in_that_run(tmp_path, workers):
+    """A team editing its policy file while a long run goes on: the run keeps the set it started
+    with (the one its fingerprint and every record name), and the edit applies to the next run."""
+    from tests.fakes import StubServer, generate, prompts, read_jsonl, schema_answer, write_jsonl
+
+    policy_file = tmp_path / "policies.yaml"
+    policy_file.write_text(DEFAULT_POLICY_FILE.read_text())
+    started_with = load_policies(policy_file).hash
+    edited = DEFAULT_POLICY_FILE.read_text().replace("Praise or promotion", "EDITED-MID-RUN praise")
+
+    def edit_after_the_first_answer(request: dict) -> str:
+        if policy_file.read_text() != edited:
+            policy_file.write_text(edited)
+        return schema_answer(request)
+
+    inputs = write_jsonl(tmp_path / "in.jsonl", prompts(3))
+    with StubServer(respond=edit_after_the_first_answer) as server:
+        code = generate(
+            server, str(inputs), "-o", str(tmp_path / "out.jsonl"), "--policies", str(policy_file), "--workers", workers
+        )
+    records = read_jsonl(tmp_path / "out.jsonl")
+    assert code == 0 and len(records) == 3
+    assert load_policies(policy_file).hash != started_with  # the file was edited during the run
+    assert {r["policy_set"] for r in records} == {r["settings"]["policy_set"] for r in records} == {started_with}
+    sent = [m["content"] for request in server.requests for m in request["messages"]]
+    assert not any("EDITED-MID-RUN" in text for text in sent)
