@@ -1,4 +1,5 @@
-"""Several endpoints for one model: the batch's HTTP client spreads requests over them.
+"""The model servers a run talks to: the embedded one it starts (`model_server`), or the endpoints
+it is given, over which the batch's HTTP client spreads requests.
 
 `--base-url` given several times (or as a file of URLs) becomes one comma-separated `base_url`;
 the chat model is built for the first URL, and `BalancedClient`, the openai SDK's aiohttp client
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +28,8 @@ from typing import Any
 import httpx2
 import openai
 
-from aidsafe.nodes.context import EMBEDDED, endpoint_urls
+from aidsafe.embedded.llama_server import EmbeddedServer
+from aidsafe.nodes.context import EMBEDDED, Context, endpoint_urls
 
 EndpointTally = dict[str, list[int]]
 """URL -> [calls, errors]."""
@@ -161,3 +164,17 @@ class BalancedClient(openai.DefaultAioHttpClient):  # type: ignore[misc, valid-t
 def endpoint_groups(base_urls: Sequence[str | None]) -> list[list[str]]:
     """The endpoint lists among the run's `base_url` values (one per role), but the embedded one."""
     return [endpoint_urls(value) for value in dict.fromkeys(base_urls) if value and value != EMBEDDED]
+
+
+@contextmanager
+def model_server(context: dict[str, Any], threads: int | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the context with a concrete `base_url`, starting the embedded server if asked (the CLI
+    and `aidsafe serve` both need one).
+
+    The embedded server is stopped by PID when the block ends, also on Ctrl-C and errors.
+    """
+    if Context(**context).base_url != EMBEDDED:
+        yield context
+        return
+    with EmbeddedServer(n_threads=threads) as server:
+        yield {**context, "base_url": server.base_url}

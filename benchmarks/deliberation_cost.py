@@ -16,7 +16,7 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from aidsafe.batch.served import model_server
+from aidsafe.batch.endpoints import model_server
 from aidsafe.graphs.deliberation import build_graph
 from aidsafe.nodes.context import Context
 

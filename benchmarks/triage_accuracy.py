@@ -28,7 +28,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from aidsafe.batch.served import model_server
+from aidsafe.batch.endpoints import model_server
 from aidsafe.graphs.wiring import add_agent
 from aidsafe.nodes import initializer, triage
 from aidsafe.nodes.agent import agent_node

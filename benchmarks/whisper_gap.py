@@ -24,7 +24,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from aidsafe.batch.served import model_server
+from aidsafe.batch.endpoints import model_server
 from aidsafe.embedded import MODEL_ALIAS
 from aidsafe.graphs import preference
 from aidsafe.graphs.deliberation import unless_error

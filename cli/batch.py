@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, get_args
 
 from aidsafe.batch.driver import MODE_ALONE, BatchOptions, run_batch
+from aidsafe.batch.endpoints import model_server
 from aidsafe.batch.engine import GraphJob
 from aidsafe.batch.files import check_outputs
 from aidsafe.batch.inputs import DEFAULT_MAX_PROMPT_CHARS, InputProblem, ReadOptions, Sample, read_samples
 from aidsafe.batch.prices import PriceError, PriceOptions, PriceTable
-from aidsafe.batch.served import model_server
 from aidsafe.cli.exit_codes import COST_CAP_REACHED
 from aidsafe.cli.options import UsageError, add_model_arguments, add_setting, context_from_args
 from aidsafe.embedded.llama_server import EmbeddedServerDied, died_at

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from aidsafe.batch.driver import run_batch
+from aidsafe.batch.endpoints import model_server
 from aidsafe.batch.files import check_outputs
-from aidsafe.batch.served import model_server
 from aidsafe.bench.job import BenchColumns, SuiteSpec, bench_job, read_bench_samples
 from aidsafe.bench.report import BenchResults, read_results, write_report
 from aidsafe.bench.subjects import ModelSpecError, ModelUnderTest, parse_model, serve_model

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aidsafe.batch.driver import BatchOptions, run_batch
+from aidsafe.batch.endpoints import model_server
 from aidsafe.batch.evaluate import (
     GradedSample,
     GradingOptions,
@@ -30,7 +31,6 @@ from aidsafe.batch.evaluate import (
 )
 from aidsafe.batch.files import check_outputs, replace_together
 from aidsafe.batch.inputs import ReadOptions
-from aidsafe.batch.served import model_server
 from aidsafe.cli.batch import (
     add_batch_arguments,
     batch_options,

@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aidsafe.batch.endpoints import model_server
 from aidsafe.batch.inputs import prompt_problem
-from aidsafe.batch.served import model_server
 from aidsafe.graphs import contrast, deliberation, gated, preference
 from aidsafe.nodes.context import Context, setting_annotations
 from aidsafe.serving.limits import BadBody, BodyTooSlow, parse_json, read_body, timed_protocol
