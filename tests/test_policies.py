@@ -64,7 +64,7 @@ def test_unreadable_and_unparsable_files(tmp_path):
         load_policies(broken)
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_a_policy_file_edited_mid_run_changes_nothing_in_that_run(tmp_path, workers):
     """A team editing its policy file while a long run goes on: the run keeps the set it started
     with (the one its fingerprint and every record name), and the edit applies to the next run."""
