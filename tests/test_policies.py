@@ -67,7 +67,13 @@ def test_unreadable_and_unparsable_files(tmp_path):
 @pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_a_policy_file_edited_mid_run_changes_nothing_in_that_run(tmp_path, workers):
     """A team editing its policy file while a long run goes on: the run keeps the set it started
-    with (the one its fingerprint and every record name), and the edit applies to the next run."""
+    with (the one its fingerprint and every record name), and the edit applies to the next run.
+    Ray actors: `test_ray_engine.py`."""
+    assert_an_edit_mid_run_changes_nothing(tmp_path, "--workers", workers)
+
+
+def assert_an_edit_mid_run_changes_nothing(tmp_path, *flags: str) -> None:
+    """Edit the policy file at the run's first model call; no request and no record may see the edit."""
     from tests.fakes import StubServer, generate, prompts, read_jsonl, schema_answer, write_jsonl
 
     policy_file = tmp_path / "policies.yaml"
@@ -82,9 +88,7 @@ def test_a_policy_file_edited_mid_run_changes_nothing_in_that_run(tmp_path, work
 
     inputs = write_jsonl(tmp_path / "in.jsonl", prompts(3))
     with StubServer(respond=edit_after_the_first_answer) as server:
-        code = generate(
-            server, str(inputs), "-o", str(tmp_path / "out.jsonl"), "--policies", str(policy_file), "--workers", workers
-        )
+        code = generate(server, str(inputs), "-o", str(tmp_path / "out.jsonl"), "--policies", str(policy_file), *flags)
     records = read_jsonl(tmp_path / "out.jsonl")
     assert code == 0 and len(records) == 3
     assert load_policies(policy_file).hash != started_with  # the file was edited during the run

@@ -38,6 +38,7 @@ from tests.runs import (
 )
 from tests.services import RayHead, descendants, listening_addresses, ray_cluster, stop_pids
 from tests.test_cost import assert_hard_cap, in_process
+from tests.test_policies import assert_an_edit_mid_run_changes_nothing
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +113,12 @@ def test_max_cost_is_a_hard_cap_over_ray_actors(tmp_path, ray_head, database, su
     run = in_process(subcommand, *flags, *ray_flags(ray_head, database), "--workers", "2")
     assert_hard_cap(tmp_path, run, prompts(samples))
     assert checkpoint_rows(database) == 0
+
+
+def test_a_policy_file_edited_mid_run_changes_nothing_on_ray_actors(tmp_path, ray_head, database):
+    """The set the driver read at the start is the one every actor deliberates over (it travels in
+    the job, not as a path each actor reads again)."""
+    assert_an_edit_mid_run_changes_nothing(tmp_path, *ray_flags(ray_head, database), "--workers", "2")
 
 
 def test_a_killed_ray_worker_is_restarted_and_its_samples_resume(tmp_path, ray_head, database):
