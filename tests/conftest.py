@@ -1,4 +1,5 @@
 import itertools
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,11 @@ from tests.services import postgres_server
 
 def pytest_configure(config: pytest.Config) -> None:
     tiers.configure(config)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A shell without job control (`nohup pytest ... &`, a script's `cmd &`) starts pytest with
+        # Ctrl-C ignored, and every child inherits it: the tests that press Ctrl-C need it
+        # delivered as a terminal delivers it (a Python handler, unlike SIG_IGN, is not inherited).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
